@@ -1,0 +1,53 @@
+# The single entry point. On a fresh machine: `make run` then `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= data/demo
+DEMO_LISTINGS ?= 20000
+LISTEN ?= 127.0.0.1:50051
+METRICS_PORT ?= 9464
+PROTOS := $(wildcard proto/sanction/v1/*.proto)
+STUBS := gen/sanction/v1/restriction_pb2.py
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test proto lint demo clean bench
+
+# grpcio-tools is bootstrapped first because the package (which includes the stubs)
+# cannot be installed before the stubs exist.
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "grpcio-tools>=1.60" "googleapis-common-protos>=1.60"
+
+$(STUBS): $(PROTOS) | $(PY)
+	rm -rf gen && mkdir -p gen
+	$(PY) -m grpc_tools.protoc -Iproto -I"$$($(PY) -c 'import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))')" \
+		--python_out=gen --grpc_python_out=gen --pyi_out=gen $(PROTOS)
+	touch gen/sanction/__init__.py gen/sanction/v1/__init__.py
+
+proto: $(STUBS)
+
+$(INSTALLED): pyproject.toml $(STUBS)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(INSTALLED)
+	@if [ ! -f $(DATA_DIR)/data.mdb ]; then \
+		echo "making a demo list of $(DEMO_LISTINGS) listings in $(DATA_DIR)"; \
+		$(VENV)/bin/sanction init --data-dir $(DATA_DIR) && \
+		$(VENV)/bin/sanction synth --seed 1 --listings $(DEMO_LISTINGS) --out $(DATA_DIR)/demo-feed.jsonl \
+			--probes $(DATA_DIR)/demo-probes.jsonl && \
+		$(VENV)/bin/sanction load --data-dir $(DATA_DIR) $(DATA_DIR)/demo-feed.jsonl; \
+	fi
+
+run: demo
+	$(VENV)/bin/sanction serve --data-dir $(DATA_DIR) --listen $(LISTEN) --metrics-port $(METRICS_PORT)
+
+test: $(INSTALLED)
+	$(PY) -m pytest -q
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check sanction_service loaders clients tests benchmarks
+
+clean:
+	rm -rf gen $(VENV) .pytest_cache

@@ -1,0 +1,290 @@
+"""The `sanction` command: serve, init, load, check, lookup, listing, stats, synth.
+
+Flags default to the environment variables of `settings` (named in each --help).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+from .settings import PEPPER_FILE, PREFILTER_FILE, Settings
+
+log = logging.getLogger("sanction")
+
+
+def _common(parser: argparse.ArgumentParser, defaults: Settings) -> None:
+    parser.add_argument("--data-dir", default=defaults.data_dir, help="store directory [SANCTION_DATA_DIR] (%(default)s)")
+    parser.add_argument("--pepper-file", default=defaults.pepper_file,
+                        help="file holding the secret pepper [SANCTION_PEPPER_FILE] (default <data-dir>/pepper); "
+                             "or set SANCTION_PEPPER to hex")
+    parser.add_argument("--log-level", default=defaults.log_level, help="[SANCTION_LOG_LEVEL] (%(default)s)")
+
+
+def _target(parser: argparse.ArgumentParser, defaults: Settings) -> None:
+    parser.add_argument("--target", default=defaults.listen, help="server address [SANCTION_LISTEN] (%(default)s)")
+    parser.add_argument("--timeout", type=float, default=2.0, help="deadline per call in seconds (%(default)s)")
+
+
+def _document(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--document-type", default="RESIDENT_ID",
+                        help="RESIDENT_ID, USCC, PASSPORT, HK_MACAO_PERMIT, TAIWAN_PERMIT, "
+                             "FOREIGN_PERMANENT_RESIDENT_ID (%(default)s)")
+    parser.add_argument("--number", required=True, help="document number")
+    parser.add_argument("--country", default="", help="issuing country (ISO alpha-3) for PASSPORT")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(prog="sanction", description="Defaulter-list restriction service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve checks over gRPC")
+    _common(p, defaults)
+    p.add_argument("--listen", default=defaults.listen, help="host:port [SANCTION_LISTEN] (%(default)s)")
+    p.add_argument("--metrics-port", type=int, default=defaults.metrics_port,
+                   help="Prometheus /metrics port, 0 to disable [SANCTION_METRICS_PORT] (%(default)s)")
+    p.add_argument("--no-prefilter", action="store_true", help="answer every check from LMDB [SANCTION_PREFILTER=off]")
+    p.add_argument("--threads", type=int, default=defaults.grpc_threads, help="gRPC worker threads (%(default)s)")
+
+    p = sub.add_parser("init", help="create the pepper file (if none) and an empty store")
+    _common(p, defaults)
+
+    p = sub.add_parser("load", help="apply a JSON Lines feed to the store")
+    _common(p, defaults)
+    p.add_argument("feed", help="feed file (JSON Lines, DOMAIN.md §6)")
+    p.add_argument("--rejects", help="where to write rejected lines (default <feed>.rejects.jsonl)")
+    p.add_argument("--batch-size", type=int, default=1000, help="events per write transaction (%(default)s)")
+    p.add_argument("--create", action="store_true", help="create the store if it does not exist")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
+
+    p = sub.add_parser("check", help="ask the server whether a passenger may buy a ticket")
+    _target(p, defaults)
+    _document(p)
+    p.add_argument("--name", default="", help="passenger name as booked")
+    p.add_argument("--mode", choices=["FLIGHT", "RAIL", "SHIP"], help="travel mode (omit: restricted at all?)")
+    p.add_argument("--train", default="", help="train number, e.g. G1234 (RAIL)")
+    p.add_argument("--rail-class", default="", help="e.g. SECOND, FIRST, BUSINESS, SOFT_SLEEPER (RAIL)")
+    p.add_argument("--cabin", default="", help="flight cabin (informational)")
+    p.add_argument("--ship-class", default="", help="SPECIAL, FIRST, SECOND, THIRD, FOURTH, SEAT (SHIP)")
+    p.add_argument("--date", type=date.fromisoformat, help="travel date YYYY-MM-DD (default: today, Asia/Shanghai)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    p = sub.add_parser("lookup", help="every listing (active and lifted) naming a document")
+    _target(p, defaults)
+    _document(p)
+
+    p = sub.add_parser("listing", help="show one listing by listing_id")
+    _target(p, defaults)
+    p.add_argument("listing_id")
+
+    p = sub.add_parser("stats", help="the list's figures: active listings, refusals, performances")
+    _target(p, defaults)
+
+    p = sub.add_parser("synth", help="write a deterministic synthetic feed (and a probe file)")
+    p.add_argument("--seed", type=int, default=1, help="(%(default)s)")
+    p.add_argument("--listings", type=int, default=20_000, help="LIST events to generate (%(default)s)")
+    p.add_argument("--out", required=True, help="feed file to write")
+    p.add_argument("--probes", help="also write probe documents with their expected status here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    return COMMANDS[args.command](args)
+
+
+def _settings(args) -> Settings:
+    settings = Settings()
+    settings.data_dir = args.data_dir
+    settings.pepper_file = args.pepper_file
+    return settings
+
+
+def cmd_serve(args) -> int:
+    from .grpc_api.server import serve
+    from .pepper import PepperError
+    from .store import StoreError
+
+    settings = _settings(args)
+    settings.listen = args.listen
+    settings.metrics_port = args.metrics_port
+    settings.grpc_threads = args.threads
+    if args.no_prefilter:
+        settings.prefilter_enabled = False
+    try:
+        return serve(settings)
+    except (StoreError, PepperError) as exc:
+        log.error("refusing to serve: %s", exc)
+        return 2
+
+
+def cmd_init(args) -> int:
+    from .grpc_api.server import open_store
+    from .pepper import create_pepper_file
+
+    settings = _settings(args)
+    if not settings.pepper_file and not settings.pepper_hex:
+        path = Path(settings.data_dir) / PEPPER_FILE
+        if create_pepper_file(path):
+            log.info("created a new pepper in %s (keep it secret; the store is useless without it)", path)
+    store, _ = open_store(settings, create=True)
+    with store.read() as view:
+        log.info("store at %s is ready (data version %d)", settings.data_dir, view.seq())
+    store.close()
+    return 0
+
+
+def cmd_load(args) -> int:
+    from loaders.feed import load_feed
+
+    from .grpc_api.server import open_store
+    from .ledger import Ledger
+    from .pepper import PepperError
+    from .prefilter import Prefilter, PrefilterUnusable
+    from .store import StoreError
+
+    settings = _settings(args)
+    try:
+        store, pepper = open_store(settings, create=args.create)
+    except (StoreError, PepperError) as exc:
+        log.error("cannot load: %s", exc)
+        return 2
+    rejects = args.rejects or f"{args.feed}.rejects.jsonl"
+    summary = load_feed(Ledger(store, pepper), args.feed, rejects, batch_size=args.batch_size,
+                        show_progress=args.progress)
+    # Refresh a persisted prefilter so the next server start need not replay the journal.
+    prefilter_path = Path(settings.data_dir) / PREFILTER_FILE
+    with store.read() as view:
+        try:
+            prefilter = Prefilter.load(prefilter_path, view)
+            prefilter.catch_up(view)
+            prefilter.save(prefilter_path, view)
+        except PrefilterUnusable:
+            pass  # the server rebuilds it at start
+    store.close()
+    print(summary.describe())
+    return 1 if summary.rejected else 0
+
+
+def _client(args):
+    from clients.sanction_client import RestrictionClient
+
+    return RestrictionClient(args.target, timeout=args.timeout)
+
+
+def _passenger(args):
+    from clients.sanction_client import Passenger
+
+    return Passenger(args.document_type, args.number, args.country, getattr(args, "name", ""))
+
+
+def _run_client(action) -> int:
+    from clients.sanction_client import ServiceError
+
+    try:
+        return action()
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for field, description in exc.field_violations:
+            print(f"  {field}: {description}", file=sys.stderr)
+        return 2
+
+
+def cmd_check(args) -> int:
+    from clients.sanction_client import Trip
+
+    trip = Trip(args.mode, args.train, args.rail_class, args.cabin, args.ship_class) if args.mode else None
+
+    def run() -> int:
+        with _client(args) as client:
+            outcome = client.check(_passenger(args), trip, args.date)
+        if args.json:
+            print(json.dumps(outcome, default=_jsonable, ensure_ascii=False, indent=2))
+            return 0
+        print(f"{outcome.decision}  {outcome.masked_document}  restricted={outcome.restricted}  "
+              f"data_version={outcome.data_version}" + ("  NAME MISMATCH" if outcome.name_mismatch else ""))
+        for m in outcome.matches:
+            role = "" if m.role == "SUBJECT" else f" as {m.role} of {m.organization_name}"
+            flags = " [caused denial]" if m.caused_denial else (" [exempted]" if m.exemption_applied else "")
+            print(f"  {m.list_type}{role}: case {m.case_number}, {m.court}, listed {m.listed_on}, "
+                  f"expires {m.expires_on or 'no fixed end'}{flags}")
+        return 0
+
+    return _run_client(run)
+
+
+def _jsonable(value):
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(value):
+        return asdict(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(type(value))
+
+
+def _print_message(message) -> None:
+    from google.protobuf import json_format
+
+    print(json.dumps(json_format.MessageToDict(message), ensure_ascii=False, indent=2))
+
+
+def cmd_lookup(args) -> int:
+    def run() -> int:
+        with _client(args) as client:
+            _print_message(client.lookup_person(_passenger(args)))
+        return 0
+
+    return _run_client(run)
+
+
+def cmd_listing(args) -> int:
+    def run() -> int:
+        with _client(args) as client:
+            _print_message(client.get_listing(args.listing_id))
+        return 0
+
+    return _run_client(run)
+
+
+def cmd_stats(args) -> int:
+    def run() -> int:
+        with _client(args) as client:
+            _print_message(client.stats())
+        return 0
+
+    return _run_client(run)
+
+
+def cmd_synth(args) -> int:
+    from loaders import synth
+
+    n = synth.write_feed(args.out, args.seed, args.listings)
+    log.info("wrote %d events to %s", n, args.out)
+    if args.probes:
+        p = synth.write_probes(args.probes, args.seed, args.listings)
+        log.info("wrote %d probes to %s", p, args.probes)
+    return 0
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "init": cmd_init,
+    "load": cmd_load,
+    "check": cmd_check,
+    "lookup": cmd_lookup,
+    "listing": cmd_listing,
+    "stats": cmd_stats,
+    "synth": cmd_synth,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

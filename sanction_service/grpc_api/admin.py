@@ -1,0 +1,86 @@
+"""ListAdminService: apply events, read listings, look up persons, statistics."""
+
+from __future__ import annotations
+
+import json
+
+from sanction.v1 import admin_pb2
+from sanction.v1 import admin_pb2_grpc
+from sanction.v1 import restriction_pb2 as pb
+
+from .. import metrics
+from ..checker import Checker, parse_document
+from ..events import EventRejected
+from ..identity import InvalidDocument
+from ..ledger import REJECTED, FeedLine, Ledger
+from ..stats import read_stats
+from . import errors
+from .convert import listing_message, match_message
+
+
+class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
+    def __init__(self, checker: Checker, ledger: Ledger):
+        self.checker = checker
+        self.ledger = ledger
+
+    def ApplyEvents(self, request, context):
+        lines = [_decode(n, text) for n, text in enumerate(request.events, 1)]
+        summary = admin_pb2.ApplyEventsResponse()
+        for outcome in self.ledger.apply(lines):
+            metrics.EVENTS.labels(outcome.status.lower()).inc()
+            if outcome.status == REJECTED:
+                summary.rejected += 1
+                summary.rejects.add(line=outcome.line, event_id=outcome.event_id, reason=outcome.reason,
+                                    field=outcome.field)
+            elif outcome.status == "DUPLICATE":
+                summary.duplicates += 1
+            else:
+                summary.applied += 1
+        with self.checker.store.read() as view:
+            summary.data_version = view.seq()
+        return summary
+
+    def GetListing(self, request, context):
+        if not request.listing_id:
+            errors.abort(context, errors.bad_request("listing_id", "is required"))
+        with self.checker.store.read() as view:
+            listing = view.listing(request.listing_id)
+            if listing is None:
+                errors.abort(context, errors.not_found("no listing with that listing_id"))
+            exemptions = [e for p in listing["persons"]
+                          for e in view.exemptions(bytes.fromhex(p["key"]), listing["listing_id"])]
+            return listing_message(listing, exemptions, view.seq())
+
+    def LookupPerson(self, request, context):
+        doc = request.document
+        try:
+            if not request.HasField("document") or doc.type == pb.DOCUMENT_TYPE_UNSPECIFIED:
+                raise InvalidDocument("document.type", "is required")
+            document = parse_document(pb.DocumentType.Name(doc.type), doc.number, doc.country)
+        except InvalidDocument as exc:
+            errors.abort(context, errors.bad_request(exc.field, exc.reason))
+        found, seq = self.checker.lookup_person(document)
+        return admin_pb2.LookupPersonResponse(masked_document=document.masked(),
+                                              listings=[match_message(f) for f in found], data_version=seq)
+
+    def GetStats(self, request, context):
+        self.checker.refusals.flush(self.checker.store)
+        with self.checker.store.read() as view:
+            stats = read_stats(view)
+        return admin_pb2.Stats(
+            active_listings_by_type=[admin_pb2.Count(key=k, value=v) for k, v in stats.active_listings_by_type.items()],
+            persons_restricted=stats.persons_restricted,
+            refused_checks_by_mode=[admin_pb2.Count(key=k, value=v) for k, v in stats.refused_checks_by_mode.items()],
+            voluntary_performances=stats.voluntary_performances,
+            delistings_by_reason=[admin_pb2.Count(key=k, value=v) for k, v in stats.delistings_by_reason.items()],
+            data_version=stats.data_version,
+            last_event_time=stats.last_event_time,
+            active_listings=stats.active_listings,
+        )
+
+
+def _decode(line: int, text: str) -> FeedLine:
+    try:
+        return FeedLine(line, json.loads(text))
+    except ValueError:
+        return FeedLine(line, error=EventRejected("", "not valid JSON"))

@@ -1,0 +1,41 @@
+"""Rich gRPC errors (google.rpc.Status with details) via grpcio-status.
+
+Messages name the field and the rule, never the value: a full ID number must not reach
+an error text.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+def bad_request(field: str, description: str) -> status_pb2.Status:
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(
+        field_violations=[error_details_pb2.BadRequest.FieldViolation(field=field, description=description)]
+    ))
+    return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=f"{field}: {description}", details=[detail])
+
+
+def unavailable(message: str, retry_seconds: int = 1) -> status_pb2.Status:
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay={"seconds": retry_seconds}))
+    return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
+
+
+def not_found(message: str) -> status_pb2.Status:
+    return status_pb2.Status(code=code_pb2.NOT_FOUND, message=message)
+
+
+def abort(context: grpc.ServicerContext, status: status_pb2.Status) -> None:
+    context.abort_with_status(rpc_status.to_status(status))
+
+
+def code_name(status: status_pb2.Status) -> str:
+    return _NAMES.get(status.code, str(status.code))
+
+
+_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}

@@ -1,0 +1,150 @@
+"""Assembles and runs the gRPC server: servicers, standard health and reflection, metrics.
+
+Start-up order is fail-closed: the store is opened (and its pepper verified) before the
+port is bound, so a missing, corrupt or foreign store never serves at all; health stays
+NOT_SERVING until the prefilter covers the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sanction.v1 import admin_pb2, admin_pb2_grpc, restriction_pb2, restriction_pb2_grpc
+
+from .. import metrics
+from ..checker import Checker
+from ..identity import pepper_fingerprint
+from ..ledger import Ledger
+from ..pepper import load_pepper
+from ..settings import MAX_MESSAGE_BYTES, PEPPER_FILE, PREFILTER_FILE, Settings
+from ..stats import read_stats
+from ..store import Store
+from .admin import ListAdminServicer
+from .restriction import RestrictionServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    restriction_pb2.DESCRIPTOR.services_by_name["RestrictionService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["ListAdminService"].full_name,
+)
+
+
+def open_store(settings: Settings, *, create: bool = False) -> tuple[Store, bytes]:
+    pepper_file = settings.pepper_file or str(Path(settings.data_dir) / PEPPER_FILE)
+    pepper = load_pepper(pepper_hex=settings.pepper_hex, pepper_file=pepper_file)
+    store = Store(settings.data_dir, pepper_fingerprint(pepper), create=create, map_size=settings.map_size)
+    return store, pepper
+
+
+@dataclass
+class Service:
+    """One server process: store, checker, gRPC server and health."""
+
+    settings: Settings
+    store: Store
+    checker: Checker
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+
+    def warm_up(self) -> str:
+        how = self.checker.warm_up()
+        self.set_serving(True)
+        return how
+
+    def flush_counters_periodically(self) -> None:
+        def loop() -> None:
+            while not self._stopping.wait(self.settings.counter_flush_seconds):
+                try:
+                    self.checker.refusals.flush(self.store)
+                except Exception:  # keep counting; the next flush retries
+                    log.exception("could not persist refused-check counters")
+
+        threading.Thread(target=loop, name="counter-flush", daemon=True).start()
+
+    def stop(self, grace: float = 5.0) -> None:
+        self._stopping.set()
+        self.set_serving(False)
+        self.server.stop(grace).wait()
+        self.checker.refusals.flush(self.store)
+        try:
+            self.checker.save_prefilter()
+        except Exception:
+            log.exception("could not persist the prefilter (it will be rebuilt at next start)")
+        self.store.close()
+
+
+def build_service(settings: Settings, *, store: Store | None = None, pepper: bytes | None = None) -> Service:
+    if store is None:
+        store, pepper = open_store(settings)
+    checker = Checker(store, pepper, prefilter_path=Path(settings.data_dir) / PREFILTER_FILE,
+                      error_rate=settings.prefilter_error_rate, use_prefilter=settings.prefilter_enabled)
+    ledger = Ledger(store, pepper)
+    options = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_threads), options=options)
+    restriction_pb2_grpc.add_RestrictionServiceServicer_to_server(RestrictionServicer(checker), server)
+    admin_pb2_grpc.add_ListAdminServiceServicer_to_server(ListAdminServicer(checker, ledger), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.listen}")
+    service = Service(settings, store, checker, server, health_servicer, port)
+    service.set_serving(False)
+    return service
+
+
+def register_store_gauges(store: Store) -> None:
+    def stat(pick):
+        def read() -> float:
+            with store.read() as view:
+                return pick(read_stats(view))
+        return read
+
+    for list_type in ("DISHONEST", "CONSUMPTION_RESTRICTION"):
+        metrics.ACTIVE_LISTINGS.labels(list_type).set_function(stat(lambda s, t=list_type: s.active_listings_by_type[t]))
+    metrics.JOURNAL_SEQUENCE.set_function(stat(lambda s: s.data_version))
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGINT/SIGTERM. Raises StoreError/PepperError before binding if the store is unusable."""
+    service = build_service(settings)
+    service.server.start()
+    log.info("listening on %s (health NOT_SERVING until the prefilter is ready)", settings.listen)
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        register_store_gauges(service.store)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    how = service.warm_up()
+    with service.store.read() as view:
+        log.info("SERVING at data version %d; prefilter %s", view.seq(), how)
+    service.flush_counters_periodically()
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    log.info("shutting down")
+    service.stop()
+    return 0

@@ -1,0 +1,212 @@
+"""Applies feed events to the store: the one place where write transactions live.
+
+Each event is applied in its own nested transaction inside a batch transaction, so an
+event's writes (record, indexes, exemptions, counters, dedupe row, journal entry) commit
+together or not at all, and a rejected event leaves nothing behind. The dedupe row is
+written in the same transaction as the effects, which is what makes a re-run after a
+crash idempotent: an event is either fully applied and known, or neither.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import lmdb
+
+from . import lifecycle
+from .events import Event, EventRejected, EventType, parse_event
+from .identity import Document, document_key
+from .store import Store, add_counter, decode_u64, dumps, encode_u64
+
+log = logging.getLogger(__name__)
+
+APPLIED = "APPLIED"
+DUPLICATE = "DUPLICATE"
+REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    line: int
+    status: str
+    event_id: str = ""
+    reason: str = ""
+    field: str = ""
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLine:
+    """One line of a feed: either the decoded JSON or why it could not be decoded."""
+
+    line: int
+    raw: object = None
+    error: EventRejected | None = None
+
+
+class Ledger:
+    def __init__(self, store: Store, pepper: bytes):
+        self.store = store
+        self._pepper = pepper
+
+    def key_of(self, doc: Document) -> bytes:
+        return document_key(self._pepper, doc)
+
+    def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 1000) -> Iterator[Outcome]:
+        """Apply lines in order; yields one Outcome per line once its batch is committed."""
+        batch: list[FeedLine] = []
+        for line in lines:
+            batch.append(line)
+            if len(batch) >= batch_size:
+                yield from self._apply_batch(batch)
+                batch = []
+        if batch:
+            yield from self._apply_batch(batch)
+
+    def _apply_batch(self, batch: list[FeedLine]) -> list[Outcome]:
+        while True:
+            try:
+                return self._try_batch(batch)
+            except lmdb.MapFullError:
+                # The whole batch was aborted, so nothing is half-written: grow and redo it.
+                size = self.store.grow()
+                log.warning("store map full; grew it to %d MiB and retrying the batch", size >> 20)
+
+    def _try_batch(self, batch: list[FeedLine]) -> list[Outcome]:
+        outcomes = []
+        txn = self.store.begin_write()
+        try:
+            for line in batch:
+                outcomes.append(self._apply_line(txn, line))
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+        return outcomes
+
+    def _apply_line(self, parent: lmdb.Transaction, line: FeedLine) -> Outcome:
+        event_id = line.raw.get("event_id", "") if isinstance(line.raw, dict) else ""
+        event_id = event_id if isinstance(event_id, str) else ""
+        if line.error is not None:
+            return Outcome(line.line, REJECTED, event_id, line.error.reason, line.error.field)
+        try:
+            event = parse_event(line.raw)
+        except EventRejected as exc:
+            return Outcome(line.line, REJECTED, event_id, exc.reason, exc.field)
+        child = self.store.begin_write(parent=parent)
+        try:
+            status, seq = self._apply_event(child, event)
+        except EventRejected as exc:
+            child.abort()
+            return Outcome(line.line, REJECTED, event.event_id, exc.reason, exc.field)
+        except BaseException:
+            child.abort()
+            raise
+        child.commit()
+        return Outcome(line.line, status, event.event_id, seq=seq)
+
+    def _apply_event(self, txn: lmdb.Transaction, event: Event) -> tuple[str, int]:
+        s = self.store
+        known = txn.get(event.event_id.encode(), db=s.events)
+        if known is not None:
+            if known[:16] == event.digest:
+                return DUPLICATE, decode_u64(known[16:])
+            raise EventRejected("event_id", "already applied with different content (conflict)")
+
+        raw_old = txn.get(event.listing_id.encode(), db=s.listings)
+        old = None if raw_old is None else json.loads(raw_old)
+        exemption = None
+        if event.type is EventType.LIST:
+            if old is not None:
+                raise EventRejected("listing_id", "already used by another listing")
+            new = lifecycle.new_listing(event, self.key_of)
+        else:
+            lifecycle.require_active(old)
+            if event.type in (EventType.DELIST, EventType.PERFORM):
+                new = lifecycle.lifted(old, event)
+            elif event.type is EventType.EXTEND:
+                new = lifecycle.extended(old, event)
+            elif event.type is EventType.CORRECT:
+                new = lifecycle.corrected(old, event, self.key_of)
+            else:
+                new = old
+                exemption = lifecycle.exemption(old, event, self.key_of)
+
+        seq = decode_u64(txn.get(b"seq", db=s.meta)) + 1
+        new = lifecycle.with_event(new, event.event_id)
+        added = self._reindex(txn, old, new)
+        if exemption is not None:
+            key = self.key_of(event.exempt_document)
+            exemption_key = key + event.listing_id.encode() + b"\x00" + event.reference.encode()
+            txn.put(exemption_key, dumps(exemption), db=s.exemptions)
+        txn.put(event.listing_id.encode(), dumps(new), db=s.listings)
+        self._count(txn, event, old, new)
+        journal = {"event_id": event.event_id, "type": event.type.value, "listing_id": event.listing_id,
+                   "added": [k.hex() for k in added]}
+        txn.put(encode_u64(seq), dumps(journal), db=s.journal)
+        txn.put(event.event_id.encode(), event.digest + encode_u64(seq), db=s.events)
+        txn.put(b"seq", encode_u64(seq), db=s.meta)
+        txn.put(b"last_event_time", event.occurred_at.encode(), db=s.meta)
+        return APPLIED, seq
+
+    def _reindex(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> list[bytes]:
+        """Bring the person indexes in line with `new`; return keys newly in force."""
+        s = self.store
+        lid = new["listing_id"].encode()
+        before = lifecycle.index_entries(old) if old and old["status"] == lifecycle.ACTIVE else {}
+        after = lifecycle.index_entries(new) if new["status"] == lifecycle.ACTIVE else {}
+        named_before = lifecycle.index_entries(old) if old else {}
+        named_after = lifecycle.index_entries(new)
+        affected = before.keys() | after.keys()
+        counted_before = {k for k in affected if _counted_as_person(txn, s.persons_active, k)}
+        for key in before.keys() - after.keys():
+            txn.delete(key + lid, db=s.persons_active)
+        for key, kind in after.items():
+            if before.get(key) != kind:
+                txn.put(key + lid, kind, db=s.persons_active)
+        for key in named_before.keys() - named_after.keys():
+            # A correction that drops a document: this listing never named it after all.
+            txn.delete(key + lid, db=s.persons_all)
+            _delete_prefix(txn, s.exemptions, key + lid + b"\x00")
+        for key, kind in named_after.items():
+            txn.put(key + lid, kind, db=s.persons_all)
+        counted_after = {k for k in affected if _counted_as_person(txn, s.persons_active, k)}
+        delta = len(counted_after - counted_before) - len(counted_before - counted_after)
+        if delta:
+            add_counter(txn, s.counters, "persons_restricted", delta)
+        return sorted(after.keys() - before.keys())
+
+    def _count(self, txn: lmdb.Transaction, event: Event, old: dict | None, new: dict) -> None:
+        db = self.store.counters
+        was_active = old is not None and old["status"] == lifecycle.ACTIVE
+        is_active = new["status"] == lifecycle.ACTIVE
+        if is_active and not was_active:
+            add_counter(txn, db, f"active:{new['list_type']}", 1)
+        elif was_active and not is_active:
+            add_counter(txn, db, f"active:{new['list_type']}", -1)
+            add_counter(txn, db, f"delisted:{new['lifted_reason']}", 1)
+            if event.type is EventType.PERFORM:
+                add_counter(txn, db, "voluntary_performances", 1)
+
+
+def _counted_as_person(txn: lmdb.Transaction, db, key: bytes) -> bool:
+    cursor = txn.cursor(db=db)
+    if not cursor.set_range(key):
+        return False
+    for composite, kind in cursor:
+        if not composite.startswith(key):
+            return False
+        if kind == lifecycle.PRIMARY_PERSON:
+            return True
+    return False
+
+
+def _delete_prefix(txn: lmdb.Transaction, db, prefix: bytes) -> None:
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix):
+        while cursor.key().startswith(prefix):
+            if not cursor.delete():
+                break

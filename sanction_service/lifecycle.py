@@ -1,0 +1,152 @@
+"""A listing's life (DOMAIN.md §4 and the state rules of §6) as pure functions on records.
+
+A listing record is the JSON-ready dict the store keeps. Documents appear in it only as
+masked numbers and keyed hashes (`key`, hex); the caller passes `key_of` so this module
+never sees the pepper. Functions return new records or raise EventRejected.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .events import Event, EventRejected, ListingFields, NamedDocument, Role, SubjectKind, check_subject_shape
+from .identity import Document
+
+KeyOf = Callable[[Document], bytes]
+
+ACTIVE = "ACTIVE"
+LIFTED = "LIFTED"
+
+# What an index entry stands for: a person's primary document (counted in
+# "persons restricted"), another document of that person, or the organisation itself.
+PRIMARY_PERSON = b"P"
+EXTRA_DOCUMENT = b"E"
+ORGANIZATION = b"O"
+_KIND_RANK = {PRIMARY_PERSON: 0, EXTRA_DOCUMENT: 1, ORGANIZATION: 2}
+
+
+def require_active(record: dict | None) -> dict:
+    if record is None:
+        raise EventRejected("listing_id", "unknown listing")
+    if record["status"] != ACTIVE:
+        raise EventRejected("listing_id", f"listing is no longer active ({record['lifted_reason']})")
+    return record
+
+
+def new_listing(event: Event, key_of: KeyOf) -> dict:
+    record = {
+        "listing_id": event.listing_id,
+        "list_type": event.list_type.value,
+        "status": ACTIVE,
+        "lifted_reason": None,
+        "lifted_on": None,
+        "event_ids": [],
+    }
+    return _with_fields(record, event.fields, key_of)
+
+
+def corrected(record: dict, event: Event, key_of: KeyOf) -> dict:
+    return _with_fields(dict(record), event.fields, key_of)
+
+
+def extended(record: dict, event: Event) -> dict:
+    current = record["expires_on"]
+    if current is None:
+        raise EventRejected("expires_on", "listing has no fixed end to extend")
+    if event.expires_on.isoformat() <= current:
+        raise EventRejected("expires_on", "must be later than the current expiry")
+    return {**record, "expires_on": event.expires_on.isoformat()}
+
+
+def lifted(record: dict, event: Event) -> dict:
+    return {**record, "status": LIFTED, "lifted_reason": event.reason, "lifted_on": event.effective_on.isoformat()}
+
+
+def with_event(record: dict, event_id: str) -> dict:
+    return {**record, "event_ids": [*record["event_ids"], event_id]}
+
+
+def exemption(record: dict, event: Event, key_of: KeyOf) -> dict:
+    """The exemption an EXEMPT grants: one listing, one person, some modes, a date window."""
+    key = key_of(event.exempt_document).hex()
+    person = next((p for p in record["persons"] if p["key"] == key and p["kind"] != ORGANIZATION.decode()), None)
+    if person is None:
+        raise EventRejected("document", "is not a person restricted by this listing")
+    return {
+        "listing_id": record["listing_id"],
+        "reference": event.reference,
+        "masked": event.exempt_document.masked(),
+        "modes": [m.value for m in event.modes],
+        "valid_from": event.valid_from.isoformat(),
+        "valid_to": event.valid_to.isoformat(),
+    }
+
+
+def index_entries(record: dict) -> dict[bytes, bytes]:
+    """Person key -> entry kind, for every document this listing restricts."""
+    entries: dict[bytes, bytes] = {}
+    for person in record["persons"]:
+        key, kind = bytes.fromhex(person["key"]), person["kind"].encode()
+        if key not in entries or _KIND_RANK[kind] < _KIND_RANK[entries[key]]:
+            entries[key] = kind
+    return entries
+
+
+def _with_fields(record: dict, fields: ListingFields, key_of: KeyOf) -> dict:
+    for name in ("case_number", "court", "grounds", "obligation", "amount_unperformed"):
+        value = getattr(fields, name)
+        if value is not None:
+            record[name] = value
+        else:
+            record.setdefault(name, None)
+    if fields.listed_on is not None:
+        record["listed_on"] = fields.listed_on.isoformat()
+    if fields.expires_on_given:
+        record["expires_on"] = fields.expires_on.isoformat() if fields.expires_on else None
+    if record["expires_on"] is not None and record["expires_on"] <= record["listed_on"]:
+        raise EventRejected("expires_on", "must be after listed_on")
+
+    kind = fields.subject_kind or SubjectKind(record["subject_kind"])
+    old = {"subject": [], "extra": [], "restricted": []}
+    for person in record.get("persons", []):
+        old[person["slot"]].append(person)
+    subject = [_person(fields.subject, "subject", kind, key_of)] if fields.subject else old["subject"]
+    extra = (
+        [_person(NamedDocument(Role.SUBJECT, subject[0]["name"], d), "extra", kind, key_of)
+         for d in fields.extra_documents]
+        if fields.extra_documents is not None
+        else old["extra"]
+    )
+    restricted = (
+        [_person(p, "restricted", kind, key_of) for p in fields.restricted_persons]
+        if fields.restricted_persons is not None
+        else old["restricted"]
+    )
+    # A corrected subject of another kind must not keep the other kind's people.
+    check_subject_shape(kind, extra, restricted)
+    for person in extra:
+        person["name"] = subject[0]["name"]
+    record["subject_kind"] = kind.value
+    record["organization_name"] = subject[0]["name"] if kind is SubjectKind.ORGANIZATION else None
+    record["persons"] = subject + extra + restricted
+    return record
+
+
+def _person(named: NamedDocument, slot: str, kind: SubjectKind, key_of: KeyOf) -> dict:
+    doc = named.document
+    if slot == "subject" and kind is SubjectKind.ORGANIZATION:
+        entry_kind = ORGANIZATION
+    elif slot == "extra":
+        entry_kind = EXTRA_DOCUMENT
+    else:
+        entry_kind = PRIMARY_PERSON
+    return {
+        "slot": slot,
+        "role": named.role.value,
+        "name": named.name,
+        "doc_type": doc.type.value,
+        "country": doc.country,
+        "masked": doc.masked(),
+        "key": key_of(doc).hex(),
+        "kind": entry_kind.decode(),
+    }

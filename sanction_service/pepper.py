@@ -1,0 +1,49 @@
+"""Loading the secret pepper that keys every document hash.
+
+The pepper comes from SANCTION_PEPPER (hex) or a file. It is never logged; only its
+fingerprint (identity.pepper_fingerprint) is stored and shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+MIN_PEPPER_BYTES = 16
+
+
+class PepperError(Exception):
+    pass
+
+
+def load_pepper(*, pepper_hex: str = "", pepper_file: str | os.PathLike = "") -> bytes:
+    if pepper_hex:
+        try:
+            raw = bytes.fromhex(pepper_hex.strip())
+        except ValueError:
+            raise PepperError("SANCTION_PEPPER must be hex") from None
+    elif pepper_file:
+        try:
+            raw = Path(pepper_file).read_bytes().strip()
+        except OSError as exc:
+            raise PepperError(f"cannot read pepper file {pepper_file}: {exc.strerror}") from None
+    else:
+        raise PepperError("no pepper configured (set SANCTION_PEPPER_FILE or SANCTION_PEPPER)")
+    if len(raw) < MIN_PEPPER_BYTES:
+        raise PepperError(f"pepper must be at least {MIN_PEPPER_BYTES} bytes")
+    # BLAKE2b keys are at most 64 bytes; longer secrets are condensed, not truncated.
+    return raw if len(raw) <= 64 else hashlib.blake2b(raw).digest()
+
+
+def create_pepper_file(path: str | os.PathLike) -> bool:
+    """Create a random pepper file (mode 0600) unless one exists. Returns True if created."""
+    path = Path(path)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    return True

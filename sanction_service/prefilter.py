@@ -1,0 +1,185 @@
+"""The Bloom-filter prefilter (pybloom-live) over the keys of restricted persons.
+
+A "no" from the filter is final, so the filter must never miss a committed listing:
+`catch_up` replays the journal's added keys up to the sequence of the caller's read
+transaction before the filter is asked, so a listing committed by any process is seen by
+the next check in every process. Keys are never removed (a delisted person just costs
+one LMDB read), so only additions need replaying.
+
+The persisted file carries its own header so a stale, foreign or damaged file is detected
+and rebuilt instead of trusted: format version, pybloom-live version, hash parameters,
+the journal sequence covered, the store id, a digest of the journal entry at that
+sequence (detects a store restored to another history) and a digest of the bits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import struct
+import threading
+from importlib.metadata import version
+from pathlib import Path
+
+from pybloom_live import BloomFilter
+
+from .store import ReadView
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"SANCBLM\x00"
+FORMAT_VERSION = 1
+PYBLOOM_VERSION = version("pybloom-live")
+MIN_CAPACITY = 100_000
+_HEADER_LENGTH = struct.Struct(">I")
+
+
+class PrefilterUnusable(Exception):
+    """The persisted filter cannot be trusted; the caller rebuilds it."""
+
+
+def _journal_anchor(view: ReadView, seq: int) -> str:
+    entry = view.journal_entry(seq) if seq else b""
+    if entry is None:
+        return "missing"
+    return hashlib.blake2b(entry, digest_size=16).hexdigest()
+
+
+class Prefilter:
+    def __init__(self, bloom: BloomFilter, covered_seq: int, store_id: str):
+        self.bloom = bloom
+        self.covered_seq = covered_seq
+        self.store_id = store_id
+        # Over capacity pybloom-live refuses adds; we then answer "maybe" to everything
+        # (correct, just slower) until the owner rebuilds a larger filter.
+        self.saturated = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def build(cls, view: ReadView, *, error_rate: float, headroom: float = 2.0, progress=None) -> Prefilter:
+        active = view.count("persons_active")
+        bloom = BloomFilter(capacity=max(MIN_CAPACITY, int(active * headroom)), error_rate=error_rate)
+        add = bloom.add
+        for n, key in enumerate(view.active_keys(), 1):
+            add(key.hex(), skip_check=True)
+            if progress and n % 100_000 == 0:
+                progress(n)
+        return cls(bloom, view.seq(), view.store.store_id)
+
+    def may_contain(self, key: bytes) -> bool:
+        return self.saturated or key.hex() in self.bloom
+
+    def catch_up(self, view: ReadView) -> int:
+        """Add the keys of every journal entry after covered_seq up to the view's sequence."""
+        target = view.seq()
+        if target <= self.covered_seq:
+            return 0
+        added = 0
+        with self._lock:
+            if target <= self.covered_seq:
+                return 0
+            for seq, entry in view.journal_since(self.covered_seq):
+                if seq > target:
+                    break
+                for key_hex in entry["added"]:
+                    self._add(key_hex)
+                    added += 1
+            self.covered_seq = target
+        return added
+
+    def _add(self, key_hex: str) -> None:
+        if self.saturated:
+            return
+        try:
+            self.bloom.add(key_hex, skip_check=True)
+        except IndexError:
+            log.warning("prefilter is over its capacity (%d); answering 'maybe' until rebuilt", self.bloom.capacity)
+            self.saturated = True
+
+    def save(self, path: str | os.PathLike, view: ReadView) -> None:
+        """Write atomically (temp file + rename) so a reader never sees half a filter."""
+        with self._lock:
+            if self.covered_seq > view.seq():
+                raise ValueError("view is older than the filter")
+            bits = io.BytesIO()
+            self.bloom.tofile(bits)
+            payload = bits.getvalue()
+            header = {
+                "format_version": FORMAT_VERSION,
+                "pybloom_live_version": PYBLOOM_VERSION,
+                "capacity": self.bloom.capacity,
+                "error_rate": self.bloom.error_rate,
+                "num_slices": self.bloom.num_slices,
+                "bits_per_slice": self.bloom.bits_per_slice,
+                "count": self.bloom.count,
+                "covered_seq": self.covered_seq,
+                "store_id": self.store_id,
+                "journal_anchor": _journal_anchor(view, self.covered_seq),
+                "payload_blake2b": hashlib.blake2b(payload, digest_size=32).hexdigest(),
+                "payload_length": len(payload),
+                "saturated": self.saturated,
+            }
+        encoded = json.dumps(header, sort_keys=True).encode()
+        path = Path(path)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + _HEADER_LENGTH.pack(len(encoded)) + encoded + payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, view: ReadView) -> Prefilter:
+        """Load a persisted filter that matches this store, or raise PrefilterUnusable."""
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise PrefilterUnusable("no persisted prefilter") from None
+        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _HEADER_LENGTH.size:
+            raise PrefilterUnusable("not a prefilter file")
+        start = len(MAGIC) + _HEADER_LENGTH.size
+        (length,) = _HEADER_LENGTH.unpack(data[len(MAGIC):start])
+        try:
+            header = json.loads(data[start:start + length])
+        except ValueError:
+            raise PrefilterUnusable("header is damaged") from None
+        payload = data[start + length:]
+        checks = [
+            (header.get("format_version") == FORMAT_VERSION, "another format version"),
+            (header.get("pybloom_live_version") == PYBLOOM_VERSION, "written by another pybloom-live version"),
+            (header.get("store_id") == view.store.store_id, "written for another store"),
+            (len(payload) == header.get("payload_length"), "truncated"),
+            (hashlib.blake2b(payload, digest_size=32).hexdigest() == header.get("payload_blake2b"), "bits damaged"),
+            (isinstance(header.get("covered_seq"), int) and header["covered_seq"] <= view.seq(),
+             "covers journal entries this store does not have"),
+        ]
+        for ok, reason in checks:
+            if not ok:
+                raise PrefilterUnusable(reason)
+        if _journal_anchor(view, header["covered_seq"]) != header.get("journal_anchor"):
+            raise PrefilterUnusable("store history differs from the one the filter covers")
+        try:
+            bloom = BloomFilter.fromfile(io.BytesIO(payload))
+        except (ValueError, struct.error) as exc:
+            raise PrefilterUnusable(f"payload unreadable: {exc}") from None
+        params = (bloom.capacity, bloom.num_slices, bloom.bits_per_slice, bloom.count)
+        if params != (header["capacity"], header["num_slices"], header["bits_per_slice"], header["count"]):
+            raise PrefilterUnusable("hash parameters disagree with the header")
+        prefilter = cls(bloom, header["covered_seq"], header["store_id"])
+        prefilter.saturated = bool(header.get("saturated"))
+        return prefilter
+
+
+def load_or_build(path: str | os.PathLike, view: ReadView, *, error_rate: float, progress=None) -> tuple[Prefilter, str]:
+    """Return a filter covering the view, and how it was obtained (for the logs)."""
+    try:
+        prefilter = Prefilter.load(path, view)
+        how = f"loaded (covers seq {prefilter.covered_seq})"
+    except PrefilterUnusable as exc:
+        prefilter = Prefilter.build(view, error_rate=error_rate, progress=progress)
+        how = f"rebuilt from the store ({exc})"
+    prefilter.catch_up(view)
+    return prefilter, how

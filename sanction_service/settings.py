@@ -1,0 +1,51 @@
+"""Every setting the service reads, with its default. Nothing else reads os.environ.
+
+CLI flags override these; each flag's help names its environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+# Fixed limits of the API.
+MAX_BATCH = 1000
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_FEED_LINE_BYTES = 1024 * 1024
+PREFILTER_FILE = "prefilter.bloom"
+PEPPER_FILE = "pepper"
+
+
+@dataclass
+class Settings:
+    data_dir: str = field(default_factory=lambda: env_str("SANCTION_DATA_DIR", "data/demo"))
+    listen: str = field(default_factory=lambda: env_str("SANCTION_LISTEN", "127.0.0.1:50051"))
+    # 0 disables the metrics endpoint.
+    metrics_port: int = field(default_factory=lambda: env_int("SANCTION_METRICS_PORT", 9464))
+    metrics_host: str = field(default_factory=lambda: env_str("SANCTION_METRICS_HOST", "127.0.0.1"))
+    # The pepper: a file (default: <data_dir>/pepper) or hex in SANCTION_PEPPER.
+    pepper_file: str = field(default_factory=lambda: env_str("SANCTION_PEPPER_FILE"))
+    pepper_hex: str = field(default_factory=lambda: env_str("SANCTION_PEPPER"))
+    # LMDB's map is virtual address space, not disk; the loader grows it on demand.
+    map_size: int = field(default_factory=lambda: env_int("SANCTION_MAP_SIZE", 1 << 30))
+    prefilter_error_rate: float = field(default_factory=lambda: env_float("SANCTION_PREFILTER_ERROR_RATE", 0.001))
+    prefilter_enabled: bool = field(default_factory=lambda: env_str("SANCTION_PREFILTER", "on") != "off")
+    grpc_threads: int = field(default_factory=lambda: env_int("SANCTION_GRPC_THREADS", 16))
+    # How often refused-check counts are written to the store (they survive restarts).
+    counter_flush_seconds: float = field(default_factory=lambda: env_float("SANCTION_COUNTER_FLUSH_SECONDS", 2.0))
+    log_level: str = field(default_factory=lambda: env_str("SANCTION_LOG_LEVEL", "INFO"))
