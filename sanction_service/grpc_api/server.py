@@ -129,7 +129,8 @@ def serve(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM. Raises StoreError/PepperError before binding if the store is unusable."""
     service = build_service(settings)
     service.server.start()
-    log.info("listening on %s (health NOT_SERVING until the prefilter is ready)", settings.listen)
+    host = settings.listen.rsplit(":", 1)[0]
+    log.info("listening on %s:%d (health NOT_SERVING until the prefilter is ready)", host, service.port)
     if settings.metrics_port:
         from prometheus_client import start_http_server
 

@@ -1,0 +1,69 @@
+"""Helpers to run the real `sanction` command in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sanction(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sanction_service", *args], cwd=ROOT, env=_env(env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _env(extra: dict | None) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "gen"), env.get("PYTHONPATH", "")])
+    env.update(extra or {})
+    return env
+
+
+class ServerProcess:
+    """`sanction serve` on an ephemeral loopback port; its stderr is collected in `lines`."""
+
+    def __init__(self, *args: str, env: dict | None = None):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sanction_service", "serve", "--listen", "127.0.0.1:0", "--metrics-port", "0", *args],
+            cwd=ROOT, env=_env(env), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.lines: list[str] = []
+        self.port: int | None = None
+        self._serving = threading.Event()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            found = re.search(r"listening on [\d.]+:(\d+)", line)
+            if found:
+                self.port = int(found.group(1))
+            if "SERVING at data version" in line:
+                self._serving.set()
+
+    def wait_serving(self, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while not self._serving.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("server did not start:\n" + "".join(self.lines))
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
