@@ -15,7 +15,8 @@ from datetime import date
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sanction.v1 import admin_pb2, admin_pb2_grpc, restriction_pb2 as pb, restriction_pb2_grpc
+from sanction.v1 import admin_pb2, admin_pb2_grpc, restriction_pb2_grpc
+from sanction.v1 import restriction_pb2 as pb
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 2.0

@@ -7,7 +7,7 @@ never sees the pepper. Functions return new records or raise EventRejected.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .events import Event, EventRejected, ListingFields, NamedDocument, Role, SubjectKind, check_subject_shape
 from .identity import Document

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sanction.v1 import admin_pb2
-from sanction.v1 import admin_pb2_grpc
+from sanction.v1 import admin_pb2, admin_pb2_grpc
 from sanction.v1 import restriction_pb2 as pb
 
 from .. import metrics

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from sanction.v1 import admin_pb2, restriction_pb2 as pb
+from sanction.v1 import admin_pb2
+from sanction.v1 import restriction_pb2 as pb
 
 from ..checker import CheckQuery, CheckResult
 from ..decisions import Found, MatchOutcome

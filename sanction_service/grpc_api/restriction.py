@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import grpc
 from google.rpc import status_pb2
 from sanction.v1 import restriction_pb2 as pb
 from sanction.v1 import restriction_pb2_grpc
