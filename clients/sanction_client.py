@@ -165,13 +165,23 @@ def check_request(passenger: Passenger, trip: Trip | None = None, travel_date: d
     return request
 
 
+def tls_credentials(ca_file: str, cert_file: str = "", key_file: str = "") -> grpc.ChannelCredentials:
+    """TLS credentials from PEM files; a client certificate and key for mutual TLS."""
+
+    def read(path: str) -> bytes | None:
+        return open(path, "rb").read() if path else None
+
+    return grpc.ssl_channel_credentials(read(ca_file), read(key_file), read(cert_file))
+
+
 class RestrictionClient:
     def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = DEFAULT_TIMEOUT,
-                 credentials: grpc.ChannelCredentials | None = None):
+                 credentials: grpc.ChannelCredentials | None = None, token: str = ""):
         options = [("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)]
         self.channel = (grpc.secure_channel(target, credentials, options) if credentials
                         else grpc.insecure_channel(target, options))
         self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._checks = restriction_pb2_grpc.RestrictionServiceStub(self.channel)
         self._admin = admin_pb2_grpc.ListAdminServiceStub(self.channel)
 
@@ -186,7 +196,7 @@ class RestrictionClient:
 
     def _call(self, method, request, timeout: float | None = None):
         try:
-            return method(request, timeout=timeout or self.timeout, wait_for_ready=False)
+            return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
 
@@ -206,7 +216,7 @@ class RestrictionClient:
                      timeout: float | None = None) -> Iterator[tuple[str, CheckOutcome | ServiceError]]:
         messages = (pb.StreamCheckRequest(request_id=rid, check=req) for rid, req in requests)
         try:
-            for answer in self._checks.StreamCheckRestriction(messages, timeout=timeout):
+            for answer in self._checks.StreamCheckRestriction(messages, timeout=timeout, metadata=self._metadata):
                 result = outcome_from(answer.result) if answer.HasField("result") else error_from_status(answer.error)
                 yield answer.request_id, result
         except grpc.RpcError as exc:

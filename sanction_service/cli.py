@@ -12,7 +12,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from .settings import PEPPER_FILE, PREFILTER_FILE, Settings
+from .settings import PEPPER_FILE, PREFILTER_FILE, Settings, env_str
 
 log = logging.getLogger("sanction")
 
@@ -28,6 +28,10 @@ def _common(parser: argparse.ArgumentParser, defaults: Settings) -> None:
 def _target(parser: argparse.ArgumentParser, defaults: Settings) -> None:
     parser.add_argument("--target", default=defaults.listen, help="server address [SANCTION_LISTEN] (%(default)s)")
     parser.add_argument("--timeout", type=float, default=2.0, help="deadline per call in seconds (%(default)s)")
+    parser.add_argument("--token", default=env_str("SANCTION_TOKEN"), help="bearer token [SANCTION_TOKEN]")
+    parser.add_argument("--tls-ca", default="", help="PEM CA to verify a TLS server (enables TLS)")
+    parser.add_argument("--tls-client-cert", default="", help="PEM client certificate (mutual TLS)")
+    parser.add_argument("--tls-client-key", default="", help="PEM client key (mutual TLS)")
 
 
 def _document(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Prometheus /metrics port, 0 to disable [SANCTION_METRICS_PORT] (%(default)s)")
     p.add_argument("--no-prefilter", action="store_true", help="answer every check from LMDB [SANCTION_PREFILTER=off]")
     p.add_argument("--threads", type=int, default=defaults.grpc_threads, help="gRPC worker threads (%(default)s)")
+    p.add_argument("--tls-cert", default=defaults.tls_cert, help="PEM certificate chain: serve TLS [SANCTION_TLS_CERT]")
+    p.add_argument("--tls-key", default=defaults.tls_key, help="PEM private key [SANCTION_TLS_KEY]")
+    p.add_argument("--tls-client-ca", default=defaults.tls_client_ca,
+                   help="PEM CA: require client certificates it signed [SANCTION_TLS_CLIENT_CA]")
+    p.add_argument("--tokens-file", default=defaults.tokens_file,
+                   help="JSON bearer tokens with roles check/admin [SANCTION_TOKENS_FILE]")
 
     p = sub.add_parser("init", help="create the pepper file (if none) and an empty store")
     _common(p, defaults)
@@ -62,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--create", action="store_true", help="create the store if it does not exist")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
+
+    p = sub.add_parser("backup", help="consistent, compacted copy of the store while it serves and loads")
+    _common(p, defaults)
+    p.add_argument("dest", help="empty or new directory to write data.mdb into")
+
+    p = sub.add_parser("digest", help="canonical digest of the store's contents (compare two stores)")
+    _common(p, defaults)
 
     p = sub.add_parser("check", help="ask the server whether a passenger may buy a ticket")
     _target(p, defaults)
@@ -109,6 +126,7 @@ def _settings(args) -> Settings:
 
 
 def cmd_serve(args) -> int:
+    from .grpc_api.auth import TokenFileError
     from .grpc_api.server import serve
     from .pepper import PepperError
     from .store import StoreError
@@ -117,11 +135,13 @@ def cmd_serve(args) -> int:
     settings.listen = args.listen
     settings.metrics_port = args.metrics_port
     settings.grpc_threads = args.threads
+    settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
+    settings.tokens_file = args.tokens_file
     if args.no_prefilter:
         settings.prefilter_enabled = False
     try:
         return serve(settings)
-    except (StoreError, PepperError) as exc:
+    except (StoreError, PepperError, TokenFileError, OSError) as exc:
         log.error("refusing to serve: %s", exc)
         return 2
 
@@ -174,10 +194,44 @@ def cmd_load(args) -> int:
     return 1 if summary.rejected else 0
 
 
+def cmd_backup(args) -> int:
+    from .grpc_api.server import open_store
+
+    dest = Path(args.dest)
+    if dest.exists() and any(dest.iterdir()):
+        log.error("%s is not empty; refusing to overwrite", dest)
+        return 2
+    dest.mkdir(parents=True, exist_ok=True)
+    store, _ = open_store(_settings(args))
+    with store.read() as view:
+        seq = view.seq()
+    # LMDB copies from one read snapshot, so writers go on and the copy is consistent.
+    store.env.copy(str(dest), compact=True)
+    store.close()
+    print(f"backup of data version >= {seq} written to {dest / 'data.mdb'}")
+    return 0
+
+
+def cmd_digest(args) -> int:
+    from .digest import store_digest
+    from .grpc_api.server import open_store
+
+    store, _ = open_store(_settings(args))
+    with store.read() as view:
+        digests = store_digest(view)
+        digests["data_version"] = view.seq()
+    store.close()
+    print(json.dumps(digests, indent=2))
+    return 0
+
+
 def _client(args):
     from clients.sanction_client import RestrictionClient
 
-    return RestrictionClient(args.target, timeout=args.timeout)
+    from clients.sanction_client import tls_credentials
+
+    credentials = tls_credentials(args.tls_ca, args.tls_client_cert, args.tls_client_key) if args.tls_ca else None
+    return RestrictionClient(args.target, timeout=args.timeout, credentials=credentials, token=args.token)
 
 
 def _passenger(args):
@@ -279,6 +333,8 @@ COMMANDS = {
     "serve": cmd_serve,
     "init": cmd_init,
     "load": cmd_load,
+    "backup": cmd_backup,
+    "digest": cmd_digest,
     "check": cmd_check,
     "lookup": cmd_lookup,
     "listing": cmd_listing,

@@ -48,4 +48,10 @@ class Settings:
     grpc_threads: int = field(default_factory=lambda: env_int("SANCTION_GRPC_THREADS", 16))
     # How often refused-check counts are written to the store (they survive restarts).
     counter_flush_seconds: float = field(default_factory=lambda: env_float("SANCTION_COUNTER_FLUSH_SECONDS", 2.0))
+    # TLS on the gRPC port; with a client CA, clients must present a certificate it signed.
+    tls_cert: str = field(default_factory=lambda: env_str("SANCTION_TLS_CERT"))
+    tls_key: str = field(default_factory=lambda: env_str("SANCTION_TLS_KEY"))
+    tls_client_ca: str = field(default_factory=lambda: env_str("SANCTION_TLS_CLIENT_CA"))
+    # Bearer tokens with roles (see grpc_api/auth.py); empty: no token required.
+    tokens_file: str = field(default_factory=lambda: env_str("SANCTION_TOKENS_FILE"))
     log_level: str = field(default_factory=lambda: env_str("SANCTION_LOG_LEVEL", "INFO"))

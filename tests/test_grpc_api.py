@@ -167,3 +167,20 @@ def test_stats_include_refused_checks_by_mode(listed, client, ledger):
     assert refused == {"FLIGHT": 1, "RAIL": 1, "SHIP": 0}
     assert stats.voluntary_performances == 1 and stats.active_listings == 2 and stats.persons_restricted == 2
     assert {c.key: c.value for c in stats.delistings_by_reason}["PERFORMED"] == 1
+
+
+def test_metrics_count_decisions_and_prefilter_without_exposing_numbers(listed, client):
+    from prometheus_client import REGISTRY, generate_latest
+
+    def value(name, labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    denies = value("sanction_decisions_total", {"mode": "FLIGHT", "decision": "DENY"})
+    misses = value("sanction_prefilter_total", {"result": "miss"})
+    client.check(Passenger("RESIDENT_ID", PERSON), FLIGHT, DAY)
+    client.check(Passenger("RESIDENT_ID", CLEAN), FLIGHT, DAY)
+    assert value("sanction_decisions_total", {"mode": "FLIGHT", "decision": "DENY"}) == denies + 1
+    assert value("sanction_prefilter_total", {"result": "miss"}) == misses + 1
+    page = generate_latest().decode()
+    assert "sanction_check_seconds_bucket" in page
+    assert PERSON not in page and CLEAN not in page

@@ -28,6 +28,7 @@ from ..settings import MAX_MESSAGE_BYTES, PEPPER_FILE, PREFILTER_FILE, Settings
 from ..stats import read_stats
 from ..store import Store
 from .admin import ListAdminServicer
+from .auth import TokenAuthInterceptor, load_tokens
 from .restriction import RestrictionServicer
 
 log = logging.getLogger(__name__)
@@ -99,18 +100,30 @@ def build_service(settings: Settings, *, store: Store | None = None, pepper: byt
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_threads), options=options)
+    interceptors = [TokenAuthInterceptor(load_tokens(settings.tokens_file))] if settings.tokens_file else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_threads), options=options,
+                         interceptors=interceptors)
     restriction_pb2_grpc.add_RestrictionServiceServicer_to_server(RestrictionServicer(checker), server)
     admin_pb2_grpc.add_ListAdminServiceServicer_to_server(ListAdminServicer(checker, ledger), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(settings.listen)
+    port = _bind(server, settings)
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")
     service = Service(settings, store, checker, server, health_servicer, port)
     service.set_serving(False)
     return service
+
+
+def _bind(server: grpc.Server, settings: Settings) -> int:
+    if not settings.tls_cert:
+        return server.add_insecure_port(settings.listen)
+    key, cert = Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes()
+    client_ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
+    credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
+                                              require_client_auth=client_ca is not None)
+    return server.add_secure_port(settings.listen, credentials)
 
 
 def register_store_gauges(store: Store) -> None:
