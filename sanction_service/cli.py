@@ -226,9 +226,7 @@ def cmd_digest(args) -> int:
 
 
 def _client(args):
-    from clients.sanction_client import RestrictionClient
-
-    from clients.sanction_client import tls_credentials
+    from clients.sanction_client import RestrictionClient, tls_credentials
 
     credentials = tls_credentials(args.tls_ca, args.tls_client_cert, args.tls_client_key) if args.tls_ca else None
     return RestrictionClient(args.target, timeout=args.timeout, credentials=credentials, token=args.token)

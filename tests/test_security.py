@@ -26,7 +26,7 @@ ADMIN_TOKEN = "admin-token-0123456789abcdef"
 
 def _cert(subject: str, issuer_key, issuer_name, *, ca: bool, san_ip: bool = False):
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name or name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
