@@ -14,7 +14,7 @@ from ..identity import InvalidDocument
 from ..ledger import REJECTED, FeedLine, Ledger
 from ..stats import read_stats
 from . import errors
-from .convert import listing_message, match_message
+from .convert import InvalidField, enum_name, listing_message, match_message
 
 
 class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
@@ -55,8 +55,8 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
         try:
             if not request.HasField("document") or doc.type == pb.DOCUMENT_TYPE_UNSPECIFIED:
                 raise InvalidDocument("document.type", "is required")
-            document = parse_document(pb.DocumentType.Name(doc.type), doc.number, doc.country)
-        except InvalidDocument as exc:
+            document = parse_document(enum_name(pb.DocumentType, doc.type, "document.type"), doc.number, doc.country)
+        except (InvalidDocument, InvalidField) as exc:
             errors.abort(context, errors.bad_request(exc.field, exc.reason))
         found, seq = self.checker.lookup_person(document)
         return admin_pb2.LookupPersonResponse(masked_document=document.masked(),

@@ -34,6 +34,14 @@ def from_date(value: str | date | None) -> pb.Date | None:
     return pb.Date(year=value.year, month=value.month, day=value.day)
 
 
+def enum_name(enum, value: int, field: str) -> str:
+    """Proto3 enums are open: an unknown number is a caller error, not a crash."""
+    try:
+        return enum.Name(value)
+    except ValueError:
+        raise InvalidField(field, "unknown enum value") from None
+
+
 def to_query(request: pb.CheckRequest) -> CheckQuery:
     if not request.HasField("document"):
         raise InvalidField("document", "is required")
@@ -42,15 +50,16 @@ def to_query(request: pb.CheckRequest) -> CheckQuery:
         raise InvalidField("document.type", "is required")
     trip = to_trip(request.trip) if request.HasField("trip") else None
     travel_date = to_date(request.travel_date, "travel_date") if request.HasField("travel_date") else None
-    return CheckQuery(pb.DocumentType.Name(doc.type), doc.number, doc.country, request.name, trip, travel_date)
+    return CheckQuery(enum_name(pb.DocumentType, doc.type, "document.type"), doc.number, doc.country, request.name, trip, travel_date)
 
 
 def to_trip(trip: pb.Trip) -> Trip:
     if trip.mode == pb.TRAVEL_MODE_UNSPECIFIED:
         raise InvalidField("trip.mode", "is required when a trip is given")
-    mode = TravelMode(pb.TravelMode.Name(trip.mode))
-    rail_class = RailClass(pb.RailClass.Name(trip.rail_class)) if trip.rail_class else None
-    ship_class = ShipClass(pb.ShipClass.Name(trip.ship_class).removeprefix("SHIP_")) if trip.ship_class else None
+    mode = TravelMode(enum_name(pb.TravelMode, trip.mode, "trip.mode"))
+    rail_class = RailClass(enum_name(pb.RailClass, trip.rail_class, "trip.rail_class")) if trip.rail_class else None
+    ship_class = (ShipClass(enum_name(pb.ShipClass, trip.ship_class, "trip.ship_class").removeprefix("SHIP_"))
+                  if trip.ship_class else None)
     if mode is TravelMode.RAIL and not trip.train_number:
         raise InvalidField("trip.train_number", "is required for RAIL")
     return Trip(mode, trip.train_number, rail_class, trip.cabin, ship_class)

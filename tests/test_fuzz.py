@@ -1,0 +1,134 @@
+"""Fuzz the gRPC request path with random and mutated messages: the server never
+crashes, never answers anything but a decision or a clean error, and never answers ALLOW
+to a request that, decoded, asks about the listed person for a restricted purchase."""
+
+import random
+from datetime import date
+
+import grpc
+from conftest import apply, list_person, make_ric
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sanction.v1 import restriction_pb2 as pb
+
+from clients.sanction_client import Passenger, Trip, check_request
+from sanction_service.identity import DocumentType, InvalidDocument, normalize
+from sanction_service.policy import InvalidTrip, RailClass, ShipClass, TravelMode, purchase_is_restricted
+from sanction_service.policy import Trip as DomainTrip
+
+LISTED = make_ric("110105", "19800101", 123)
+ACCEPTED_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OK}
+
+
+def seeds():
+    yield check_request(Passenger("RESIDENT_ID", LISTED), Trip("FLIGHT"), date(2025, 1, 1))
+    yield check_request(Passenger("RESIDENT_ID", LISTED), Trip("RAIL", "G12", "SECOND"), date(2025, 1, 1))
+    yield check_request(Passenger("RESIDENT_ID", LISTED), Trip("SHIP", ship_class="FIRST"))
+    yield check_request(Passenger("RESIDENT_ID", LISTED[:6] + LISTED[8:17]))  # legacy 15-digit form
+    yield check_request(Passenger("PASSPORT", "E12345678", "CHN", "张伟"), Trip("RAIL", "D1", "FIRST"))
+
+
+def mutate(data: bytes, rnd: random.Random) -> bytes:
+    buf = bytearray(data)
+    for _ in range(rnd.randint(1, 4)):
+        op = rnd.random()
+        if op < 0.4 and buf:
+            buf[rnd.randrange(len(buf))] = rnd.randrange(256)
+        elif op < 0.6 and buf:
+            del buf[rnd.randrange(len(buf))]
+        elif op < 0.8:
+            buf.insert(rnd.randrange(len(buf) + 1), rnd.randrange(256))
+        else:
+            i = rnd.randrange(len(buf) + 1)
+            buf[i:i] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 8)))
+    return bytes(buf)
+
+
+def random_request(rnd: random.Random) -> bytes:
+    """A structurally valid message with random, often hostile, field values."""
+    numbers = [LISTED, LISTED.lower(), f" {LISTED[:6]}-{LISTED[6:]} ", LISTED[:6] + LISTED[8:17], LISTED[:17],
+               "".join(rnd.choice("0123456789X") for _ in range(rnd.randint(0, 20))), "", "\u0000" * 3]
+    request = pb.CheckRequest(name=rnd.choice(["", "张伟", "x" * 300]))
+    request.document.type = pb.RESIDENT_ID if rnd.random() < 0.7 else rnd.randint(0, 8)
+    request.document.number = rnd.choice(numbers)
+    request.document.country = rnd.choice(["", "CHN", "USA", "??"])
+    if rnd.random() < 0.8:
+        request.trip.mode = rnd.choice([1, 1, 1, 2, 2, 2, 3, 3, 0, 4])
+        request.trip.train_number = rnd.choice(["G1", "g12", "D301", "C5", "K1", "1461", "X9", "", "G12345"])
+        request.trip.rail_class = rnd.choice([rnd.randint(1, 10)] * 8 + [0, 12])
+        request.trip.ship_class = rnd.choice([rnd.randint(1, 6)] * 8 + [0, 9])
+        request.trip.cabin = rnd.choice(["", "Y", "F"])
+    if rnd.random() < 0.5:
+        request.travel_date.year = rnd.choice([0, 1999, 2023, 2025, 2025, 2030, 10000])
+        request.travel_date.month = rnd.choice([rnd.randint(1, 12)] * 8 + [0, 13])
+        request.travel_date.day = rnd.choice([rnd.randint(1, 28)] * 8 + [0, 32])
+    return request.SerializeToString()
+
+
+def must_deny(request: pb.CheckRequest) -> bool:
+    """True when the decoded request asks about the listed person for a restricted purchase."""
+    if request.document.type != pb.RESIDENT_ID:
+        return False
+    try:
+        if normalize(DocumentType.RESIDENT_ID, request.document.number).number != LISTED:
+            return False
+    except InvalidDocument:
+        return False
+    day = date.today()
+    if request.HasField("travel_date"):
+        try:
+            day = date(request.travel_date.year, request.travel_date.month, request.travel_date.day)
+        except ValueError:
+            return False
+    if day < date(2024, 1, 1):
+        return False
+    if not request.HasField("trip"):
+        return True
+    t = request.trip
+    try:
+        trip = DomainTrip(TravelMode(pb.TravelMode.Name(t.mode)), t.train_number,
+                          RailClass(pb.RailClass.Name(t.rail_class)) if t.rail_class else None, t.cabin,
+                          ShipClass(pb.ShipClass.Name(t.ship_class).removeprefix("SHIP_")) if t.ship_class else None)
+        return purchase_is_restricted(trip)
+    except (ValueError, InvalidTrip):
+        return False
+
+
+def test_fuzzed_requests_never_crash_the_server_or_allow_the_listed_person(ledger, client, service):
+    apply(ledger, list_person("L1", LISTED, listed_on="2024-01-01"))
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")
+    call = channel.unary_unary("/sanction.v1.RestrictionService/CheckRestriction",
+                               request_serializer=lambda b: b, response_deserializer=pb.CheckResponse.FromString)
+    rnd = random.Random(20261124)
+    corpus = [s.SerializeToString() for s in seeds()]
+    corpus += [bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 64))) for _ in range(50)]
+    answered = denied_listed = 0
+    for i in range(2000):
+        if i < len(corpus):
+            data = corpus[i]
+        elif i % 2:
+            data = random_request(rnd)
+        else:
+            data = mutate(rnd.choice(corpus), rnd)
+        try:
+            response, rpc = call.with_call(data, timeout=5)
+            code = rpc.code()
+        except grpc.RpcError as exc:
+            code, response = exc.code(), None
+        assert code in ACCEPTED_CODES | {grpc.StatusCode.INTERNAL}, code
+        if code == grpc.StatusCode.INTERNAL:
+            # Only an undecodable message may end like this (gRPC's own parse failure).
+            try:
+                pb.CheckRequest.FromString(data)
+            except Exception:
+                continue
+            raise AssertionError("a decodable request produced INTERNAL")
+        if response is None:
+            continue
+        answered += 1
+        assert response.decision in (pb.ALLOW, pb.DENY)
+        if must_deny(pb.CheckRequest.FromString(data)):
+            assert response.decision == pb.DENY, "ALLOW for the listed person"
+            denied_listed += 1
+    assert answered > 100 and denied_listed > 20  # the fuzz really exercised both paths
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
