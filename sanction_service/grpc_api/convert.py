@@ -50,7 +50,8 @@ def to_query(request: pb.CheckRequest) -> CheckQuery:
         raise InvalidField("document.type", "is required")
     trip = to_trip(request.trip) if request.HasField("trip") else None
     travel_date = to_date(request.travel_date, "travel_date") if request.HasField("travel_date") else None
-    return CheckQuery(enum_name(pb.DocumentType, doc.type, "document.type"), doc.number, doc.country, request.name, trip, travel_date)
+    doc_type = enum_name(pb.DocumentType, doc.type, "document.type")
+    return CheckQuery(doc_type, doc.number, doc.country, request.name, trip, travel_date)
 
 
 def to_trip(trip: pb.Trip) -> Trip:
