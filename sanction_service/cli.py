@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default=defaults.listen, help="host:port [SANCTION_LISTEN] (%(default)s)")
     p.add_argument("--metrics-port", type=int, default=defaults.metrics_port,
                    help="Prometheus /metrics port, 0 to disable [SANCTION_METRICS_PORT] (%(default)s)")
+    p.add_argument("--workers", type=int, default=defaults.workers,
+                   help="server processes sharing the port (SO_REUSEPORT); worker i serves metrics on "
+                        "metrics-port + i [SANCTION_WORKERS] (%(default)s)")
     p.add_argument("--no-prefilter", action="store_true", help="answer every check from LMDB [SANCTION_PREFILTER=off]")
     p.add_argument("--threads", type=int, default=defaults.grpc_threads, help="gRPC worker threads (%(default)s)")
     p.add_argument("--tls-cert", default=defaults.tls_cert, help="PEM certificate chain: serve TLS [SANCTION_TLS_CERT]")
@@ -140,7 +143,7 @@ def cmd_serve(args) -> int:
     if args.no_prefilter:
         settings.prefilter_enabled = False
     try:
-        return serve(settings)
+        return serve(settings, workers=args.workers)
     except (StoreError, PepperError, TokenFileError, OSError) as exc:
         log.error("refusing to serve: %s", exc)
         return 2

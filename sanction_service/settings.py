@@ -45,6 +45,7 @@ class Settings:
     map_size: int = field(default_factory=lambda: env_int("SANCTION_MAP_SIZE", 1 << 30))
     prefilter_error_rate: float = field(default_factory=lambda: env_float("SANCTION_PREFILTER_ERROR_RATE", 0.001))
     prefilter_enabled: bool = field(default_factory=lambda: env_str("SANCTION_PREFILTER", "on") != "off")
+    workers: int = field(default_factory=lambda: env_int("SANCTION_WORKERS", 1))
     grpc_threads: int = field(default_factory=lambda: env_int("SANCTION_GRPC_THREADS", 16))
     # How often refused-check counts are written to the store (they survive restarts).
     counter_flush_seconds: float = field(default_factory=lambda: env_float("SANCTION_COUNTER_FLUSH_SECONDS", 2.0))

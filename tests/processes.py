@@ -35,18 +35,25 @@ class ServerProcess:
         self.lines: list[str] = []
         self.port: int | None = None
         self._serving = threading.Event()
+        self.serving_count = 0
+        self.expected_serving = 1
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self) -> None:
         for line in self.proc.stderr:
             self.lines.append(line)
-            found = re.search(r"listening on [\d.]+:(\d+)", line)
+            found = re.search(r"(?:listening|workers) on [\d.]+:(\d+)", line)
             if found:
                 self.port = int(found.group(1))
             if "SERVING at data version" in line:
-                self._serving.set()
+                self.serving_count += 1
+                if self.serving_count >= self.expected_serving:
+                    self._serving.set()
 
-    def wait_serving(self, timeout: float = 60) -> str:
+    def wait_serving(self, timeout: float = 60, workers: int = 1) -> str:
+        self.expected_serving = workers
+        if self.serving_count >= workers:
+            self._serving.set()
         deadline = time.monotonic() + timeout
         while not self._serving.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:

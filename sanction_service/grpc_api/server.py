@@ -138,8 +138,14 @@ def register_store_gauges(store: Store) -> None:
     metrics.JOURNAL_SEQUENCE.set_function(stat(lambda s: s.data_version))
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, workers: int = 1) -> int:
     """Run until SIGINT/SIGTERM. Raises StoreError/PepperError before binding if the store is unusable."""
+    if workers > 1:
+        return serve_workers(settings, workers)
+    return serve_one(settings)
+
+
+def serve_one(settings: Settings, worker: str = "") -> int:
     service = build_service(settings)
     service.server.start()
     host = settings.listen.rsplit(":", 1)[0]
@@ -152,7 +158,7 @@ def serve(settings: Settings) -> int:
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     how = service.warm_up()
     with service.store.read() as view:
-        log.info("SERVING at data version %d; prefilter %s", view.seq(), how)
+        log.info("%sSERVING at data version %d; prefilter %s", worker, view.seq(), how)
     service.flush_counters_periodically()
 
     stop = threading.Event()
@@ -162,3 +168,58 @@ def serve(settings: Settings) -> int:
     log.info("shutting down")
     service.stop()
     return 0
+
+
+def serve_workers(settings: Settings, workers: int) -> int:
+    """N processes on one port (SO_REUSEPORT), after grpc's multiprocessing example.
+
+    The parent verifies the store and makes the persisted prefilter current, closes
+    everything, and only then forks: no gRPC server and no LMDB environment may cross a
+    fork. Each worker opens LMDB itself and serves metrics on metrics_port + its index.
+    If one worker dies the others are stopped too, so a supervisor sees the failure.
+    """
+    import multiprocessing
+    import socket
+    from dataclasses import replace
+
+    store, pepper = open_store(settings)
+    checker = Checker(store, pepper, prefilter_path=Path(settings.data_dir) / PREFILTER_FILE,
+                      error_rate=settings.prefilter_error_rate, use_prefilter=settings.prefilter_enabled)
+    log.info("prefilter for the workers: %s", checker.warm_up())
+    store.close()
+
+    host, port = settings.listen.rsplit(":", 1)
+    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Holding the port with SO_REUSEPORT reserves it (also when port 0 asked for any free
+        # one) while letting the workers bind it too.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host.strip("[]"), int(port)))
+        bound = sock.getsockname()[1]
+        context = multiprocessing.get_context("fork")
+        processes = []
+        for index in range(workers):
+            worker_settings = replace(settings, listen=f"{host}:{bound}",
+                                      metrics_port=settings.metrics_port + index if settings.metrics_port else 0)
+            process = context.Process(target=_worker_main, args=(worker_settings, index), name=f"worker-{index}")
+            process.start()
+            processes.append(process)
+        log.info("%d workers on %s:%d (pids %s)", workers, host, bound, [p.pid for p in processes])
+
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        while not stop.wait(0.5):
+            if any(not p.is_alive() for p in processes):
+                log.error("a worker exited; stopping the others")
+                break
+        for p in processes:
+            if p.is_alive():
+                p.terminate()
+        for p in processes:
+            p.join(15)
+    return 0 if stop.is_set() else 1
+
+
+def _worker_main(settings: Settings, index: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; SIGTERM stops us
+    raise SystemExit(serve_one(settings, worker=f"worker {index} "))

@@ -1,0 +1,53 @@
+"""`sanction serve --workers 2`: two processes on one port, both fresh after a load."""
+
+import json
+import re
+import socket
+import urllib.request
+
+from conftest import list_person, make_ric
+from processes import ServerProcess, sanction
+
+from clients.sanction_client import Passenger, RestrictionClient, Trip
+
+PEOPLE = [make_ric("110105", "19800101", n) for n in range(1, 41)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def decisions_total(port: int) -> float:
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+               if line.startswith("sanction_decisions_total{"))
+
+
+def test_two_workers_share_the_port_and_both_see_a_new_listing_at_once(tmp_path):
+    data = tmp_path / "data"
+    assert sanction("init", "--data-dir", str(data)).returncode == 0
+    metrics = free_port()
+    while True:
+        second = metrics + 1
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", second))
+            break
+        except OSError:
+            metrics = free_port()
+    with ServerProcess("--data-dir", str(data), "--workers", "2", "--metrics-port", str(metrics)) as server:
+        target = server.wait_serving(workers=2)
+        workers = {m.group(1) for line in server.lines if (m := re.search(r"worker (\d+) SERVING at", line))}
+        assert workers == {"0", "1"}
+        feed = tmp_path / "feed.jsonl"
+        feed.write_text("".join(json.dumps(list_person(f"L{i}", n), ensure_ascii=False) + "\n"
+                                for i, n in enumerate(PEOPLE)))
+        assert sanction("load", "--data-dir", str(data), str(feed)).returncode == 0
+        # A fresh connection per check lets the kernel spread them over both workers.
+        for number in PEOPLE:
+            with RestrictionClient(target, timeout=5) as client:
+                assert client.check(Passenger("RESIDENT_ID", number), Trip("FLIGHT")).decision == "DENY"
+        per_worker = [decisions_total(metrics), decisions_total(metrics + 1)]
+        assert sum(per_worker) == len(PEOPLE) and min(per_worker) > 0, per_worker
