@@ -1,0 +1,114 @@
+"""The bad-input matrix (docs/RELIABILITY.md): every class answered with a clear error
+naming the line or field, and nothing else lost. Feed classes go through the real
+`sanction load`; request classes through a real server."""
+
+import json
+
+import grpc
+import pytest
+from conftest import doc, event, list_person, make_ric, make_uscc
+from processes import sanction
+from sanction.v1 import restriction_pb2 as pb
+from sanction.v1 import restriction_pb2_grpc
+
+from clients.sanction_client import Passenger, ServiceError, Trip, error_from_rpc
+
+GOOD = make_ric("110105", "19800101", 123)
+OTHER = make_ric("310115", "19750505", 222)
+BAD_RIC = GOOD[:17] + ("0" if GOOD[17] != "0" else "1")
+BAD_USCC = make_uscc()[:17] + "0" if make_uscc()[17] != "0" else make_uscc()[:17] + "1"
+
+# (class, feed line, expected field, expected words in the reason)
+FEED_CASES = [
+    ("malformed JSON", '{"event_id": "x", ', "", "not valid JSON"),
+    ("non-UTF-8", b'{"event_id": "\xff\xfe"}', "", "not valid UTF-8"),
+    ("oversized line", '{"event_id": "big", "pad": "' + "x" * (1024 * 1024 + 10) + '"}', "", "longer than"),
+    ("missing required field", {k: v for k, v in list_person("M1", OTHER).items() if k != "court"}, "court", "required"),
+    ("unknown event type", event("SUSPEND", "L1"), "type", "unknown event type"),
+    ("unknown document type", list_person("M2", OTHER) | {"subject": {"kind": "PERSON", "name": "x",
+                                                          "document": {"type": "DRIVING_LICENCE", "number": "1"}}},
+     "subject.document.type", "unknown document type"),
+    ("empty document", list_person("M3", OTHER) | {"subject": {"kind": "PERSON", "name": "x", "document": {}}},
+     "subject.document", "required"),
+    ("bad RIC checksum", list_person("M4", BAD_RIC), "subject.document.number", "check character"),
+    ("bad USCC", list_person("M5", OTHER) | {"subject": {"kind": "ORGANIZATION", "name": "x",
+                                                         "document": doc(BAD_USCC, "USCC")}},
+     "subject.document.number", "USCC"),
+    ("date that is not a date", list_person("M6", OTHER, listed_on="2024-02-30"), "listed_on", "date"),
+    ("expires_on before listed_on", list_person("M7", OTHER, listed_on="2024-05-01", expires_on="2024-04-01"),
+     "expires_on", "after listed_on"),
+    ("EXTEND to an earlier date", event("EXTEND", "L2", expires_on="2025-01-01"), "expires_on", "later"),
+    ("EXEMPT valid_to before valid_from", event("EXEMPT", "L1", document=doc(GOOD), modes=["FLIGHT"],
+                                                valid_from="2025-02-01", valid_to="2025-01-01", reference="R"),
+     "valid_to", "before valid_from"),
+    ("unknown listing", event("DELIST", "NOPE", reason="SETTLED", effective_on="2025-01-01"), "listing_id",
+     "unknown listing"),
+    ("reused listing_id", list_person("L1", OTHER), "listing_id", "already used"),
+    ("event-id conflict", list_person("L1", GOOD, event_id="list-L1") | {"court": "另一个法院"}, "event_id", "conflict"),
+    ("unknown delist reason", event("DELIST", "L1", reason="BORED", effective_on="2025-01-01"), "reason", "one of"),
+    ("occurred_at without offset", event("DELIST", "L1", reason="SETTLED", effective_on="2025-01-01",
+                                         occurred_at="2025-01-01T10:00:00"), "occurred_at", "offset"),
+    ("not an object", "[1, 2, 3]", "", "JSON object"),
+]
+
+
+def _line(value) -> bytes:
+    if isinstance(value, bytes):
+        return value + b"\n"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text.encode() + b"\n"
+
+
+def test_every_feed_class_is_rejected_with_its_line_and_field_and_the_rest_applies(tmp_path):
+    data = tmp_path / "data"
+    assert sanction("init", "--data-dir", str(data)).returncode == 0
+    good = [list_person("L1", GOOD, event_id="list-L1"),
+            list_person("L2", make_ric("440305", "19900909", 88), listed_on="2024-01-10", expires_on="2026-01-10")]
+    feed = tmp_path / "feed.jsonl"
+    with open(feed, "wb") as f:
+        for e in good:
+            f.write(_line(e))
+        for _, line, _, _ in FEED_CASES:
+            f.write(_line(line))
+        f.write(_line(list_person("L3", OTHER)))  # a good line after all the bad ones
+    result = sanction("load", "--data-dir", str(data), str(feed))
+    assert result.returncode == 1
+    assert f"3 applied, 0 duplicates, {len(FEED_CASES)} rejected" in result.stdout
+    rejects = [json.loads(line) for line in open(f"{feed}.rejects.jsonl", encoding="utf-8")]
+    assert [r["line"] for r in rejects] == list(range(3, 3 + len(FEED_CASES)))
+    for (name, _, field, words), reject in zip(FEED_CASES, rejects):
+        assert reject["field"] == field, name
+        assert words in reject["reason"], (name, reject["reason"])
+        assert BAD_RIC not in reject["reason"] and GOOD not in reject["reason"]
+
+
+@pytest.mark.parametrize("name,request_message,field", [
+    ("garbage train number", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
+                                             trip=pb.Trip(mode=pb.RAIL, train_number="Z-99!", rail_class=pb.FIRST)),
+     "trip.train_number"),
+    ("RAIL check without class", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
+                                                 trip=pb.Trip(mode=pb.RAIL, train_number="D301")), "trip.rail_class"),
+    ("unknown enum number", pb.CheckRequest(document=pb.Document(type=99, number=GOOD)), "document.type"),
+])
+def test_request_classes_are_invalid_argument_naming_the_field(client, name, request_message, field):
+    stub = restriction_pb2_grpc.RestrictionServiceStub(client.channel)
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.CheckRestriction(request_message)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_from_rpc(exc.value).field_violations[0][0] == field
+
+
+def test_batch_over_the_limit_names_the_field(client):
+    with pytest.raises(ServiceError) as exc:
+        client.check_batch([Passenger("RESIDENT_ID", GOOD)] * 1001, Trip("FLIGHT"))
+    assert exc.value.code == "INVALID_ARGUMENT" and exc.value.field_violations == [
+        ("checks", "a batch holds at most 1000 checks")]
+
+
+def test_huge_message_is_refused_and_the_server_goes_on(client):
+    huge = pb.BatchCheckRequest(checks=[pb.CheckRequest(name="x" * 5_000_000)])
+    stub = restriction_pb2_grpc.RestrictionServiceStub(client.channel)
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.BatchCheckRestriction(huge, timeout=10)
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert client.check(Passenger("RESIDENT_ID", GOOD), Trip("FLIGHT")).decision == "ALLOW"
