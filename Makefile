@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= data/demo
 DEMO_LISTINGS ?= 20000
+# A fixed start keeps the demo reproducible; listings fall in the three years before it.
+DEMO_START ?= 2026-11-01
 LISTEN ?= 127.0.0.1:50051
 METRICS_PORT ?= 9464
 PROTOS := $(wildcard proto/sanction/v1/*.proto)
@@ -35,7 +37,7 @@ demo: $(INSTALLED)
 	@if [ ! -f $(DATA_DIR)/data.mdb ]; then \
 		echo "making a demo list of $(DEMO_LISTINGS) listings in $(DATA_DIR)"; \
 		$(VENV)/bin/sanction init --data-dir $(DATA_DIR) && \
-		$(VENV)/bin/sanction synth --seed 1 --listings $(DEMO_LISTINGS) --out $(DATA_DIR)/demo-feed.jsonl \
+		$(VENV)/bin/sanction synth --seed 1 --listings $(DEMO_LISTINGS) --start $(DEMO_START) --out $(DATA_DIR)/demo-feed.jsonl \
 			--probes $(DATA_DIR)/demo-probes.jsonl && \
 		$(VENV)/bin/sanction load --data-dir $(DATA_DIR) $(DATA_DIR)/demo-feed.jsonl; \
 	fi

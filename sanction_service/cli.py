@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listings", type=int, default=20_000, help="LIST events to generate (%(default)s)")
     p.add_argument("--out", required=True, help="feed file to write")
     p.add_argument("--probes", help="also write probe documents with their expected status here")
+    p.add_argument("--start", type=date.fromisoformat, default=None,
+                   help="feed start date: listings fall in the 3 years before it (generator default 2024-01-01)")
     return parser
 
 
@@ -249,7 +251,8 @@ def _run_client(action) -> int:
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         for field, description in exc.field_violations:
-            print(f"  {field}: {description}", file=sys.stderr)
+            if f"{field}: {description}" != exc.message:
+                print(f"  {field}: {description}", file=sys.stderr)
         return 2
 
 
@@ -322,10 +325,11 @@ def cmd_stats(args) -> int:
 def cmd_synth(args) -> int:
     from loaders import synth
 
-    n = synth.write_feed(args.out, args.seed, args.listings)
+    extra = {"start": args.start} if args.start else {}
+    n = synth.write_feed(args.out, args.seed, args.listings, **extra)
     log.info("wrote %d events to %s", n, args.out)
     if args.probes:
-        p = synth.write_probes(args.probes, args.seed, args.listings)
+        p = synth.write_probes(args.probes, args.seed, args.listings, **extra)
         log.info("wrote %d probes to %s", p, args.probes)
     return 0
 
