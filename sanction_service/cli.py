@@ -71,8 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, defaults)
     p.add_argument("feed", help="feed file (JSON Lines, DOMAIN.md §6)")
     p.add_argument("--rejects", help="where to write rejected lines (default <feed>.rejects.jsonl)")
-    p.add_argument("--batch-size", type=int, default=1000, help="events per write transaction (%(default)s)")
+    p.add_argument("--batch-size", type=int, default=1000,
+                   help="events per write transaction (%(default)s; at least 20000 with --bulk)")
     p.add_argument("--create", action="store_true", help="create the store if it does not exist")
+    p.add_argument("--bulk", action="store_true",
+                   help="fast path for an empty store: sorted appends, indexes written at the end "
+                        "(a killed bulk load means: delete the store and load again)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
 
@@ -183,10 +187,25 @@ def cmd_load(args) -> int:
         log.error("cannot load: %s", exc)
         return 2
     rejects = args.rejects or f"{args.feed}.rejects.jsonl"
+    prefilter_path = Path(settings.data_dir) / PREFILTER_FILE
+    if args.bulk:
+        from .bulk import BulkLedger, StoreNotEmpty
+
+        try:
+            ledger = BulkLedger(store, pepper)
+        except StoreNotEmpty as exc:
+            log.error("%s", exc)
+            return 2
+        summary = load_feed(ledger, args.feed, rejects, batch_size=max(args.batch_size, 20_000),
+                            show_progress=args.progress)
+        log.info("writing the person indexes and the prefilter")
+        ledger.finish(error_rate=settings.prefilter_error_rate, prefilter_path=prefilter_path)
+        store.close()
+        print(summary.describe())
+        return 1 if summary.rejected else 0
     summary = load_feed(Ledger(store, pepper), args.feed, rejects, batch_size=args.batch_size,
                         show_progress=args.progress)
     # Refresh a persisted prefilter so the next server start need not replay the journal.
-    prefilter_path = Path(settings.data_dir) / PREFILTER_FILE
     with store.read() as view:
         try:
             prefilter = Prefilter.load(prefilter_path, view)

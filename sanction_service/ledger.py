@@ -142,15 +142,18 @@ class Ledger:
             key = self.key_of(event.exempt_document)
             exemption_key = key + event.listing_id.encode() + b"\x00" + event.reference.encode()
             txn.put(exemption_key, dumps(exemption), db=s.exemptions)
-        txn.put(event.listing_id.encode(), dumps(new), db=s.listings)
+        self._put(txn, s.listings, event.listing_id.encode(), dumps(new))
         self._count(txn, event, old, new)
         journal = {"event_id": event.event_id, "type": event.type.value, "listing_id": event.listing_id,
                    "added": [k.hex() for k in added]}
-        txn.put(encode_u64(seq), dumps(journal), db=s.journal)
-        txn.put(event.event_id.encode(), event.digest + encode_u64(seq), db=s.events)
+        self._put(txn, s.journal, encode_u64(seq), dumps(journal))
+        self._put(txn, s.events, event.event_id.encode(), event.digest + encode_u64(seq))
         txn.put(b"seq", encode_u64(seq), db=s.meta)
         txn.put(b"last_event_time", event.occurred_at.encode(), db=s.meta)
         return APPLIED, seq
+
+    def _put(self, txn: lmdb.Transaction, db, key: bytes, value: bytes) -> None:
+        txn.put(key, value, db=db)
 
     def _reindex(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> list[bytes]:
         """Bring the person indexes in line with `new`; return keys newly in force."""

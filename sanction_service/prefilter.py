@@ -69,6 +69,13 @@ class Prefilter:
                 progress(n)
         return cls(bloom, view.seq(), view.store.store_id)
 
+    @classmethod
+    def empty(cls, *, capacity: int, error_rate: float, store_id: str) -> Prefilter:
+        return cls(BloomFilter(capacity=capacity, error_rate=error_rate), 0, store_id)
+
+    def add(self, key: bytes) -> None:
+        self._add(key.hex())
+
     def may_contain(self, key: bytes) -> bool:
         return self.saturated or key.hex() in self.bloom
 
