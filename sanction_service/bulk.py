@@ -42,18 +42,39 @@ class BulkLedger(Ledger):
                 raise StoreNotEmpty(f"bulk loading needs an empty store; {store.path} is at data version {view.seq()}")
         self._index: dict[bytes, bytes] = {}
         self._lifted: set[bytes] = set()
-        self._max_key: dict[int, bytes] = {}
+        self._max_key: dict[str, bytes] = {}
+        self._since_remap = 0
+
+    REMAP_EVERY = 500_000
 
     def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 20_000) -> Iterator[Outcome]:
         yield from super().apply(lines, batch_size=batch_size)
 
+    def _apply_batch(self, batch: list[FeedLine]) -> list[Outcome]:
+        outcomes = super()._apply_batch(batch)
+        self._since_remap += len(batch)
+        if self._since_remap >= self.REMAP_EVERY:
+            self.store.remap()
+            self._since_remap = 0
+        return outcomes
+
+    def _db_name(self, db) -> str:
+        return next(name for name, handle in self.store.dbs.items() if handle is db)
+
+    def _get(self, txn: lmdb.Transaction, db, key: bytes) -> bytes | None:
+        # A key above every key written so far cannot exist: skipping the lookup spares
+        # the B-tree walk and keeps old pages of the map out of this process's RSS.
+        if key > self._max_key.get(self._db_name(db), b""):
+            return None
+        return txn.get(key, db=db)
+
     def _put(self, txn: lmdb.Transaction, db, key: bytes, value: bytes) -> None:
         # MDB_APPEND skips the B-tree search and fills pages completely; only valid for
         # a key above every key already in the database.
-        last = self._max_key.get(id(db), b"")
-        if key > last:
+        name = self._db_name(db)
+        if key > self._max_key.get(name, b""):
             txn.put(key, value, db=db, append=True)
-            self._max_key[id(db)] = key
+            self._max_key[name] = key
         else:
             txn.put(key, value, db=db)
 

@@ -110,13 +110,13 @@ class Ledger:
 
     def _apply_event(self, txn: lmdb.Transaction, event: Event) -> tuple[str, int]:
         s = self.store
-        known = txn.get(event.event_id.encode(), db=s.events)
+        known = self._get(txn, s.events, event.event_id.encode())
         if known is not None:
             if known[:16] == event.digest:
                 return DUPLICATE, decode_u64(known[16:])
             raise EventRejected("event_id", "already applied with different content (conflict)")
 
-        raw_old = txn.get(event.listing_id.encode(), db=s.listings)
+        raw_old = self._get(txn, s.listings, event.listing_id.encode())
         old = None if raw_old is None else json.loads(raw_old)
         exemption = None
         if event.type is EventType.LIST:
@@ -151,6 +151,9 @@ class Ledger:
         txn.put(b"seq", encode_u64(seq), db=s.meta)
         txn.put(b"last_event_time", event.occurred_at.encode(), db=s.meta)
         return APPLIED, seq
+
+    def _get(self, txn: lmdb.Transaction, db, key: bytes) -> bytes | None:
+        return txn.get(key, db=db)
 
     def _put(self, txn: lmdb.Transaction, db, key: bytes, value: bytes) -> None:
         txn.put(key, value, db=db)

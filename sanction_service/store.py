@@ -64,6 +64,7 @@ def dumps(value) -> bytes:
 class Store:
     def __init__(self, path: str | os.PathLike, pepper_fingerprint: str, *, create: bool = False, map_size: int):
         self.path = Path(path)
+        self._pepper_fingerprint = pepper_fingerprint
         if not (self.path / "data.mdb").is_file():
             if not create:
                 raise StoreMissing(f"no store at {self.path} (run `sanction load` to create one)")
@@ -127,6 +128,13 @@ class Store:
             # Another process grew the map; adopt its size and go on.
             self.env.set_mapsize(0)
             return self.env.begin(**kwargs)
+
+    def remap(self) -> None:
+        """Close and reopen the environment. Lookups map pages of the data file into this
+        process; on a multi-GB bulk load they would count towards its RSS until unmapped."""
+        map_size = self.env.info()["map_size"]
+        self.env.close()
+        self.__init__(self.path, self._pepper_fingerprint, map_size=map_size)
 
     def grow(self) -> int:
         new_size = self.env.info()["map_size"] * 2

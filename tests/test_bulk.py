@@ -41,7 +41,8 @@ def load_both(tmp_path, lines_factory, batch_size=7):
 
 
 @pytest.mark.parametrize("source", ["handmade", "synthetic"])
-def test_bulk_and_event_by_event_paths_reach_the_same_digest(tmp_path, source):
+def test_bulk_and_event_by_event_paths_reach_the_same_digest(tmp_path, source, monkeypatch):
+    monkeypatch.setattr(BulkLedger, "REMAP_EVERY", 300)  # exercise the periodic remap
     if source == "handmade":
         def lines():
             return feed_lines(handmade())
