@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bulk", action="store_true",
                    help="fast path for an empty store: sorted appends, indexes written at the end "
                         "(a killed bulk load means: delete the store and load again)")
+    p.add_argument("--parse-workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                   help="with --bulk: processes that decode and validate lines while this one writes (%(default)s)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
 
@@ -197,7 +200,7 @@ def cmd_load(args) -> int:
             log.error("%s", exc)
             return 2
         summary = load_feed(ledger, args.feed, rejects, batch_size=max(args.batch_size, 20_000),
-                            show_progress=args.progress)
+                            show_progress=args.progress, parse_workers=args.parse_workers)
         log.info("writing the person indexes and the prefilter")
         ledger.finish(error_rate=settings.prefilter_error_rate, prefilter_path=prefilter_path)
         store.close()

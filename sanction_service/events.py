@@ -26,6 +26,9 @@ class EventRejected(ValueError):
         self.field = field
         self.reason = reason
 
+    def __reduce__(self):  # crosses process boundaries when workers parse a feed
+        return (EventRejected, (self.field, self.reason))
+
 
 class EventType(str, Enum):
     LIST = "LIST"

@@ -40,11 +40,20 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class FeedLine:
-    """One line of a feed: either the decoded JSON or why it could not be decoded."""
+    """One line of a feed: the decoded JSON (or the event already parsed from it, when a
+    worker process did that), or why it could not be decoded or parsed."""
 
     line: int
     raw: object = None
     error: EventRejected | None = None
+    event: Event | None = None
+    event_id: str = ""
+
+
+def raw_event_id(raw: object) -> str:
+    """The event id of a line that may not parse, for reporting it."""
+    event_id = raw.get("event_id", "") if isinstance(raw, dict) else ""
+    return event_id if isinstance(event_id, str) else ""
 
 
 class Ledger:
@@ -88,14 +97,15 @@ class Ledger:
         return outcomes
 
     def _apply_line(self, parent: lmdb.Transaction, line: FeedLine) -> Outcome:
-        event_id = line.raw.get("event_id", "") if isinstance(line.raw, dict) else ""
-        event_id = event_id if isinstance(event_id, str) else ""
+        event_id = line.event_id or raw_event_id(line.raw)
         if line.error is not None:
             return Outcome(line.line, REJECTED, event_id, line.error.reason, line.error.field)
-        try:
-            event = parse_event(line.raw)
-        except EventRejected as exc:
-            return Outcome(line.line, REJECTED, event_id, exc.reason, exc.field)
+        event = line.event
+        if event is None:
+            try:
+                event = parse_event(line.raw)
+            except EventRejected as exc:
+                return Outcome(line.line, REJECTED, event_id, exc.reason, exc.field)
         child = self.store.begin_write(parent=parent)
         try:
             status, seq = self._apply_event(child, event)

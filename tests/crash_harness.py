@@ -53,18 +53,37 @@ def clean_load(work: Path, feed: Path) -> tuple[dict, float]:
     return digest(data), time.monotonic() - started
 
 
-def killed_loads(work: Path, feed: Path, kills: int, duration: float, rnd: random.Random) -> tuple[dict, list[int]]:
-    """Kill the loader `kills` times at random moments, re-running the feed after each."""
+def killed_loads(work: Path, feed: Path, kills: int, total: int, rnd: random.Random) -> tuple[dict, list[int]]:
+    """Kill the loader `kills` times mid-load, re-running the same feed after each kill.
+
+    Each run is killed at a random moment after the store passed a random target version
+    (targets spread over the whole feed), so every kill lands while events are being
+    written, not while a re-run is skipping duplicates.
+    """
+    from sanction_service.identity import pepper_fingerprint
+    from sanction_service.store import Store
+
     data = work / "killed"
     init(data)
+    store = Store(data, pepper_fingerprint(bytes.fromhex(PEPPER_HEX)), map_size=1 << 30)
+    targets = sorted(rnd.sample(range(1, total), kills))
     versions = []
-    for _ in range(kills):
-        proc = subprocess.Popen(load_command(data, feed), env=_env({"SANCTION_PEPPER": PEPPER_HEX}), cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.35, max(0.4, duration)))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        versions.append(digest(data)["data_version"])
+    try:
+        for target in targets:
+            proc = subprocess.Popen(load_command(data, feed), env=_env({"SANCTION_PEPPER": PEPPER_HEX}), cwd=ROOT,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            while proc.poll() is None:
+                with store.read() as view:
+                    if view.seq() >= target:
+                        break
+                time.sleep(0.005)
+            time.sleep(rnd.uniform(0, 0.05))  # somewhere inside the next batch
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            with store.read() as view:
+                versions.append(view.seq())
+    finally:
+        store.close()
     final = subprocess.run(load_command(data, feed), env=_env({"SANCTION_PEPPER": PEPPER_HEX}), cwd=ROOT,
                            capture_output=True, text=True)
     assert final.returncode == 0, final.stdout + final.stderr
@@ -123,8 +142,9 @@ def main() -> int:
         events = synth.write_feed(feed, args.seed, args.listings)
         clean, duration = clean_load(work, feed)
         print(f"feed: {events} events; clean load {duration:.1f}s, data version {clean['data_version']}")
-        killed, versions = killed_loads(work, feed, args.kills, duration, rnd)
-        print(f"loader SIGKILLed {args.kills} times at data versions {versions}")
+        killed, versions = killed_loads(work, feed, args.kills, clean["data_version"], rnd)
+        mid = sum(0 < v < clean["data_version"] for v in versions)
+        print(f"loader SIGKILLed {args.kills} times ({mid} mid-load) at data versions {versions}")
         print("loader: end state equals clean load:", killed == clean)
         served, server_versions = killed_servers(work, feed, args.server_kills, rnd)
         print(f"server SIGKILLed {args.server_kills} times during ApplyEvents at data versions {server_versions}")

@@ -71,3 +71,26 @@ def test_bulk_refuses_a_store_that_is_not_empty(store, ledger):
     list(ledger.apply(feed_lines([list_person("L1", A)])))
     with pytest.raises(StoreNotEmpty):
         BulkLedger(store, PEPPER)
+
+
+def test_parallel_parsing_gives_the_same_outcomes_as_serial(tmp_path):
+    import json
+
+    from loaders.feed import read_feed, read_feed_parallel
+
+    feed = tmp_path / "feed.jsonl"
+    with open(feed, "wb") as f:
+        for e in handmade():
+            f.write(json.dumps(e, ensure_ascii=False).encode() + b"\n")
+        f.write(b"{broken\n\xff\xfe\n\n" + json.dumps(event("NOPE", "L1")).encode() + b"\n")
+
+    def outcomes(lines, name):
+        store = Store(tmp_path / name, pepper_fingerprint(PEPPER), create=True, map_size=16 << 20)
+        result = [(o.line, o.status, o.event_id, o.reason, o.field) for o in Ledger(store, PEPPER).apply(lines)]
+        store.close()
+        return result
+
+    serial = outcomes(read_feed(feed), "serial")
+    parallel = outcomes(read_feed_parallel(feed, 2, chunk_lines=3), "parallel")
+    assert serial == parallel
+    assert [o[1] for o in serial[-3:]] == ["REJECTED"] * 3
