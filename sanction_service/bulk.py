@@ -45,7 +45,7 @@ class BulkLedger(Ledger):
         self._max_key: dict[str, bytes] = {}
         self._since_remap = 0
 
-    REMAP_EVERY = 500_000
+    REMAP_EVERY = 200_000
 
     def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 20_000) -> Iterator[Outcome]:
         yield from super().apply(lines, batch_size=batch_size)

@@ -35,6 +35,10 @@ def today_in_shanghai() -> date:
     return datetime.now(SHANGHAI).date()
 
 
+def _debug() -> bool:
+    return log.isEnabledFor(logging.DEBUG)
+
+
 class NotReady(Exception):
     """The prefilter is not loaded yet; answer UNAVAILABLE."""
 
@@ -133,6 +137,10 @@ class Checker:
         metrics.DECISIONS.labels(mode, decision.decision).inc()
         if decision.decision == DENY and trip is not None:
             self.refusals.add(mode)
+        if _debug():
+            log.debug("check %s %s mode=%s day=%s -> %s restricted=%s listings=%s (data version %d)",
+                      document.type.value, document.masked(), mode, day, decision.decision, decision.restricted,
+                      [o.found.listing["listing_id"] for o in decision.matches], seq)
         return CheckResult(decision, document.masked(), seq, day, mode)
 
     def _lookup(self, view: ReadView, key: bytes) -> list[Found]:

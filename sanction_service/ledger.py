@@ -111,11 +111,15 @@ class Ledger:
             status, seq = self._apply_event(child, event)
         except EventRejected as exc:
             child.abort()
+            log.debug("line %d: rejected %s: %s %s", line.line, event.event_id, exc.field, exc.reason)
             return Outcome(line.line, REJECTED, event.event_id, exc.reason, exc.field)
         except BaseException:
             child.abort()
             raise
         child.commit()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("line %d: %s %s %s listing %s (seq %d)", line.line, status.lower(), event.type.value,
+                      event.event_id, event.listing_id, seq)
         return Outcome(line.line, status, event.event_id, seq=seq)
 
     def _apply_event(self, txn: lmdb.Transaction, event: Event) -> tuple[str, int]:

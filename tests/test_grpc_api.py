@@ -133,6 +133,18 @@ def test_stream_answers_are_matched_by_request_id(listed, client):
     assert isinstance(answers["c"], ServiceError) and answers["c"].code == "INVALID_ARGUMENT"
 
 
+def test_stream_item_without_request_id_gets_its_own_error(client):
+    from sanction.v1 import restriction_pb2_grpc as rpc
+
+    stub = rpc.RestrictionServiceStub(client.channel)
+    answers = list(stub.StreamCheckRestriction(iter([
+        pb.StreamCheckRequest(check=check_request(Passenger("RESIDENT_ID", CLEAN))),
+        pb.StreamCheckRequest(request_id="ok", check=check_request(Passenger("RESIDENT_ID", CLEAN), FLIGHT)),
+    ]), timeout=5))
+    assert answers[0].HasField("error") and answers[0].error.code == 3  # INVALID_ARGUMENT
+    assert (answers[1].request_id, answers[1].result.decision) == ("ok", pb.ALLOW)
+
+
 def test_apply_events_reports_applied_duplicates_and_rejects(client):
     listing = list_person("L9", PERSON)
     summary = client.apply_events([listing, listing, "{not json", event("DELIST", "NOPE", reason="SETTLED",

@@ -91,3 +91,28 @@ def test_server_without_a_store_refuses_to_start(tmp_path):
     server = ServerProcess("--data-dir", str(tmp_path / "empty"))
     assert server.proc.wait(60) == 2
     assert server.port is None and any("no store" in line for line in server.lines)
+
+
+def test_no_full_id_number_in_any_output_at_debug_or_on_the_metrics_page(data_dir, tmp_path):
+    import socket
+    import urllib.request
+
+    bad = PERSON[:17] + ("0" if PERSON[17] != "0" else "1")
+    feed = write_feed(tmp_path / "feed.jsonl", [list_person("L1", PERSON), list_person("L2", bad),
+                                                list_org("O1", make_uscc(), [("LEGAL_REPRESENTATIVE", "李娜", REP)])])
+    loaded = sanction("load", "--data-dir", str(data_dir), "--log-level", "DEBUG", str(feed))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        metrics_port = s.getsockname()[1]
+    with ServerProcess("--data-dir", str(data_dir), "--log-level", "DEBUG", "--metrics-port", str(metrics_port)) as server:
+        target = server.wait_serving()
+        cli = [sanction("check", "--target", target, "--number", n, "--mode", "FLIGHT") for n in (PERSON, REP, bad)]
+        with RestrictionClient(target, timeout=5) as client:
+            client.lookup_person(Passenger("RESIDENT_ID", PERSON))
+            client.apply_events([list_person("L3", LATE)])
+        page = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    texts = [loaded.stdout, loaded.stderr, page, open(f"{feed}.rejects.jsonl").read(), *server.lines]
+    texts += [r.stdout + r.stderr for r in cli]
+    assert "sanction_decisions_total" in page and any("DEBUG" in line for line in server.lines + [loaded.stderr])
+    for number in (PERSON, REP, bad, LATE):
+        assert not any(number in text for text in texts), number
