@@ -12,7 +12,7 @@ PROTOS := $(wildcard proto/sanction/v1/*.proto)
 STUBS := gen/sanction/v1/restriction_pb2.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test proto lint demo clean bench
+.PHONY: run test proto lint demo clean bench bench-tools
 
 # grpcio-tools is bootstrapped first because the package (which includes the stubs)
 # cannot be installed before the stubs exist.
@@ -50,6 +50,20 @@ test: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check sanction_service loaders clients tests benchmarks
+
+# Benchmarks (BENCHMARKS.md): BENCH_SIZE=6000000 for the full run.
+BENCH_SIZE ?= 200000
+
+bench-tools:
+	@command -v redis-server >/dev/null && command -v h2load >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq redis-server nghttp2-client >/dev/null; } || \
+		echo "could not install redis-server / h2load: those comparisons will be skipped"
+
+bench: $(INSTALLED) bench-tools
+	BENCH_SIZE=$(BENCH_SIZE) $(PY) benchmarks/dataset.py
+	BENCH_SIZE=$(BENCH_SIZE) $(PY) -m pytest benchmarks/test_micro.py --benchmark-enable -p no:cacheprovider \
+		--benchmark-json benchmarks/results/micro.json
+	BENCH_SIZE=$(BENCH_SIZE) $(PY) benchmarks/load.py
 
 clean:
 	rm -rf gen $(VENV) .pytest_cache
