@@ -1,0 +1,95 @@
+"""Shared bits of the benchmark scripts: the machine description, percentiles, result files.
+
+Every result file in benchmarks/results/ carries the exact command line, BENCH_SIZE, the
+machine (nproc, CPU model, RAM, load average) and a UTC timestamp, so figures from
+different runs can be told apart.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_SIZE = 200_000
+
+
+def bench_size(default: int = DEFAULT_SIZE) -> int:
+    raw = os.environ.get("BENCH_SIZE", "").replace("_", "")
+    return int(raw) if raw else default
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def ram_bytes() -> int:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def machine() -> dict:
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "ram_gib": round(ram_bytes() / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def command_line() -> str:
+    return shlex.join([sys.executable, *sys.argv])
+
+
+def now_utc() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def header(size: int, command: str | None = None) -> dict:
+    return {"command": command or command_line(), "bench_size": size, "machine": machine(), "timestamp": now_utc()}
+
+
+def write_result(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def percentiles(samples: list[float]) -> dict:
+    """Latency summary in milliseconds of samples in seconds (nearest-rank)."""
+    if not samples:
+        return {"n": 0}
+    ordered = sorted(samples)
+    n = len(ordered)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(n - 1, max(0, int(q * n + 0.5) - 1))] * 1000, 3)
+
+    return {"n": n, "mean_ms": round(sum(ordered) / n * 1000, 3), "p50_ms": pick(0.50), "p95_ms": pick(0.95),
+            "p99_ms": pick(0.99), "max_ms": round(ordered[-1] * 1000, 3)}
+
+
+def log(*parts) -> None:
+    print(*parts, file=sys.stderr, flush=True)

@@ -1,0 +1,101 @@
+"""Micro-benchmarks of each step of a check, in process, on the BENCH_SIZE dataset.
+
+    BENCH_SIZE=200000 .venv/bin/python -m pytest benchmarks/test_micro.py --benchmark-enable \
+        -p no:cacheprovider --benchmark-json benchmarks/results/micro.json
+
+(`--benchmark-enable` is needed because pyproject's addopts has `--benchmark-disable`;
+without `--benchmark-json` the results still go to benchmarks/results/micro.json.) The
+dataset is built on first use by benchmarks/dataset.py (cached in data/bench-<size>/).
+
+Steps, in pipeline order: identity normalise, keyed hash, prefilter lookup (a listed key
+and a never-listed one), LMDB read (`view.listing_ids` inside one read transaction, a
+listed key and a never-listed one), purchase policy (a D-train FIRST seat), then the whole
+`Checker.check_many` over a batch of 1000 queries at 99 % misses, prefilter on and off in
+the same run; their `extra_info.ids_per_second` is 1000 / mean batch time.
+"""
+
+from __future__ import annotations
+
+import pytest
+from dataset import ensure_dataset, mix, open_checker, probe_documents
+
+from sanction_service.checker import CheckQuery, CheckResult
+from sanction_service.identity import DocumentType, document_key, normalize
+from sanction_service.policy import RailClass, TravelMode, Trip, purchase_is_restricted
+
+BATCH = 1000
+MISS_RATIO = 0.99
+ROUNDS = 40
+
+
+@pytest.fixture(scope="module")
+def world():
+    d = ensure_dataset()
+    store, pepper, on = open_checker(d, use_prefilter=True)
+    _, _, off = open_checker(d, use_prefilter=False, store=store, pepper=pepper)
+    on.warm_up()
+    probes = probe_documents(d)
+    listed = next(p for p in probes.listed if p.type == "RESIDENT_ID")
+    never = probes.never[0]
+    keys = {
+        "listed": document_key(pepper, normalize(DocumentType(listed.type), listed.number, listed.country)),
+        "never_listed": document_key(pepper, normalize(DocumentType(never.type), never.number, never.country)),
+    }
+    batch = [CheckQuery(doc.type, doc.number, doc.country, trip=Trip(TravelMode.FLIGHT))
+             for doc in mix(probes, BATCH, MISS_RATIO, seed=1)]
+    yield {"store": store, "pepper": pepper, "on": on, "off": off, "listed": listed, "keys": keys, "batch": batch}
+    store.close()
+
+
+@pytest.mark.benchmark(group="1 identity")
+def test_identity_normalize(benchmark, world):
+    doc = world["listed"]
+    out = benchmark(normalize, DocumentType.RESIDENT_ID, doc.number, doc.country)
+    assert out.number == doc.number
+
+
+@pytest.mark.benchmark(group="1 identity")
+def test_identity_document_key(benchmark, world):
+    doc = world["listed"]
+    normalized = normalize(DocumentType.RESIDENT_ID, doc.number, doc.country)
+    assert len(benchmark(document_key, world["pepper"], normalized)) == 16
+
+
+@pytest.mark.benchmark(group="2 prefilter")
+@pytest.mark.parametrize("which", ["listed", "never_listed"])
+def test_prefilter_may_contain(benchmark, world, which):
+    result = benchmark(world["on"].prefilter.may_contain, world["keys"][which])
+    if which == "listed":
+        assert result
+
+
+@pytest.mark.benchmark(group="3 lmdb")
+@pytest.mark.parametrize("which", ["listed", "never_listed"])
+def test_lmdb_listing_ids(benchmark, world, which):
+    with world["store"].read() as view:  # one read transaction for all rounds
+        ids = benchmark(view.listing_ids, world["keys"][which])
+    assert bool(ids) == (which == "listed")
+
+
+@pytest.mark.benchmark(group="4 policy")
+def test_policy_d_train_first(benchmark):
+    trip = Trip(TravelMode.RAIL, train_number="D301", rail_class=RailClass.FIRST)
+    assert benchmark(purchase_is_restricted, trip) is True
+
+
+@pytest.mark.benchmark(group="5 check_many x1000 @99% misses")
+@pytest.mark.parametrize("prefilter", ["on", "off"])
+def test_check_many(benchmark, world, prefilter):
+    checker = world[prefilter]
+    # A fixed number of rounds: by default pytest-benchmark stops a ~20 ms body after a dozen.
+    results = benchmark.pedantic(checker.check_many, args=(world["batch"],), rounds=ROUNDS, warmup_rounds=3)
+    assert len(results) == BATCH and all(isinstance(r, CheckResult) for r in results)
+    denied = sum(r.decision.decision == "DENY" for r in results)
+    stats = benchmark.stats.stats if benchmark.stats else None
+    if stats is not None:  # None when benchmarks are disabled
+        benchmark.extra_info["ids_per_second"] = round(BATCH / stats.mean)
+        benchmark.extra_info["ids_per_second_median"] = round(BATCH / stats.median)
+        benchmark.extra_info["us_per_id"] = round(stats.mean / BATCH * 1e6, 2)
+    benchmark.extra_info["batch"] = BATCH
+    benchmark.extra_info["miss_ratio"] = MISS_RATIO
+    benchmark.extra_info["denied_in_batch"] = denied
