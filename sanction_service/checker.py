@@ -147,12 +147,7 @@ class Checker:
         if self.prefilter is not None and not self.prefilter.may_contain(key):
             metrics.PREFILTER.labels("miss").inc()
             return []
-        found = []
-        for listing_id in view.listing_ids(key):
-            listing = view.listing(listing_id)
-            key_hex = key.hex()
-            person = next(p for p in listing["persons"] if p["key"] == key_hex)
-            found.append(Found(listing, person, view.exemptions(key, listing_id)))
+        found = _found(view, key, active_only=True)
         if self.prefilter is not None:
             metrics.PREFILTER.labels("hit" if found else "false_positive").inc()
         return found
@@ -161,13 +156,7 @@ class Checker:
         """Every listing naming the document, in force or lifted (for auditors)."""
         key = document_key(self._pepper, document)
         with self.store.read() as view:
-            found = []
-            for listing_id in view.listing_ids(key, active_only=False):
-                listing = view.listing(listing_id)
-                key_hex = key.hex()
-                person = next(p for p in listing["persons"] if p["key"] == key_hex)
-                found.append(Found(listing, person, view.exemptions(key, listing_id)))
-            return found, view.seq()
+            return _found(view, key, active_only=False), view.seq()
 
     def _rebuild_in_background(self) -> None:
         if not self._rebuilding.acquire(blocking=False):
@@ -185,6 +174,17 @@ class Checker:
                 self._rebuilding.release()
 
         threading.Thread(target=rebuild, name="prefilter-rebuild", daemon=True).start()
+
+
+def _found(view: ReadView, key: bytes, *, active_only: bool) -> list[Found]:
+    """The listings naming `key`, each with the person's entry and their exemptions."""
+    key_hex = key.hex()
+    found = []
+    for listing_id in view.listing_ids(key, active_only=active_only):
+        listing = view.listing(listing_id)
+        person = next(p for p in listing["persons"] if p["key"] == key_hex)
+        found.append(Found(listing, person, view.exemptions(key, listing_id)))
+    return found
 
 
 class RefusalTally:

@@ -18,6 +18,7 @@ import pytest
 from stdnum.cn import ric, uscc
 
 from loaders import synth
+from sanction_service.events import DELIST_REASONS
 
 SEED = 11
 N = 5000
@@ -46,17 +47,6 @@ FIELDS = {
 }
 CORRECTABLE = {"case_number", "court", "subject", "restricted_persons"}
 ROLES = {"LEGAL_REPRESENTATIVE", "PRINCIPAL", "RESPONSIBLE_PERSON", "ACTUAL_CONTROLLER"}
-REASONS = {
-    "PERFORMED",
-    "SETTLED",
-    "CREDITOR_APPLICATION",
-    "NO_ASSETS",
-    "SUSPENDED",
-    "NOT_ENFORCED",
-    "TERMINATED",
-    "EXPIRED",
-    "REVOKED",
-}
 
 
 def day(s: str) -> datetime.date:
@@ -247,7 +237,7 @@ def test_every_event_has_exactly_the_fields_of_its_type(events):
         else:
             assert set(e) == FIELDS[e["type"]], e["event_id"]
         if e["type"] == "DELIST":
-            assert e["reason"] in REASONS
+            assert e["reason"] in DELIST_REASONS
 
 
 def test_occurred_at_is_rfc3339_with_offset_and_never_decreases(events):
