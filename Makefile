@@ -63,6 +63,7 @@ bench: $(INSTALLED) bench-tools
 	BENCH_SIZE=$(BENCH_SIZE) $(PY) benchmarks/dataset.py
 	BENCH_SIZE=$(BENCH_SIZE) $(PY) -m pytest benchmarks/test_micro.py --benchmark-enable -p no:cacheprovider \
 		--benchmark-json benchmarks/results/micro.json
+	BENCH_SIZE=$(BENCH_SIZE) $(PY) benchmarks/startup.py
 	BENCH_SIZE=$(BENCH_SIZE) $(PY) benchmarks/load.py
 
 clean:
