@@ -60,11 +60,14 @@ _COUNTRY = re.compile(r"^[A-Z]{3}$")
 _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
+_DOCUMENT_TYPES = {t.value: t for t in DocumentType}
+
+
 def parse_document_type(value: str, field: str = "document.type") -> DocumentType:
-    try:
-        return DocumentType(value)
-    except ValueError:
-        raise InvalidDocument(field, "unknown document type") from None
+    doc_type = _DOCUMENT_TYPES.get(value) if isinstance(value, str) else None
+    if doc_type is None:
+        raise InvalidDocument(field, "unknown document type")
+    return doc_type
 
 
 def normalize(doc_type: DocumentType, number: str, country: str = "", field: str = "document") -> Document:
