@@ -92,7 +92,8 @@ def read_feed_parallel(path: str | os.PathLike, workers: int, progress: tqdm | N
                        chunk_lines: int = 2000) -> Iterator[FeedLine]:
     """Like read_feed, with JSON decoding and event parsing done by worker processes
     (pepper-free work; the writes stay in this process, in feed order). At most
-    2 x workers chunks are in flight, so memory stays bounded on any feed size."""
+    8 x workers chunks are in flight (enough that a worker never waits for the writer to
+    hand it work), so memory stays bounded on any feed size."""
     import multiprocessing
     from collections import deque
 
@@ -112,7 +113,7 @@ def read_feed_parallel(path: str | os.PathLike, workers: int, progress: tqdm | N
         source = chunks()
         for chunk in source:
             pending.append((pool.apply_async(_parse_chunk, (chunk,)), sum(len(r) for _, r in chunk)))
-            if len(pending) >= 2 * workers:
+            if len(pending) >= 8 * workers:
                 result, size = pending.popleft()
                 yield from result.get()
                 if progress is not None:
