@@ -60,3 +60,48 @@ def test_backup_refuses_a_non_empty_destination(tmp_path):
     (tmp_path / "dest" / "x").write_text("keep me")
     result = sanction("backup", "--data-dir", str(tmp_path), str(tmp_path / "dest"))
     assert result.returncode == 2 and (tmp_path / "dest" / "x").read_text() == "keep me"
+
+
+def test_backup_taken_during_a_load_is_the_exact_state_after_some_prefix_of_the_feed(tmp_path):
+    """A hot backup is one snapshot: equal to a clean load of the feed's first N events."""
+    import subprocess
+    import sys
+    import time
+
+    from processes import ROOT, _env
+
+    from loaders import synth
+
+    feed = tmp_path / "feed.jsonl"
+    synth.write_feed(feed, 9, 6000)
+    data = tmp_path / "data"
+    env = {"SANCTION_PEPPER": PEPPER.hex()}
+    assert sanction("init", "--data-dir", str(data), env=env).returncode == 0
+    loader = subprocess.Popen([sys.executable, "-m", "sanction_service", "load", "--data-dir", str(data),
+                               "--batch-size", "200", "--no-progress", str(feed)], cwd=ROOT, env=_env(env),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = Store(data, pepper_fingerprint(PEPPER), map_size=16 << 20)
+    while True:  # wait until the load is under way
+        with store.read() as view:
+            if view.seq() > 0:
+                break
+        time.sleep(0.01)
+    store.close()
+    backup = sanction("backup", "--data-dir", str(data), str(tmp_path / "backup"), env=env)
+    assert backup.returncode == 0, backup.stderr
+    assert loader.wait(120) == 0
+    restored = Store(tmp_path / "backup", pepper_fingerprint(PEPPER), map_size=16 << 20)
+    with restored.read() as view:
+        version, snapshot = view.seq(), store_digest(view)
+    restored.close()
+    total = sum(1 for _ in open(feed, encoding="utf-8"))
+    assert 0 < version < total  # taken mid-load
+    prefix = tmp_path / "prefix.jsonl"
+    prefix.write_text("".join(open(feed, encoding="utf-8").readlines()[:version]), encoding="utf-8")
+    clean = Store(tmp_path / "clean", pepper_fingerprint(PEPPER), create=True, map_size=16 << 20)
+    from loaders.feed import read_feed
+    list(Ledger(clean, PEPPER).apply(read_feed(prefix)))
+    with clean.read() as view:
+        assert store_digest(view) == snapshot
+        assert view.seq() == version
+    clean.close()
