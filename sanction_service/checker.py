@@ -95,13 +95,7 @@ class Checker:
         if not self.use_prefilter:
             return "prefilter disabled"
         with self.store.read() as view:
-            prefilter, how = load_or_build(self._prefilter_path, view, error_rate=self._error_rate)
-            if how.startswith("rebuilt") or prefilter.saturated:
-                if prefilter.saturated:
-                    prefilter = Prefilter.build(view, error_rate=self._error_rate)
-                    prefilter.catch_up(view)
-                prefilter.save(self._prefilter_path, view)
-        self.prefilter = prefilter
+            self.prefilter, how = load_or_build(self._prefilter_path, view, error_rate=self._error_rate)
         return how
 
     def save_prefilter(self) -> None:

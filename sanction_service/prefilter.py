@@ -181,12 +181,17 @@ class Prefilter:
 
 
 def load_or_build(path: str | os.PathLike, view: ReadView, *, error_rate: float, progress=None) -> tuple[Prefilter, str]:
-    """Return a filter covering the view, and how it was obtained (for the logs)."""
+    """Return a filter covering the view, and how it was obtained (for the logs). A filter
+    built here (none persisted, unusable, or over capacity) is persisted for the next start."""
     try:
         prefilter = Prefilter.load(path, view)
-        how = f"loaded (covers seq {prefilter.covered_seq})"
+        if prefilter.saturated:
+            raise PrefilterUnusable("over capacity")
+        how, built = f"loaded (covers seq {prefilter.covered_seq})", False
     except PrefilterUnusable as exc:
         prefilter = Prefilter.build(view, error_rate=error_rate, progress=progress)
-        how = f"rebuilt from the store ({exc})"
+        how, built = f"rebuilt from the store ({exc})", True
     prefilter.catch_up(view)
+    if built:
+        prefilter.save(path, view)
     return prefilter, how
