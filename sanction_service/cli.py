@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=defaults.workers,
                    help="server processes sharing the port (SO_REUSEPORT); worker i serves metrics on "
                         "metrics-port + i [SANCTION_WORKERS] (%(default)s)")
+    p.add_argument("--pin-cpus", action="store_true", default=defaults.pin_cpus,
+                   help="pin each server process to one CPU (worker i to the i-th) [SANCTION_PIN_CPUS=on]")
     p.add_argument("--no-prefilter", action="store_true", help="answer every check from LMDB [SANCTION_PREFILTER=off]")
     p.add_argument("--threads", type=int, default=defaults.grpc_threads, help="gRPC worker threads (%(default)s)")
     p.add_argument("--tls-cert", default=defaults.tls_cert, help="PEM certificate chain: serve TLS [SANCTION_TLS_CERT]")
@@ -147,6 +149,7 @@ def cmd_serve(args) -> int:
     settings.listen = args.listen
     settings.metrics_port = args.metrics_port
     settings.grpc_threads = args.threads
+    settings.pin_cpus = args.pin_cpus
     settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
     settings.tokens_file = args.tokens_file
     if args.no_prefilter:

@@ -46,6 +46,8 @@ class Settings:
     prefilter_error_rate: float = field(default_factory=lambda: env_float("SANCTION_PREFILTER_ERROR_RATE", 0.001))
     prefilter_enabled: bool = field(default_factory=lambda: env_str("SANCTION_PREFILTER", "on") != "off")
     workers: int = field(default_factory=lambda: env_int("SANCTION_WORKERS", 1))
+    # Pin each server process (worker i to the i-th allowed CPU): less GIL contention.
+    pin_cpus: bool = field(default_factory=lambda: env_str("SANCTION_PIN_CPUS", "off") == "on")
     grpc_threads: int = field(default_factory=lambda: env_int("SANCTION_GRPC_THREADS", 16))
     # How often refused-check counts are written to the store (they survive restarts).
     counter_flush_seconds: float = field(default_factory=lambda: env_float("SANCTION_COUNTER_FLUSH_SECONDS", 2.0))

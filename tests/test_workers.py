@@ -51,3 +51,19 @@ def test_two_workers_share_the_port_and_both_see_a_new_listing_at_once(tmp_path)
                 assert client.check(Passenger("RESIDENT_ID", number), Trip("FLIGHT")).decision == "DENY"
         per_worker = [decisions_total(metrics), decisions_total(metrics + 1)]
         assert sum(per_worker) == len(PEOPLE) and min(per_worker) > 0, per_worker
+
+
+def test_pinned_workers_each_run_on_their_own_cpu(tmp_path):
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2:
+        import pytest
+
+        pytest.skip("needs two CPUs")
+    data = tmp_path / "data"
+    assert sanction("init", "--data-dir", str(data)).returncode == 0
+    with ServerProcess("--data-dir", str(data), "--workers", "2", "--pin-cpus") as server:
+        server.wait_serving(workers=2)
+        children = open(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read().split()
+        allowed = {open(f"/proc/{pid}/status").read().split("Cpus_allowed_list:")[1].split()[0] for pid in children}
+    assert len(children) == 2 and len(allowed) == 2 and all("-" not in a and "," not in a for a in allowed)
