@@ -95,7 +95,8 @@ class Checker:
         if not self.use_prefilter:
             return "prefilter disabled"
         with self.store.read() as view:
-            self.prefilter, how = load_or_build(self._prefilter_path, view, error_rate=self._error_rate)
+            self.prefilter, how = load_or_build(self._prefilter_path, view, error_rate=self._error_rate,
+                                                progress=lambda n: log.info("prefilter rebuild: %d keys so far", n))
         return how
 
     def save_prefilter(self) -> None:

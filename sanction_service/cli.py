@@ -205,7 +205,8 @@ def cmd_load(args) -> int:
         summary = load_feed(ledger, args.feed, rejects, batch_size=max(args.batch_size, 20_000),
                             show_progress=args.progress, parse_workers=args.parse_workers)
         log.info("writing the person indexes and the prefilter")
-        ledger.finish(error_rate=settings.prefilter_error_rate, prefilter_path=prefilter_path)
+        ledger.finish(error_rate=settings.prefilter_error_rate, prefilter_path=prefilter_path,
+                      progress=lambda n, total: log.info("person index: %d of %d entries written", n, total))
         store.close()
         print(summary.describe())
         return 1 if summary.rejected else 0

@@ -65,7 +65,7 @@ class Prefilter:
         add = bloom.add
         for n, key in enumerate(view.active_keys(), 1):
             add(key.hex(), skip_check=True)
-            if progress and n % 100_000 == 0:
+            if progress and n % 1_000_000 == 0:
                 progress(n)
         return cls(bloom, view.seq(), view.store.store_id)
 

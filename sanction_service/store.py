@@ -27,8 +27,9 @@ from pathlib import Path
 
 import lmdb
 
+from .identity import KEY_SIZE
+
 SCHEMA_VERSION = b"1"
-KEY_SIZE = 16
 DB_NAMES = ("meta", "listings", "persons_active", "persons_all", "exemptions", "events", "journal", "counters")
 _U64 = struct.Struct(">Q")
 
@@ -192,10 +193,6 @@ class ReadView:
 
     def journal_entry(self, seq: int) -> bytes | None:
         return self.txn.get(encode_u64(seq), db=self.store.journal)
-
-    def event(self, event_id: str) -> tuple[bytes, int] | None:
-        raw = self.txn.get(event_id.encode(), db=self.store.events)
-        return None if raw is None else (raw[:16], decode_u64(raw[16:]))
 
     def counters(self) -> dict[str, int]:
         cursor = self.txn.cursor(db=self.store.counters)
