@@ -868,8 +868,22 @@ def _feed_lines(seed: int, listings: int, start: datetime.date) -> Iterator[str]
     t0, span_all, words = ctx.t0, ctx.span, ctx.words
     exp_due = 0
 
+    def schedule(when: int, listing_id: str, kind: str, tail: str) -> None:
+        """Queue a follow-up event; the counter keeps heap order stable for equal times."""
+        nonlocal counter
+        counter += 1
+        push(
+            heap,
+            (
+                when,
+                counter,
+                f'{{"event_id":"{listing_id}:{kind.lower()}","type":"{kind}",'
+                f'"occurred_at":"{stamp(when)}","listing_id":"{listing_id}",{tail}}}',
+            ),
+        )
+
     def expired_upto(limit_t: int) -> None:
-        nonlocal exp_k, counter, exp_due
+        nonlocal exp_k, exp_due
         while exp_k < n:
             k = exp_k
             tk_lo = t0 + k * span_all // n
@@ -884,17 +898,8 @@ def _feed_lines(seed: int, listings: int, start: datetime.date) -> Iterator[str]
                 continue  # cheap pre-check on the draws fate() uses
             f = fate(k)
             if f[_REASON] == "EXPIRED":
-                counter += 1
-                lk = _listing_id(k)
-                push(
-                    heap,
-                    (
-                        f[_LIFT_T],
-                        counter,
-                        f'{{"event_id":"{lk}:delist","type":"DELIST","occurred_at":"{stamp(f[_LIFT_T])}",'
-                        f'"listing_id":"{lk}","reason":"EXPIRED","effective_on":"{date_str(f[_LIFT_DAY])}"}}',
-                    ),
-                )
+                schedule(f[_LIFT_T], _listing_id(k), "DELIST",
+                         f'"reason":"EXPIRED","effective_on":"{date_str(f[_LIFT_DAY])}"')
         exp_due = 1 << 62
 
     last_t, last_stamp = -1, ""
@@ -1010,32 +1015,14 @@ def _feed_lines(seed: int, listings: int, start: datetime.date) -> Iterator[str]
                     f'"document":{target},"modes":[{modes_json[int(rnd() * len(modes_json))]}],'
                     f'"valid_from":"{date_str(vf)}","valid_to":"{date_str(vt)}","reference":"{cur_case}之一"'
                 )
-            counter += 1
-            push(
-                heap,
-                (
-                    when,
-                    counter,
-                    f'{{"event_id":"{lid}:{kind.lower()}","type":"{kind}",'
-                    f'"occurred_at":"{stamp(when)}","listing_id":"{lid}",{tail}}}',
-                ),
-            )
+            schedule(when, lid, kind, tail)
         if f[_LIFT] and f[_REASON] != "EXPIRED":
             when = f[_LIFT_T]
             if f[_LIFT] == _LIFT_DELIST:
                 kind, tail = "DELIST", f'"reason":"{f[_REASON]}","effective_on":"{date_str(f[_LIFT_DAY])}"'
             else:
                 kind, tail = "PERFORM", f'"performed_on":"{date_str(f[_LIFT_DAY])}"'
-            counter += 1
-            push(
-                heap,
-                (
-                    when,
-                    counter,
-                    f'{{"event_id":"{lid}:{kind.lower()}","type":"{kind}",'
-                    f'"occurred_at":"{stamp(when)}","listing_id":"{lid}",{tail}}}',
-                ),
-            )
+            schedule(when, lid, kind, tail)
 
     expired_upto(1 << 62)
     while heap:
