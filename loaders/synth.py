@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import contextlib
 import datetime
 import heapq
 import json
@@ -1036,10 +1037,17 @@ def generate_events(seed: int, listings: int, *, start: datetime.date = DEFAULT_
         yield loads(line)
 
 
+@contextlib.contextmanager
 def _open_out(path):
+    """A file to write, or stdout for "-" (flushed, not closed)."""
     if str(path) == "-":
-        return sys.stdout, False
-    return open(path, "w", encoding="utf-8", newline="\n"), True
+        try:
+            yield sys.stdout
+        finally:
+            sys.stdout.flush()
+        return
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        yield out
 
 
 def write_feed(
@@ -1047,9 +1055,8 @@ def write_feed(
 ) -> int:
     """Write the feed as JSON Lines; return the number of events. `path` "-" is stdout.
     `progress(n_events_written)` is called every 65 536 events and at the end."""
-    out, close = _open_out(path)
     count = 0
-    try:
+    with _open_out(path) as out:
         buf: list[str] = []
         for line in _feed_lines(seed, listings, start):
             buf.append(line)
@@ -1066,11 +1073,6 @@ def write_feed(
             count += len(buf) - 1
         if progress is not None:
             progress(count)
-    finally:
-        if close:
-            out.close()
-        else:
-            out.flush()
     return count
 
 
@@ -1198,17 +1200,11 @@ def write_probes(
     path, seed: int, listings: int, never_listed: int | None = None, *, start: datetime.date = DEFAULT_START
 ) -> int:
     """Write probes as JSON Lines; return the number written."""
-    out, close = _open_out(path)
     count = 0
-    try:
+    with _open_out(path) as out:
         for p in generate_probes(seed, listings, never_listed=never_listed, start=start):
             out.write(_dumps(p) + "\n")
             count += 1
-    finally:
-        if close:
-            out.close()
-        else:
-            out.flush()
     return count
 
 
