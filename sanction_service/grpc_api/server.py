@@ -47,6 +47,11 @@ def open_store(settings: Settings, *, create: bool = False) -> tuple[Store, byte
     return store, pepper
 
 
+def make_checker(settings: Settings, store: Store, pepper: bytes) -> Checker:
+    return Checker(store, pepper, prefilter_path=Path(settings.data_dir) / PREFILTER_FILE,
+                   error_rate=settings.prefilter_error_rate, use_prefilter=settings.prefilter_enabled)
+
+
 @dataclass
 class Service:
     """One server process: store, checker, gRPC server and health."""
@@ -94,8 +99,7 @@ class Service:
 def build_service(settings: Settings, *, store: Store | None = None, pepper: bytes | None = None) -> Service:
     if store is None:
         store, pepper = open_store(settings)
-    checker = Checker(store, pepper, prefilter_path=Path(settings.data_dir) / PREFILTER_FILE,
-                      error_rate=settings.prefilter_error_rate, use_prefilter=settings.prefilter_enabled)
+    checker = make_checker(settings, store, pepper)
     ledger = Ledger(store, pepper)
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -186,8 +190,7 @@ def serve_workers(settings: Settings, workers: int) -> int:
     from dataclasses import replace
 
     store, pepper = open_store(settings)
-    checker = Checker(store, pepper, prefilter_path=Path(settings.data_dir) / PREFILTER_FILE,
-                      error_rate=settings.prefilter_error_rate, use_prefilter=settings.prefilter_enabled)
+    checker = make_checker(settings, store, pepper)
     log.info("prefilter for the workers: %s", checker.warm_up())
     store.close()
 
