@@ -201,25 +201,24 @@ def cmd_load(args) -> int:
             ledger = BulkLedger(store, pepper)
         except StoreNotEmpty as exc:
             log.error("%s", exc)
+            store.close()
             return 2
         summary = load_feed(ledger, args.feed, rejects, batch_size=max(args.batch_size, 20_000),
                             show_progress=args.progress, parse_workers=args.parse_workers)
         log.info("writing the person indexes and the prefilter")
         ledger.finish(error_rate=settings.prefilter_error_rate, prefilter_path=prefilter_path,
                       progress=lambda n, total: log.info("person index: %d of %d entries written", n, total))
-        store.close()
-        print(summary.describe())
-        return 1 if summary.rejected else 0
-    summary = load_feed(Ledger(store, pepper), args.feed, rejects, batch_size=args.batch_size,
-                        show_progress=args.progress)
-    # Refresh a persisted prefilter so the next server start need not replay the journal.
-    with store.read() as view:
-        try:
-            prefilter = Prefilter.load(prefilter_path, view)
-            prefilter.catch_up(view)
-            prefilter.save(prefilter_path, view)
-        except PrefilterUnusable:
-            pass  # the server rebuilds it at start
+    else:
+        summary = load_feed(Ledger(store, pepper), args.feed, rejects, batch_size=args.batch_size,
+                            show_progress=args.progress)
+        # Refresh a persisted prefilter so the next server start need not replay the journal.
+        with store.read() as view:
+            try:
+                prefilter = Prefilter.load(prefilter_path, view)
+                prefilter.catch_up(view)
+                prefilter.save(prefilter_path, view)
+            except PrefilterUnusable:
+                pass  # the server rebuilds it at start
     store.close()
     print(summary.describe())
     return 1 if summary.rejected else 0
