@@ -10,42 +10,80 @@ indexes with MDB_APPEND; `persons_active` is the same minus lifted listings, and
 feed's listing and event ids when in order) are appended as they come.
 
 The end state equals the event-by-event path's (tests/test_bulk.py compares canonical
-digests). Crash-safety is coarser: the indexes are written after the last event, so a
-bulk load killed midway leaves a store to delete and load again; `sanction load --bulk`
-refuses a store that is not empty.
+digests). Crash-safety is coarser, and fails closed: the first transaction marks the
+store incomplete and the last one (which writes the indexes) clears the mark, so a bulk
+load killed midway leaves a store that refuses to serve or take other writers. Running
+the bulk load again starts it over: it empties a marked store in its first transaction.
+A store that holds data and no mark is refused.
+
+The shortcuts below (skipping lookups of keys above the highest written, MDB_APPEND)
+are sound only because the whole load holds the store's writer lock and began on an
+empty store; every append's result is still checked, so a broken assumption stops the
+load instead of dropping rows.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import lmdb
 
 from . import lifecycle
 from .ledger import FeedLine, Ledger, Outcome, _delete_prefix
 from .prefilter import MIN_CAPACITY, Prefilter
-from .store import KEY_SIZE, Store, add_counter
+from .store import DB_NAMES, INCOMPLETE, KEY_SIZE, Store, StoreError, add_counter, exemption_prefix
 
 log = logging.getLogger(__name__)
 
 
-class StoreNotEmpty(Exception):
+class StoreNotEmpty(StoreError):
     pass
 
 
+class AppendOutOfOrder(StoreError):
+    """MDB_APPEND refused a key: something else wrote the store. The load stops, marked incomplete."""
+
+
 class BulkLedger(Ledger):
-    def __init__(self, store: Store, pepper: bytes):
-        super().__init__(store, pepper)
-        with store.read() as view:
-            if view.seq() != 0 or view.count("listings") != 0:
-                raise StoreNotEmpty(f"bulk loading needs an empty store; {store.path} is at data version {view.seq()}")
+    def __init__(self, store: Store, pepper: bytes, *, writer: str = "bulk load"):
+        super().__init__(store, pepper, writer=writer)
         self._index: dict[bytes, bytes] = {}
         self._lifted: set[bytes] = set()
         self._max_key: dict[str, bytes] = {}
         self._since_remap = 0
 
     REMAP_EVERY = 200_000
+
+    @contextmanager
+    def session(self, note: str, *, wait: bool | float = True, on_wait=None) -> Iterator[bool]:
+        """Hold the store's writer lock from `begin` to the end of the block, where the
+        caller has applied the feed and called `finish`. Yields whether an interrupted
+        load was started over."""
+        with self.store.writing(self.writer, wait=wait, on_wait=on_wait):
+            yield self.begin(note)
+
+    def begin(self, note: str) -> bool:
+        """The load's first transaction, under the writer lock: refuse a store with data,
+        empty one that an interrupted bulk load left, and mark the store incomplete.
+        Returns True when it started an interrupted load over."""
+        s = self.store
+        if not s.writer.held_by_this_thread():
+            raise RuntimeError("a bulk load must hold the store's writer lock from begin() to finish()")
+        with s.read() as view:
+            interrupted = view.meta(INCOMPLETE)
+            if interrupted is None and (view.seq() != 0 or view.count("listings") != 0):
+                raise StoreNotEmpty(f"bulk loading needs an empty store; {s.path} is at data version {view.seq()}")
+        with s.begin_write() as txn:
+            if interrupted is not None:
+                for name in DB_NAMES:
+                    txn.drop(s.dbs[name], delete=False)
+                s.initialise(txn)
+            txn.put(INCOMPLETE, note.encode(), db=s.meta)
+        if interrupted is not None:
+            log.warning("%s held an interrupted bulk load (%s); emptied it to start over", s.path, interrupted.decode())
+        return interrupted is not None
 
     def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 20_000) -> Iterator[Outcome]:
         yield from super().apply(lines, batch_size=batch_size)
@@ -73,7 +111,7 @@ class BulkLedger(Ledger):
         # a key above every key already in the database.
         name = self._db_name(db)
         if key > self._max_key.get(name, b""):
-            txn.put(key, value, db=db, append=True)
+            _append(txn.put(key, value, db=db, append=True), name)
             self._max_key[name] = key
         else:
             txn.put(key, value, db=db)
@@ -86,53 +124,62 @@ class BulkLedger(Ledger):
         named_after = lifecycle.index_entries(new)
         for key in named_before.keys() - named_after.keys():
             self._index.pop(key + lid, None)
-            _delete_prefix(txn, self.store.exemptions, key + lid + b"\x00")
+            _delete_prefix(txn, self.store.exemptions, exemption_prefix(key, new["listing_id"]))
         for key, kind in named_after.items():
             self._index[key + lid] = kind
         if new["status"] != lifecycle.ACTIVE:
             self._lifted.add(lid)
         return sorted(after.keys() - before.keys())
 
-    def finish(self, *, error_rate: float, prefilter_path=None, progress=None) -> Prefilter:
-        """Write the indexes and the persons counter; build (and save) the prefilter."""
+    def finish(self, *, error_rate: float, min_capacity: int = MIN_CAPACITY, prefilter_path=None,
+               progress=None) -> Prefilter:
+        """The last transaction: write the indexes and the persons counter and clear the
+        incomplete mark together; then build (and save) the prefilter."""
         s = self.store
         composites = sorted(self._index)
         active_keys = 0
         persons = 0
-        bloom_capacity = max(MIN_CAPACITY, 2 * len(composites))
-        prefilter = Prefilter.empty(capacity=bloom_capacity, error_rate=error_rate, store_id=s.store_id)
-        while True:
-            try:
-                with s.begin_write() as txn:
-                    all_cursor = txn.cursor(db=s.persons_all)
-                    active_cursor = txn.cursor(db=s.persons_active)
-                    last_key, counted = None, False
-                    for n, composite in enumerate(composites, 1):
-                        kind = self._index[composite]
-                        all_cursor.put(composite, kind, append=True)
-                        if composite[KEY_SIZE:] in self._lifted:
-                            continue
-                        active_cursor.put(composite, kind, append=True)
-                        key = composite[:KEY_SIZE]
-                        if key != last_key:
-                            last_key, counted = key, False
-                            active_keys += 1
-                            prefilter.add(key)
-                        if kind == lifecycle.PRIMARY_PERSON and not counted:
-                            counted = True
-                            persons += 1
-                        if progress and n % 500_000 == 0:
-                            progress(n, len(composites))
-                    add_counter(txn, s.counters, "persons_restricted", persons)
-                    prefilter.covered_seq = int.from_bytes(txn.get(b"seq", db=s.meta), "big")
-                break
-            except lmdb.MapFullError:
-                s.grow()
-                active_keys = persons = 0
-                prefilter = Prefilter.empty(capacity=bloom_capacity, error_rate=error_rate, store_id=s.store_id)
+        prefilter = Prefilter.empty(capacity=max(min_capacity, 2 * len(composites)), error_rate=error_rate,
+                                    store_id=s.store_id)
+        try:
+            with s.begin_write() as txn:
+                all_cursor = txn.cursor(db=s.persons_all)
+                active_cursor = txn.cursor(db=s.persons_active)
+                last_key, counted = None, False
+                for n, composite in enumerate(composites, 1):
+                    kind = self._index[composite]
+                    _append(all_cursor.put(composite, kind, append=True), "persons_all")
+                    if composite[KEY_SIZE:] in self._lifted:
+                        continue
+                    _append(active_cursor.put(composite, kind, append=True), "persons_active")
+                    key = composite[:KEY_SIZE]
+                    if key != last_key:
+                        last_key, counted = key, False
+                        active_keys += 1
+                        prefilter.add(key)
+                    if kind == lifecycle.PRIMARY_PERSON and not counted:
+                        counted = True
+                        persons += 1
+                    if progress and n % 500_000 == 0:
+                        progress(n, len(composites))
+                add_counter(txn, s.counters, "persons_restricted", persons)
+                prefilter.covered_seq = int.from_bytes(txn.get(b"seq", db=s.meta), "big")
+                txn.delete(INCOMPLETE, db=s.meta)
+        except lmdb.Error as exc:
+            full = s.out_of_room(exc)
+            if full is not None:
+                raise full from None
+            raise
         log.info("bulk index: %d entries, %d active keys, %d persons", len(composites), active_keys, persons)
         self._index.clear()
         if prefilter_path is not None:
             with s.read() as view:
-                prefilter.save(prefilter_path, view)
+                prefilter.save_or_warn(prefilter_path, view)
         return prefilter
+
+
+def _append(appended: bool, db_name: str) -> None:
+    if not appended:
+        raise AppendOutOfOrder(f"bulk load: a key in {db_name} was not above every key already there "
+                               "(has something else written the store?); the load stops and the store stays "
+                               "marked incomplete")

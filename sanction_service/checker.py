@@ -22,8 +22,9 @@ from . import metrics
 from .decisions import ALLOW, DENY, Decision, Found, decide
 from .identity import Document, InvalidDocument, document_key, normalize, parse_document_type
 from .policy import InvalidTrip, Trip, purchase_is_restricted
-from .prefilter import Prefilter, load_or_build
+from .prefilter import MIN_CAPACITY, Prefilter, load_or_build
 from .store import ReadView, Store
+from .writer_lock import WriterBusy
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,13 @@ def parse_document(doc_type: str, number: str, country: str, field: str = "docum
 
 
 class Checker:
-    def __init__(self, store: Store, pepper: bytes, *, prefilter_path, error_rate: float, use_prefilter: bool = True):
+    def __init__(self, store: Store, pepper: bytes, *, prefilter_path, error_rate: float, use_prefilter: bool = True,
+                 min_capacity: int = MIN_CAPACITY):
         self.store = store
         self._pepper = pepper
         self._prefilter_path = prefilter_path
         self._error_rate = error_rate
+        self._min_capacity = min_capacity
         self.use_prefilter = use_prefilter
         self.prefilter: Prefilter | None = None
         self.refusals = RefusalTally()
@@ -96,14 +99,16 @@ class Checker:
             return "prefilter disabled"
         with self.store.read() as view:
             self.prefilter, how = load_or_build(self._prefilter_path, view, error_rate=self._error_rate,
+                                                min_capacity=self._min_capacity,
                                                 progress=lambda n: log.info("prefilter rebuild: %d keys so far", n))
         return how
 
     def save_prefilter(self) -> None:
-        if self.prefilter is not None:
+        prefilter = self.prefilter
+        if prefilter is not None:
             with self.store.read() as view:
-                self.prefilter.catch_up(view)
-                self.prefilter.save(self._prefilter_path, view)
+                prefilter.catch_up(view)
+                prefilter.save_or_warn(self._prefilter_path, view)
 
     def check(self, query: CheckQuery) -> CheckResult:
         return self.check_many([query])[0]
@@ -114,29 +119,34 @@ class Checker:
             raise NotReady("prefilter is loading")
         results: list[CheckResult | Exception] = []
         with self.store.read() as view:
+            view.require_complete()
             seq = view.seq()
-            if self.prefilter is not None:
-                self.prefilter.catch_up(view)
-                if self.prefilter.saturated:
+            # One filter object for the whole batch, caught up to this batch's snapshot:
+            # a rebuilt filter swapped in meanwhile may cover an older position.
+            prefilter = self.prefilter
+            if prefilter is not None:
+                prefilter.catch_up(view)
+                if prefilter.needs_rebuild:
                     self._rebuild_in_background()
             today = today_in_shanghai()  # once per snapshot: a batch answers for one moment
             observe = metrics.CHECK_LATENCY.observe
             for query in queries:
                 started = time.perf_counter()
                 try:
-                    results.append(self._check_one(view, seq, query, today))
+                    results.append(self._check_one(view, seq, query, today, prefilter))
                 except (InvalidDocument, InvalidTrip) as exc:
                     results.append(exc)
                 observe(time.perf_counter() - started)
         return results
 
-    def _check_one(self, view: ReadView, seq: int, query: CheckQuery, today: date) -> CheckResult:
+    def _check_one(self, view: ReadView, seq: int, query: CheckQuery, today: date,
+                   prefilter: Prefilter | None) -> CheckResult:
         document = parse_document(query.document_type, query.number, query.country)
         trip = query.trip
         purchase_restricted = purchase_is_restricted(trip) if trip is not None else True
         day = query.travel_date or today
         key = document_key(self._pepper, document)
-        found = self._lookup(view, key)
+        found = _lookup(view, key, prefilter)
         if found:
             decision = decide(found, purchase_restricted=purchase_restricted, mode=trip.mode if trip else None,
                               day=day.isoformat(), name=query.name)
@@ -152,19 +162,11 @@ class Checker:
                       [o.found.listing["listing_id"] for o in decision.matches], seq)
         return CheckResult(decision, document.masked(), seq, day, mode)
 
-    def _lookup(self, view: ReadView, key: bytes) -> list[Found]:
-        if self.prefilter is not None and not self.prefilter.may_contain(key):
-            _PREFILTER_MISS.inc()
-            return []
-        found = _found(view, key, active_only=True)
-        if self.prefilter is not None:
-            (_PREFILTER_HIT if found else _PREFILTER_FALSE_POSITIVE).inc()
-        return found
-
     def lookup_person(self, document: Document) -> tuple[list[Found], int]:
         """Every listing naming the document, in force or lifted (for auditors)."""
         key = document_key(self._pepper, document)
         with self.store.read() as view:
+            view.require_complete()
             return _found(view, key, active_only=False), view.seq()
 
     def _rebuild_in_background(self) -> None:
@@ -174,15 +176,30 @@ class Checker:
         def rebuild() -> None:
             try:
                 with self.store.read() as view:
-                    fresh = Prefilter.build(view, error_rate=self._error_rate)
+                    fresh = Prefilter.build(view, error_rate=self._error_rate, min_capacity=self._min_capacity)
                     fresh.catch_up(view)
-                    fresh.save(self._prefilter_path, view)
+                    fresh.save_or_warn(self._prefilter_path, view)
+                # Checks take the new object from their next batch on and catch it up to
+                # their own snapshot before asking it.
                 self.prefilter = fresh
-                log.info("prefilter rebuilt with capacity %d", fresh.bloom.capacity)
+                log.info("prefilter rebuilt with capacity %d at data version %d", fresh.bloom.capacity,
+                         fresh.covered_seq)
+            except Exception:
+                log.exception("prefilter rebuild failed; the current filter stays in use")
             finally:
                 self._rebuilding.release()
 
         threading.Thread(target=rebuild, name="prefilter-rebuild", daemon=True).start()
+
+
+def _lookup(view: ReadView, key: bytes, prefilter: Prefilter | None) -> list[Found]:
+    if prefilter is not None and not prefilter.may_contain(key):
+        _PREFILTER_MISS.inc()
+        return []
+    found = _found(view, key, active_only=True)
+    if prefilter is not None:
+        (_PREFILTER_HIT if found else _PREFILTER_FALSE_POSITIVE).inc()
+    return found
 
 
 def _found(view: ReadView, key: bytes, *, active_only: bool) -> list[Found]:
@@ -198,7 +215,9 @@ def _found(view: ReadView, key: bytes, *, active_only: bool) -> list[Found]:
 
 class RefusalTally:
     """Refused purchases by mode, counted in memory and added to the store's counters
-    by `flush` (the server calls it periodically and at shutdown)."""
+    by `flush` (the server calls it periodically and at shutdown). A flush never waits
+    for a loader that holds the store's writer lock: the counts stay pending until the
+    next flush, and `pending` lets statistics include them meanwhile."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -208,13 +227,22 @@ class RefusalTally:
         with self._lock:
             self._pending[mode] += 1
 
-    def flush(self, store: Store) -> None:
+    def pending(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._pending)
+
+    def flush(self, store: Store, *, wait: bool | float = False) -> bool:
+        """Persist the pending counts; False (counts kept) when another process is writing."""
         with self._lock:
             pending, self._pending = self._pending, Tally()
-        if pending:
-            try:
-                store.add_counters({f"refused:{mode}": n for mode, n in pending.items()})
-            except Exception:
-                with self._lock:
-                    self._pending.update(pending)
-                raise
+        if not pending:
+            return True
+        try:
+            store.add_counters({f"refused:{mode}": n for mode, n in pending.items()}, wait=wait)
+        except BaseException as exc:
+            with self._lock:
+                self._pending.update(pending)
+            if isinstance(exc, WriterBusy):
+                return False
+            raise
+        return True

@@ -70,7 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="create the pepper file (if none) and an empty store")
     _common(p, defaults)
 
-    p = sub.add_parser("load", help="apply a JSON Lines feed to the store")
+    p = sub.add_parser("load", help="apply a JSON Lines feed to the store",
+                       description="Apply a JSON Lines feed to the store, holding the store's writer lock for the "
+                                   "whole feed. Exit codes: 0 every line applied or a duplicate, 1 some lines "
+                                   "rejected (see the rejects file), 2 the store or feed cannot be opened (missing, "
+                                   "corrupt, another pepper, an unfinished bulk load, not empty for --bulk), 3 another "
+                                   "writer holds the store and --no-wait was given, 4 no room: the disk or the LMDB "
+                                   "map is full (whole batches only were committed; free space and run again).")
     _common(p, defaults)
     p.add_argument("feed", help="feed file (JSON Lines, DOMAIN.md §6)")
     p.add_argument("--rejects", help="where to write rejected lines (default <feed>.rejects.jsonl)")
@@ -78,12 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events per write transaction (%(default)s; at least 20000 with --bulk)")
     p.add_argument("--create", action="store_true", help="create the store if it does not exist")
     p.add_argument("--bulk", action="store_true",
-                   help="fast path for an empty store: sorted appends, indexes written at the end "
-                        "(a killed bulk load means: delete the store and load again)")
+                   help="fast path for an empty store: sorted appends, indexes written at the end; the store is "
+                        "marked incomplete (refuses to serve) until it finishes, and running it again after a "
+                        "crash starts it over")
+    p.add_argument("--no-wait", action="store_true",
+                   help="if another writer holds the store, exit at once (code 3) instead of waiting for it")
     p.add_argument("--parse-workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                    help="with --bulk: processes that decode and validate lines while this one writes (%(default)s)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
+
+    p = sub.add_parser("migrate", help="upgrade a store of an older schema in place (one transaction)",
+                       description="Upgrade a store written by an older version to this version's schema, in one "
+                                   "write transaction: a crash leaves the old store as it was. Exit codes: 0 done "
+                                   "(or nothing to do), 2 the store cannot be opened, 3 another writer holds it "
+                                   "(--no-wait), 4 no room to write.")
+    _common(p, defaults)
+    p.add_argument("--no-wait", action="store_true", help="exit at once (code 3) if another writer holds the store")
 
     p = sub.add_parser("backup", help="consistent, compacted copy of the store while it serves and loads")
     _common(p, defaults)
@@ -177,51 +194,97 @@ def cmd_init(args) -> int:
     return 0
 
 
+# Exit codes of the commands that write a store (README "Exit codes").
+EXIT_OK, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL = 0, 1, 2, 3, 4
+
+
 def cmd_load(args) -> int:
     from loaders.feed import load_feed
 
+    from .bulk import BulkLedger
     from .grpc_api.server import open_store
     from .ledger import Ledger
     from .pepper import PepperError
     from .prefilter import Prefilter, PrefilterUnusable
-    from .store import StoreError
+    from .store import StoreError, StoreFull
+    from .writer_lock import WriterBusy
 
     settings = _settings(args)
+    if not Path(args.feed).is_file():
+        log.error("cannot load: no feed file at %s", args.feed)
+        return EXIT_STORE
     try:
-        store, pepper = open_store(settings, create=args.create)
+        # A bulk load may start over a store that an interrupted bulk load left marked.
+        store, pepper = open_store(settings, create=args.create, allow_incomplete=args.bulk)
     except (StoreError, PepperError) as exc:
         log.error("cannot load: %s", exc)
-        return 2
+        return EXIT_STORE
     rejects = args.rejects or f"{args.feed}.rejects.jsonl"
     prefilter_path = Path(settings.data_dir) / PREFILTER_FILE
-    if args.bulk:
-        from .bulk import BulkLedger, StoreNotEmpty
-
-        try:
-            ledger = BulkLedger(store, pepper)
-        except StoreNotEmpty as exc:
-            log.error("%s", exc)
-            store.close()
-            return 2
-        summary = load_feed(ledger, args.feed, rejects, batch_size=max(args.batch_size, 20_000),
-                            show_progress=args.progress, parse_workers=args.parse_workers)
-        log.info("writing the person indexes and the prefilter")
-        ledger.finish(error_rate=settings.prefilter_error_rate, prefilter_path=prefilter_path,
-                      progress=lambda n, total: log.info("person index: %d of %d entries written", n, total))
-    else:
-        summary = load_feed(Ledger(store, pepper), args.feed, rejects, batch_size=args.batch_size,
-                            show_progress=args.progress)
-        # Refresh a persisted prefilter so the next server start need not replay the journal.
-        with store.read() as view:
-            try:
-                prefilter = Prefilter.load(prefilter_path, view)
-                prefilter.catch_up(view)
-                prefilter.save(prefilter_path, view)
-            except PrefilterUnusable:
-                pass  # the server rebuilds it at start
-    store.close()
+    what = f"sanction load{' --bulk' if args.bulk else ''} {args.feed}"
+    wait = not args.no_wait
+    try:
+        if args.bulk:
+            ledger = BulkLedger(store, pepper, writer=what)
+            with ledger.session(f"{what}, pid {os.getpid()}", wait=wait, on_wait=log.warning):
+                summary = load_feed(ledger, args.feed, rejects, batch_size=max(args.batch_size, 20_000),
+                                    show_progress=args.progress, parse_workers=args.parse_workers)
+                log.info("writing the person indexes and the prefilter")
+                ledger.finish(error_rate=settings.prefilter_error_rate, min_capacity=settings.prefilter_min_capacity,
+                              prefilter_path=prefilter_path,
+                              progress=lambda n, total: log.info("person index: %d of %d entries written", n, total))
+        else:
+            # The lock covers the whole feed, so another loader cannot slip its batches in between.
+            with store.writing(what, wait=wait, on_wait=log.warning):
+                summary = load_feed(Ledger(store, pepper, writer=what), args.feed, rejects,
+                                    batch_size=args.batch_size, show_progress=args.progress)
+            # Refresh a persisted prefilter so the next server start need not replay the journal.
+            with store.read() as view:
+                try:
+                    prefilter = Prefilter.load(prefilter_path, view)
+                    prefilter.catch_up(view)
+                    prefilter.save_or_warn(prefilter_path, view)
+                except PrefilterUnusable:
+                    pass  # the server rebuilds it at start
+    except WriterBusy as exc:
+        log.error("cannot load: %s (without --no-wait the load waits for it)", exc)
+        return EXIT_WRITER_BUSY
+    except StoreFull as exc:
+        log.error("load stopped: %s", exc)
+        return EXIT_STORE_FULL
+    except StoreError as exc:
+        log.error("load stopped: %s", exc)
+        return EXIT_STORE
+    finally:
+        store.close()
     print(summary.describe())
-    return 1 if summary.rejected else 0
+    return EXIT_REJECTS if summary.rejected else EXIT_OK
+
+
+def cmd_migrate(args) -> int:
+    from .grpc_api.server import open_store
+    from .migrate import migrate
+    from .pepper import PepperError
+    from .store import StoreError, StoreFull
+    from .writer_lock import WriterBusy
+
+    try:
+        store, _ = open_store(_settings(args), allow_outdated=True)
+    except (StoreError, PepperError) as exc:
+        log.error("cannot migrate: %s", exc)
+        return EXIT_STORE
+    try:
+        with store.writing("sanction migrate", wait=not args.no_wait, on_wait=log.warning):
+            print(migrate(store))
+    except WriterBusy as exc:
+        log.error("cannot migrate: %s", exc)
+        return EXIT_WRITER_BUSY
+    except StoreFull as exc:
+        log.error("migration not done (the store is unchanged): %s", exc)
+        return EXIT_STORE_FULL
+    finally:
+        store.close()
+    return EXIT_OK
 
 
 def cmd_backup(args) -> int:
@@ -363,6 +426,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "init": cmd_init,
     "load": cmd_load,
+    "migrate": cmd_migrate,
     "backup": cmd_backup,
     "digest": cmd_digest,
     "check": cmd_check,

@@ -5,6 +5,11 @@ event's writes (record, indexes, exemptions, counters, dedupe row, journal entry
 together or not at all, and a rejected event leaves nothing behind. The dedupe row is
 written in the same transaction as the effects, which is what makes a re-run after a
 crash idempotent: an event is either fully applied and known, or neither.
+
+A Ledger writes only while it holds the store's writer lock (taken for the whole of
+`apply` unless the caller already holds it for longer, as a whole-feed load does).
+There is no growth of the map at run time: a full map or disk aborts the batch and
+raises StoreFull, which names the cause.
 """
 
 from __future__ import annotations
@@ -19,7 +24,17 @@ import lmdb
 from . import lifecycle
 from .events import Event, EventRejected, EventType, parse_event
 from .identity import Document, document_key
-from .store import Store, add_counter, decode_u64, dumps, encode_u64
+from .store import (
+    GENESIS_CHAIN,
+    Store,
+    add_counter,
+    decode_u64,
+    dumps,
+    encode_u64,
+    exemption_key,
+    exemption_prefix,
+    next_chain,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,40 +72,40 @@ def raw_event_id(raw: object) -> str:
 
 
 class Ledger:
-    def __init__(self, store: Store, pepper: bytes):
+    def __init__(self, store: Store, pepper: bytes, *, writer: str = "applying events"):
         self.store = store
         self._pepper = pepper
+        self.writer = writer
 
     def key_of(self, doc: Document) -> bytes:
         return document_key(self._pepper, doc)
 
-    def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 1000) -> Iterator[Outcome]:
-        """Apply lines in order; yields one Outcome per line once its batch is committed."""
-        batch: list[FeedLine] = []
-        for line in lines:
-            batch.append(line)
-            if len(batch) >= batch_size:
+    def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 1000, wait: bool | float = True) -> Iterator[Outcome]:
+        """Apply lines in order; yields one Outcome per line once its batch is committed.
+        Waits for another writer of the store first (`wait` as in Store.writing)."""
+        with self.store.writing(self.writer, wait=wait):
+            batch: list[FeedLine] = []
+            for line in lines:
+                batch.append(line)
+                if len(batch) >= batch_size:
+                    yield from self._apply_batch(batch)
+                    batch = []
+            if batch:
                 yield from self._apply_batch(batch)
-                batch = []
-        if batch:
-            yield from self._apply_batch(batch)
 
     def _apply_batch(self, batch: list[FeedLine]) -> list[Outcome]:
-        while True:
-            try:
-                return self._try_batch(batch)
-            except lmdb.MapFullError:
-                # The whole batch was aborted, so nothing is half-written: grow and redo it.
-                size = self.store.grow()
-                log.warning("store map full; grew it to %d MiB and retrying the batch", size >> 20)
-
-    def _try_batch(self, batch: list[FeedLine]) -> list[Outcome]:
         outcomes = []
         txn = self.store.begin_write()
         try:
             for line in batch:
                 outcomes.append(self._apply_line(txn, line))
             txn.commit()
+        except lmdb.Error as exc:
+            txn.abort()
+            full = self.store.out_of_room(exc)
+            if full is not None:
+                raise full from None
+            raise
         except BaseException:
             txn.abort()
             raise
@@ -154,13 +169,15 @@ class Ledger:
         added = self._reindex(txn, old, new)
         if exemption is not None:
             key = self.key_of(event.exempt_document)
-            exemption_key = key + event.listing_id.encode() + b"\x00" + event.reference.encode()
-            txn.put(exemption_key, dumps(exemption), db=s.exemptions)
+            txn.put(exemption_key(key, event.listing_id, event.reference), dumps(exemption), db=s.exemptions)
         self._put(txn, s.listings, event.listing_id.encode(), dumps(new))
         self._count(txn, event, old, new)
         journal = {"event_id": event.event_id, "type": event.type.value, "listing_id": event.listing_id,
                    "added": [k.hex() for k in added]}
+        chain = next_chain(txn.get(b"journal_chain", db=s.meta) or GENESIS_CHAIN, dumps(journal))
+        journal["chain"] = chain.hex()
         self._put(txn, s.journal, encode_u64(seq), dumps(journal))
+        txn.put(b"journal_chain", chain, db=s.meta)
         self._put(txn, s.events, event.event_id.encode(), event.digest + encode_u64(seq))
         txn.put(b"seq", encode_u64(seq), db=s.meta)
         txn.put(b"last_event_time", event.occurred_at.encode(), db=s.meta)
@@ -190,7 +207,7 @@ class Ledger:
         for key in named_before.keys() - named_after.keys():
             # A correction that drops a document: this listing never named it after all.
             txn.delete(key + lid, db=s.persons_all)
-            _delete_prefix(txn, s.exemptions, key + lid + b"\x00")
+            _delete_prefix(txn, s.exemptions, exemption_prefix(key, new["listing_id"]))
         for key, kind in named_after.items():
             txn.put(key + lid, kind, db=s.persons_all)
         counted_after = {k for k in affected if _counted_as_person(txn, s.persons_active, k)}

@@ -33,8 +33,34 @@ def load_pepper(*, pepper_hex: str = "", pepper_file: str | os.PathLike = "") ->
         raise PepperError("no pepper configured (set SANCTION_PEPPER_FILE or SANCTION_PEPPER)")
     if len(raw) < MIN_PEPPER_BYTES:
         raise PepperError(f"pepper must be at least {MIN_PEPPER_BYTES} bytes")
+    return _as_key(raw)
+
+
+def _as_key(raw: bytes) -> bytes:
     # BLAKE2b keys are at most 64 bytes; longer secrets are condensed, not truncated.
     return raw if len(raw) <= 64 else hashlib.blake2b(raw).digest()
+
+
+def explain_pepper_mismatch(pepper_hex: str, pepper_file: str | os.PathLike, store_fingerprint: str) -> str:
+    """The two sources read the same text differently: SANCTION_PEPPER as hex, a file as
+    the bytes it holds. When the other reading of the given text is the store's pepper,
+    say which form the store expects (the stores' keys cannot be re-keyed, so both
+    readings stay)."""
+    from .identity import pepper_fingerprint
+
+    try:
+        if pepper_hex:
+            if pepper_fingerprint(_as_key(pepper_hex.strip().encode())) == store_fingerprint:
+                return ("; it was built with this same text read from a pepper file (as text, not hex): "
+                        "put it in a file and set SANCTION_PEPPER_FILE instead of SANCTION_PEPPER")
+        else:
+            text = Path(pepper_file).read_bytes().strip().decode("ascii")
+            if pepper_fingerprint(_as_key(bytes.fromhex(text))) == store_fingerprint:
+                return ("; it was built with this same text given as SANCTION_PEPPER (read as hex): "
+                        "set SANCTION_PEPPER to the file's text instead of using the file")
+    except (OSError, ValueError):
+        pass
+    return ""
 
 
 def create_pepper_file(path: str | os.PathLike) -> bool:

@@ -6,10 +6,16 @@ transaction before the filter is asked, so a listing committed by any process is
 the next check in every process. Keys are never removed (a delisted person just costs
 one LMDB read), so only additions need replaying.
 
+A filter object is only ever used for a snapshot it has been caught up to: the checker
+takes one object per batch, catches it up to the batch's snapshot and asks only it.
+When it fills to REBUILD_AT of its capacity the owner builds a larger one (before
+pybloom-live refuses adds; a filter that did overflow answers "maybe" to everything).
+
 The persisted file carries its own header so a stale, foreign or damaged file is detected
 and rebuilt instead of trusted: format version, pybloom-live version, hash parameters,
-the journal sequence covered, the store id, a digest of the journal entry at that
-sequence (detects a store restored to another history) and a digest of the bits.
+the journal sequence covered, the store id, the journal chain at that sequence (which
+stands for the whole history up to it, so a store restored to another history of the
+same length is detected) and a digest of the bits.
 """
 
 from __future__ import annotations
@@ -31,10 +37,18 @@ from .store import ReadView
 log = logging.getLogger(__name__)
 
 MAGIC = b"SANCBLM\x00"
-FORMAT_VERSION = 1
+# 2: the anchor is the journal chain (1 anchored on one journal entry).
+FORMAT_VERSION = 2
 PYBLOOM_VERSION = version("pybloom-live")
 MIN_CAPACITY = 100_000
+# Rebuild larger well before pybloom-live's hard capacity: past it, every answer is "maybe".
+REBUILD_AT = 0.8
 _HEADER_LENGTH = struct.Struct(">I")
+_HEADER_TYPES = {
+    "format_version": int, "pybloom_live_version": str, "capacity": int, "error_rate": float, "num_slices": int,
+    "bits_per_slice": int, "count": int, "covered_seq": int, "store_id": str, "journal_anchor": str,
+    "payload_blake2b": str, "payload_length": int, "saturated": bool,
+}
 
 
 class PrefilterUnusable(Exception):
@@ -42,10 +56,8 @@ class PrefilterUnusable(Exception):
 
 
 def _journal_anchor(view: ReadView, seq: int) -> str:
-    entry = view.journal_entry(seq) if seq else b""
-    if entry is None:
-        return "missing"
-    return hashlib.blake2b(entry, digest_size=16).hexdigest()
+    chain = view.chain_at(seq)
+    return "missing" if chain is None else chain.hex()
 
 
 class Prefilter:
@@ -58,10 +70,15 @@ class Prefilter:
         self.saturated = False
         self._lock = threading.Lock()
 
+    @property
+    def needs_rebuild(self) -> bool:
+        return self.saturated or self.bloom.count >= REBUILD_AT * self.bloom.capacity
+
     @classmethod
-    def build(cls, view: ReadView, *, error_rate: float, headroom: float = 2.0, progress=None) -> Prefilter:
+    def build(cls, view: ReadView, *, error_rate: float, min_capacity: int = MIN_CAPACITY, headroom: float = 2.0,
+              progress=None) -> Prefilter:
         active = view.count("persons_active")
-        bloom = BloomFilter(capacity=max(MIN_CAPACITY, int(active * headroom)), error_rate=error_rate)
+        bloom = BloomFilter(capacity=max(min_capacity, int(active * headroom)), error_rate=error_rate)
         add = bloom.add
         for n, key in enumerate(view.active_keys(), 1):
             add(key.hex(), skip_check=True)
@@ -132,11 +149,26 @@ class Prefilter:
         encoded = json.dumps(header, sort_keys=True).encode()
         path = Path(path)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(MAGIC + _HEADER_LENGTH.pack(len(encoded)) + encoded + payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(MAGIC + _HEADER_LENGTH.pack(len(encoded)) + encoded + payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def save_or_warn(self, path: str | os.PathLike, view: ReadView) -> bool:
+        """Save; if the disk refuses (full, read-only), say so and go on: the filter in
+        memory is complete, and the next start rebuilds the file."""
+        try:
+            self.save(path, view)
+            return True
+        except OSError as exc:
+            log.warning("could not save the prefilter to %s (%s); it will be rebuilt at the next start",
+                        path, exc.strerror or exc)
+            return False
 
     @classmethod
     def load(cls, path: str | os.PathLike, view: ReadView) -> Prefilter:
@@ -151,8 +183,12 @@ class Prefilter:
         (length,) = _HEADER_LENGTH.unpack(data[len(MAGIC):start])
         try:
             header = json.loads(data[start:start + length])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise PrefilterUnusable("header is damaged") from None
+        if not isinstance(header, dict) or any(
+                type(header.get(name)) is not kind and not (kind is float and type(header.get(name)) is int)
+                for name, kind in _HEADER_TYPES.items()):
+            raise PrefilterUnusable("header has the wrong shape")
         payload = data[start + length:]
         checks = [
             (header.get("format_version") == FORMAT_VERSION, "another format version"),
@@ -160,8 +196,7 @@ class Prefilter:
             (header.get("store_id") == view.store.store_id, "written for another store"),
             (len(payload) == header.get("payload_length"), "truncated"),
             (hashlib.blake2b(payload, digest_size=32).hexdigest() == header.get("payload_blake2b"), "bits damaged"),
-            (isinstance(header.get("covered_seq"), int) and header["covered_seq"] <= view.seq(),
-             "covers journal entries this store does not have"),
+            (0 <= header["covered_seq"] <= view.seq(), "covers journal entries this store does not have"),
         ]
         for ok, reason in checks:
             if not ok:
@@ -170,7 +205,7 @@ class Prefilter:
             raise PrefilterUnusable("store history differs from the one the filter covers")
         try:
             bloom = BloomFilter.fromfile(io.BytesIO(payload))
-        except (ValueError, struct.error) as exc:
+        except (ValueError, struct.error, EOFError, OverflowError, MemoryError) as exc:
             raise PrefilterUnusable(f"payload unreadable: {exc}") from None
         params = (bloom.capacity, bloom.num_slices, bloom.bits_per_slice, bloom.count)
         if params != (header["capacity"], header["num_slices"], header["bits_per_slice"], header["count"]):
@@ -180,18 +215,21 @@ class Prefilter:
         return prefilter
 
 
-def load_or_build(path: str | os.PathLike, view: ReadView, *, error_rate: float, progress=None) -> tuple[Prefilter, str]:
+def load_or_build(path: str | os.PathLike, view: ReadView, *, error_rate: float, min_capacity: int = MIN_CAPACITY,
+                  progress=None) -> tuple[Prefilter, str]:
     """Return a filter covering the view, and how it was obtained (for the logs). A filter
-    built here (none persisted, unusable, or over capacity) is persisted for the next start."""
+    built here (none persisted, unusable, or nearly full) is persisted for the next start
+    when the disk allows."""
     try:
         prefilter = Prefilter.load(path, view)
-        if prefilter.saturated:
-            raise PrefilterUnusable("over capacity")
+        prefilter.catch_up(view)
+        if prefilter.needs_rebuild:
+            raise PrefilterUnusable(f"nearly full ({prefilter.bloom.count} of {prefilter.bloom.capacity})")
         how, built = f"loaded (covers seq {prefilter.covered_seq})", False
     except PrefilterUnusable as exc:
-        prefilter = Prefilter.build(view, error_rate=error_rate, progress=progress)
+        prefilter = Prefilter.build(view, error_rate=error_rate, min_capacity=min_capacity, progress=progress)
         how, built = f"rebuilt from the store ({exc})", True
     prefilter.catch_up(view)
     if built:
-        prefilter.save(path, view)
+        prefilter.save_or_warn(path, view)
     return prefilter, how

@@ -41,9 +41,15 @@ class Settings:
     # The pepper: a file (default: <data_dir>/pepper) or hex in SANCTION_PEPPER.
     pepper_file: str = field(default_factory=lambda: env_str("SANCTION_PEPPER_FILE"))
     pepper_hex: str = field(default_factory=lambda: env_str("SANCTION_PEPPER"))
-    # LMDB's map is virtual address space, not disk; the loader grows it on demand.
-    map_size: int = field(default_factory=lambda: env_int("SANCTION_MAP_SIZE", 1 << 30))
+    # LMDB's map is address space, not disk (on Linux the file grows only as pages are
+    # written), so a generous fixed map costs nothing and spares growing it at run time,
+    # which would disturb concurrent readers. A write that finds it full fails clearly.
+    map_size: int = field(default_factory=lambda: env_int("SANCTION_MAP_SIZE", 256 << 30))
     prefilter_error_rate: float = field(default_factory=lambda: env_float("SANCTION_PREFILTER_ERROR_RATE", 0.001))
+    # The smallest prefilter built; it is rebuilt larger at 80 % full.
+    prefilter_min_capacity: int = field(default_factory=lambda: env_int("SANCTION_PREFILTER_MIN_CAPACITY", 100_000))
+    # How long ApplyEvents waits for another writer (a loader) before answering UNAVAILABLE.
+    writer_wait_seconds: float = field(default_factory=lambda: env_float("SANCTION_WRITER_WAIT_SECONDS", 5.0))
     prefilter_enabled: bool = field(default_factory=lambda: env_str("SANCTION_PREFILTER", "on") != "off")
     workers: int = field(default_factory=lambda: env_int("SANCTION_WORKERS", 1))
     # Pin each server process (worker i to the i-th allowed CPU): less GIL contention.

@@ -5,20 +5,31 @@ Layout (named databases; no plain document number is ever a key or a value):
   listings        listing_id -> listing record (JSON, masked documents, keyed hashes)
   persons_active  person key (16 B) + listing_id -> entry kind: listings in force
   persons_all     person key (16 B) + listing_id -> entry kind: every listing ever naming it
-  exemptions      person key + listing_id + NUL + reference -> exemption (JSON)
+  exemptions      person key + listing_id length (2 B) + listing_id + reference -> exemption (JSON)
   events          event_id -> content digest (16 B) + journal sequence (8 B): dedupe
-  journal         sequence (8 B big-endian) -> {event_id, type, listing_id, added keys}
+  journal         sequence (8 B big-endian) -> {event_id, type, listing_id, added keys, chain}
   counters        name -> 8 B big-endian count (stats that are not cheap to derive)
 
+Composite keys never join variable parts with a separator that data could contain: the
+person key is fixed-width and a listing id inside a key carries its length.
+
+Each journal entry's `chain` digests the chain before it and the entry itself, so the
+chain at sequence N stands for the whole history up to N (the prefilter file anchors on
+it: another history with the same length is told apart).
+
 Readers never block: LMDB gives each read transaction a snapshot, so a check that reads
-the sequence and the records in one transaction sees one data version. This module knows
-nothing of events' meaning; `ledger` decides what to write.
+the sequence and the records in one transaction sees one data version. Writers hold the
+store's writer lock (`writing`). This module knows nothing of events' meaning; `ledger`
+decides what to write.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import shutil
 import struct
 import uuid
 from collections.abc import Iterator
@@ -28,10 +39,16 @@ from pathlib import Path
 import lmdb
 
 from .identity import KEY_SIZE
+from .writer_lock import writer_lock_for
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = b"2"
 DB_NAMES = ("meta", "listings", "persons_active", "persons_all", "exemptions", "events", "journal", "counters")
+# Set by a bulk load in its first transaction and cleared in its last: until then the
+# person indexes are not written and the store must not answer anyone.
+INCOMPLETE = b"bulk_load_incomplete"
+GENESIS_CHAIN = bytes(16)
 _U64 = struct.Struct(">Q")
+_LID_LENGTH = struct.Struct(">H")
 
 
 class StoreError(Exception):
@@ -47,7 +64,21 @@ class StoreCorrupt(StoreError):
 
 
 class PepperMismatch(StoreError):
-    pass
+    def __init__(self, message: str, store_fingerprint: str = ""):
+        super().__init__(message)
+        self.store_fingerprint = store_fingerprint
+
+
+class StoreIncomplete(StoreError):
+    """A bulk load started and did not finish: the indexes are partial."""
+
+
+class StoreOutdated(StoreError):
+    """Written by an older schema; `sanction migrate` upgrades it."""
+
+
+class StoreFull(StoreError):
+    """The disk or the LMDB map has no room for the write; nothing of it was committed."""
 
 
 def encode_u64(value: int) -> bytes:
@@ -62,64 +93,136 @@ def dumps(value) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def listing_part(listing_id: str) -> bytes:
+    """A listing id as one part of a composite key: its length first, so no id is a prefix of another's part."""
+    raw = listing_id.encode()
+    return _LID_LENGTH.pack(len(raw)) + raw
+
+
+def exemption_key(person_key: bytes, listing_id: str, reference: str) -> bytes:
+    return person_key + listing_part(listing_id) + reference.encode()
+
+
+def exemption_prefix(person_key: bytes, listing_id: str) -> bytes:
+    return person_key + listing_part(listing_id)
+
+
+def next_chain(previous: bytes, entry: bytes) -> bytes:
+    """The journal chain after `entry`: commits to every entry before it, in order."""
+    return hashlib.blake2b(previous + entry, digest_size=16).digest()
+
+
 class Store:
-    def __init__(self, path: str | os.PathLike, pepper_fingerprint: str, *, create: bool = False, map_size: int):
+    def __init__(self, path: str | os.PathLike, pepper_fingerprint: str, *, create: bool = False, map_size: int,
+                 allow_incomplete: bool = False, allow_outdated: bool = False):
         self.path = Path(path)
         self._pepper_fingerprint = pepper_fingerprint
+        self._map_size = map_size
         if not (self.path / "data.mdb").is_file():
             if not create:
-                raise StoreMissing(f"no store at {self.path} (run `sanction load` to create one)")
+                raise StoreMissing(f"no store at {self.path} (run `sanction init` or `sanction load --create`)")
             self.path.mkdir(parents=True, exist_ok=True)
+        self.writer = writer_lock_for(self.path)
+        self._open(create)
+        try:
+            self._verify(pepper_fingerprint, allow_incomplete, allow_outdated)
+        except StoreError:
+            self.env.close()
+            raise
+
+    def _open(self, create: bool) -> None:
         try:
             self.env = lmdb.open(
                 str(self.path),
-                map_size=map_size,
+                map_size=self._map_size,
                 max_dbs=len(DB_NAMES) + 2,
                 max_readers=1024,
                 # Checks read a handful of random pages; readahead would only evict hot ones.
                 readahead=False,
                 create=create,
             )
+            self._check_file_size()
+            # py-lmdb keeps named-database handles only from a committed write transaction.
+            # Opening existing databases dirties no page, so the commit writes nothing and
+            # a store on a full disk still opens.
             with self.env.begin(write=True) as txn:
                 self.dbs = {name: self.env.open_db(name.encode(), txn=txn, create=create) for name in DB_NAMES}
                 if create and txn.get(b"schema", db=self.dbs["meta"]) is None:
-                    self._initialise(txn, pepper_fingerprint)
+                    self.initialise(txn)
         except lmdb.NotFoundError:
             raise StoreCorrupt(f"{self.path} is not a sanction store (missing databases)") from None
         except lmdb.Error as exc:
             raise StoreCorrupt(f"cannot open store at {self.path}: {exc}") from None
         for name, db in self.dbs.items():
             setattr(self, name, db)
-        self._verify(pepper_fingerprint)
 
-    def _initialise(self, txn: lmdb.Transaction, pepper_fingerprint: str) -> None:
+    def _check_file_size(self) -> None:
+        """A data file shorter than its last page would fault (SIGBUS) on the first read there."""
+        needed = (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
+        actual = os.path.getsize(self.path / "data.mdb")
+        if actual < needed:
+            self.env.close()
+            raise StoreCorrupt(f"{self.path / 'data.mdb'} is truncated ({actual} bytes, its pages need {needed}); "
+                               "restore it from a backup")
+
+    def initialise(self, txn: lmdb.Transaction) -> None:
+        """Meta of an empty store, with a new store id (a prefilter file of any earlier
+        contents then no longer matches)."""
         meta = self.dbs["meta"]
+        self.store_id = uuid.uuid4().hex
         txn.put(b"schema", SCHEMA_VERSION, db=meta)
-        txn.put(b"pepper_fingerprint", pepper_fingerprint.encode(), db=meta)
-        txn.put(b"store_id", uuid.uuid4().hex.encode(), db=meta)
+        txn.put(b"pepper_fingerprint", self._pepper_fingerprint.encode(), db=meta)
+        txn.put(b"store_id", self.store_id.encode(), db=meta)
         txn.put(b"seq", encode_u64(0), db=meta)
 
-    def _verify(self, pepper_fingerprint: str) -> None:
+    def _verify(self, pepper_fingerprint: str, allow_incomplete: bool, allow_outdated: bool) -> None:
         with self.read() as view:
             schema = view.meta(b"schema")
             if schema is None:
                 raise StoreCorrupt(f"{self.path} has no schema marker: not a sanction store")
-            if schema != SCHEMA_VERSION:
+            if schema == b"1" and not allow_outdated:
+                raise StoreOutdated(f"{self.path} has schema 1; run `sanction migrate --data-dir {self.path}` "
+                                    "(stop the writers first) to upgrade it to schema 2")
+            if schema not in (SCHEMA_VERSION, b"1"):
                 raise StoreCorrupt(f"{self.path} has schema {schema!r}, this build reads {SCHEMA_VERSION!r}")
-            if view.meta(b"pepper_fingerprint") != pepper_fingerprint.encode():
+            recorded = view.meta(b"pepper_fingerprint") or b""
+            if recorded != pepper_fingerprint.encode():
                 # With another pepper every key differs: the store would answer ALLOW for everyone.
-                raise PepperMismatch(f"{self.path} was built with another pepper; refusing to open it")
+                raise PepperMismatch(f"{self.path} was built with another pepper; refusing to open it",
+                                     recorded.decode(errors="replace"))
             self.store_id = view.meta(b"store_id").decode()
+            incomplete = view.meta(INCOMPLETE)
+        if incomplete is not None and not allow_incomplete:
+            raise StoreIncomplete(
+                f"{self.path} holds an unfinished bulk load ({incomplete.decode()}): its indexes are partial, so it "
+                "must not serve or take other writes; run the same `sanction load --bulk FEED` again (it starts "
+                "over), or delete the directory and load again")
 
     @contextmanager
     def read(self) -> Iterator[ReadView]:
-        txn = self._begin(write=False)
+        """One snapshot. LMDB's own errors become StoreError, which callers answer with
+        UNAVAILABLE (never with a decision they could not read)."""
+        try:
+            txn = self._begin(write=False)
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot read the store at {self.path}: {exc}") from None
         try:
             yield ReadView(self, txn)
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot read the store at {self.path}: {exc}") from None
         finally:
             txn.abort()
 
+    @contextmanager
+    def writing(self, what: str, *, wait: bool | float = True, on_wait=None) -> Iterator[None]:
+        """Hold the store's writer lock for the block (re-entrant in one thread). Raises WriterBusy."""
+        with self.writer.hold(what, wait=wait, on_wait=on_wait):
+            yield
+
     def begin_write(self, parent: lmdb.Transaction | None = None) -> lmdb.Transaction:
+        if parent is None and not self.writer.held_by_this_thread():
+            # A write without the lock could interleave with another loader's batches.
+            raise RuntimeError("write transaction without the store's writer lock")
         return self._begin(write=True, parent=parent)
 
     def _begin(self, **kwargs) -> lmdb.Transaction:
@@ -133,17 +236,24 @@ class Store:
     def remap(self) -> None:
         """Close and reopen the environment. Lookups map pages of the data file into this
         process; on a multi-GB bulk load they would count towards its RSS until unmapped."""
-        map_size = self.env.info()["map_size"]
         self.env.close()
-        self.__init__(self.path, self._pepper_fingerprint, map_size=map_size)
+        self._open(create=False)
 
-    def grow(self) -> int:
-        new_size = self.env.info()["map_size"] * 2
-        self.env.set_mapsize(new_size)
-        return new_size
+    def out_of_room(self, exc: lmdb.Error) -> StoreFull | None:
+        """A StoreFull naming the cause if a write failed for want of room (map or disk), else None."""
+        if isinstance(exc, lmdb.MapFullError):
+            return StoreFull(f"the store's map ({self.env.info()['map_size'] >> 10} KiB) is full at {self.path}; "
+                             "raise SANCTION_MAP_SIZE and run again")
+        # LMDB reports a write that failed on a full disk as EIO (or ENOSPC), with no errno attribute.
+        free = shutil.disk_usage(self.path).free
+        text = str(exc)
+        if os.strerror(errno.ENOSPC) in text or (os.strerror(errno.EIO) in text and free < (1 << 20)):
+            return StoreFull(f"no space left on device at {self.path} ({free >> 10} KiB free; {text}); "
+                             "free some space and run again: the failed batch was not committed")
+        return None
 
-    def add_counters(self, deltas: dict[str, int]) -> None:
-        with self.begin_write() as txn:
+    def add_counters(self, deltas: dict[str, int], *, wait: bool | float = True) -> None:
+        with self.writing("counter flush", wait=wait), self.begin_write() as txn:
             for name, delta in deltas.items():
                 add_counter(txn, self.counters, name, delta)
 
@@ -166,6 +276,12 @@ class ReadView:
     def seq(self) -> int:
         return decode_u64(self.txn.get(b"seq", db=self.store.meta))
 
+    def require_complete(self) -> None:
+        """A process that opened the store before a bulk load began must not answer from
+        its partial indexes either."""
+        if self.txn.get(INCOMPLETE, db=self.store.meta) is not None:
+            raise StoreIncomplete(f"{self.store.path} is being bulk loaded (or a bulk load was interrupted)")
+
     def listing(self, listing_id: str) -> dict | None:
         raw = self.txn.get(listing_id.encode(), db=self.store.listings)
         return None if raw is None else json.loads(raw)
@@ -175,7 +291,7 @@ class ReadView:
         return [lid.decode() for lid in _suffixes(self.txn, db, key)]
 
     def exemptions(self, key: bytes, listing_id: str) -> tuple[dict, ...]:
-        prefix = key + listing_id.encode() + b"\x00"
+        prefix = exemption_prefix(key, listing_id)
         cursor = self.txn.cursor(db=self.store.exemptions)
         found = []
         if cursor.set_range(prefix):
@@ -193,6 +309,13 @@ class ReadView:
 
     def journal_entry(self, seq: int) -> bytes | None:
         return self.txn.get(encode_u64(seq), db=self.store.journal)
+
+    def chain_at(self, seq: int) -> bytes | None:
+        """The journal chain after entry `seq` (None if there is no such entry)."""
+        if seq == 0:
+            return GENESIS_CHAIN
+        entry = self.journal_entry(seq)
+        return None if entry is None else bytes.fromhex(json.loads(entry)["chain"])
 
     def counters(self) -> dict[str, int]:
         cursor = self.txn.cursor(db=self.store.counters)

@@ -35,8 +35,9 @@ def load_both(tmp_path, lines_factory, batch_size=7):
     fast = Store(tmp_path / "fast", pepper_fingerprint(PEPPER), create=True, map_size=32 << 20)
     slow_out = [(o.line, o.status, o.seq) for o in Ledger(slow, PEPPER).apply(lines_factory())]
     bulk = BulkLedger(fast, PEPPER)
-    fast_out = [(o.line, o.status, o.seq) for o in bulk.apply(lines_factory(), batch_size=batch_size)]
-    prefilter = bulk.finish(error_rate=0.001)
+    with bulk.session("test"):
+        fast_out = [(o.line, o.status, o.seq) for o in bulk.apply(lines_factory(), batch_size=batch_size)]
+        prefilter = bulk.finish(error_rate=0.001)
     return slow, fast, slow_out, fast_out, prefilter
 
 
@@ -69,8 +70,8 @@ def test_bulk_prefilter_holds_the_active_people_of_the_handmade_feed(tmp_path):
 
 def test_bulk_refuses_a_store_that_is_not_empty(store, ledger):
     list(ledger.apply(feed_lines([list_person("L1", A)])))
-    with pytest.raises(StoreNotEmpty):
-        BulkLedger(store, PEPPER)
+    with pytest.raises(StoreNotEmpty), BulkLedger(store, PEPPER).session("test"):
+        pass
 
 
 def test_parallel_parsing_gives_the_same_outcomes_as_serial(tmp_path):

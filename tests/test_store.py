@@ -2,11 +2,11 @@
 
 import lmdb
 import pytest
-from conftest import PEPPER, apply, list_person, make_ric
+from conftest import PEPPER, apply, feed_lines, list_person, make_ric
 
 from sanction_service.identity import pepper_fingerprint
 from sanction_service.ledger import APPLIED, Ledger
-from sanction_service.store import PepperMismatch, Store, StoreCorrupt, StoreMissing
+from sanction_service.store import PepperMismatch, Store, StoreCorrupt, StoreFull, StoreMissing
 
 
 def test_missing_store_does_not_open_unless_asked_to_create(tmp_path):
@@ -37,13 +37,21 @@ def test_foreign_lmdb_environment_is_not_a_store(tmp_path):
         Store(tmp_path / "foreign", pepper_fingerprint(PEPPER), map_size=1 << 20)
 
 
-def test_map_grows_on_demand_without_losing_the_batch(tmp_path):
-    tiny = Store(tmp_path / "tiny", pepper_fingerprint(PEPPER), create=True, map_size=64 << 10)
+def test_a_full_map_stops_the_load_whole_batches_only_and_names_the_setting(tmp_path):
+    tiny = Store(tmp_path / "tiny", pepper_fingerprint(PEPPER), create=True, map_size=256 << 10)
     events = [list_person(f"L{i}", make_ric("110105", "19800101", i % 1000), obligation="x" * 500)
               for i in range(1, 400)]
-    outcomes = apply(Ledger(tiny, PEPPER), *events)
-    assert [o.status for o in outcomes] == [APPLIED] * len(events)
-    assert tiny.env.info()["map_size"] > 64 << 10
+    applied = []
+    with pytest.raises(StoreFull, match="SANCTION_MAP_SIZE"):
+        for outcome in Ledger(tiny, PEPPER).apply(feed_lines(events), batch_size=50):
+            applied.append(outcome)
     with tiny.read() as view:
-        assert view.seq() == len(events) and view.count("listings") == len(events)
+        # Only whole batches committed: what the loader reported is exactly what is there.
+        assert 0 < view.seq() == len(applied) < len(events) and len(applied) % 50 == 0
     tiny.close()
+    roomy = Store(tmp_path / "tiny", pepper_fingerprint(PEPPER), map_size=64 << 20)
+    outcomes = apply(Ledger(roomy, PEPPER), *events)
+    assert [o.status for o in outcomes].count(APPLIED) == len(events) - len(applied)
+    with roomy.read() as view:
+        assert view.seq() == len(events) and view.count("listings") == len(events)
+    roomy.close()

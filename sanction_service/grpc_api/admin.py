@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from sanction.v1 import admin_pb2, admin_pb2_grpc
 from sanction.v1 import restriction_pb2 as pb
@@ -13,19 +14,32 @@ from ..events import EventRejected
 from ..identity import InvalidDocument
 from ..ledger import REJECTED, FeedLine, Ledger
 from ..stats import read_stats
+from ..store import StoreError, StoreFull
+from ..writer_lock import WriterBusy
 from . import errors
 from .convert import InvalidField, enum_name, listing_message, match_message
 
+log = logging.getLogger(__name__)
+
 
 class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
-    def __init__(self, checker: Checker, ledger: Ledger):
+    def __init__(self, checker: Checker, ledger: Ledger, *, writer_wait_seconds: float = 5.0):
         self.checker = checker
         self.ledger = ledger
+        self.writer_wait_seconds = writer_wait_seconds
 
     def ApplyEvents(self, request, context):
         lines = [_decode(n, text) for n, text in enumerate(request.events, 1)]
+        try:
+            outcomes = list(self.ledger.apply(lines, wait=self.writer_wait_seconds))
+        except WriterBusy as exc:
+            # Another loader owns the store; nothing of this call was applied, so a retry is safe.
+            errors.abort(context, errors.unavailable(f"{exc}; retry later", retry_seconds=5))
+        except StoreFull as exc:
+            log.error("ApplyEvents: %s", exc)
+            errors.abort(context, errors.resource_exhausted(f"the store is full: {exc}"))
         summary = admin_pb2.ApplyEventsResponse()
-        for outcome in self.ledger.apply(lines):
+        for outcome in outcomes:
             metrics.EVENTS.labels(outcome.status.lower()).inc()
             if outcome.status == REJECTED:
                 summary.rejected += 1
@@ -58,18 +72,26 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
             document = parse_document(enum_name(pb.DocumentType, doc.type, "document.type"), doc.number, doc.country)
         except (InvalidDocument, InvalidField) as exc:
             errors.abort(context, errors.bad_request(exc.field, exc.reason))
-        found, seq = self.checker.lookup_person(document)
+        try:
+            found, seq = self.checker.lookup_person(document)
+        except StoreError as exc:
+            log.error("store unreadable: %s", exc)
+            errors.abort(context, errors.unavailable("restriction store unavailable"))
         return admin_pb2.LookupPersonResponse(masked_document=document.masked(),
                                               listings=[match_message(f) for f in found], data_version=seq)
 
     def GetStats(self, request, context):
+        # Refusals counted in this process and not yet persisted (a loader may hold the
+        # writer lock) are added to what the store has, so the answer is never behind.
         self.checker.refusals.flush(self.checker.store)
+        pending = self.checker.refusals.pending()
         with self.checker.store.read() as view:
             stats = read_stats(view)
+        refused = {mode: n + pending.get(mode, 0) for mode, n in stats.refused_checks_by_mode.items()}
         return admin_pb2.Stats(
             active_listings_by_type=[admin_pb2.Count(key=k, value=v) for k, v in stats.active_listings_by_type.items()],
             persons_restricted=stats.persons_restricted,
-            refused_checks_by_mode=[admin_pb2.Count(key=k, value=v) for k, v in stats.refused_checks_by_mode.items()],
+            refused_checks_by_mode=[admin_pb2.Count(key=k, value=v) for k, v in refused.items()],
             voluntary_performances=stats.voluntary_performances,
             delistings_by_reason=[admin_pb2.Count(key=k, value=v) for k, v in stats.delistings_by_reason.items()],
             data_version=stats.data_version,

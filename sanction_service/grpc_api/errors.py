@@ -26,6 +26,10 @@ def unavailable(message: str, retry_seconds: int = 1) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
 
 
+def resource_exhausted(message: str) -> status_pb2.Status:
+    return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message)
+
+
 def not_found(message: str) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.NOT_FOUND, message=message)
 

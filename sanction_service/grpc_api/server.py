@@ -24,10 +24,10 @@ from .. import metrics
 from ..checker import Checker
 from ..identity import pepper_fingerprint
 from ..ledger import Ledger
-from ..pepper import load_pepper
+from ..pepper import explain_pepper_mismatch, load_pepper
 from ..settings import MAX_MESSAGE_BYTES, PEPPER_FILE, PREFILTER_FILE, Settings
 from ..stats import read_stats
-from ..store import Store
+from ..store import PepperMismatch, Store
 from .admin import ListAdminServicer
 from .auth import TokenAuthInterceptor, load_tokens
 from .restriction import RestrictionServicer
@@ -40,16 +40,23 @@ SERVICE_NAMES = (
 )
 
 
-def open_store(settings: Settings, *, create: bool = False) -> tuple[Store, bytes]:
+def open_store(settings: Settings, *, create: bool = False, allow_incomplete: bool = False,
+               allow_outdated: bool = False) -> tuple[Store, bytes]:
     pepper_file = settings.pepper_file or str(Path(settings.data_dir) / PEPPER_FILE)
     pepper = load_pepper(pepper_hex=settings.pepper_hex, pepper_file=pepper_file)
-    store = Store(settings.data_dir, pepper_fingerprint(pepper), create=create, map_size=settings.map_size)
+    try:
+        store = Store(settings.data_dir, pepper_fingerprint(pepper), create=create, map_size=settings.map_size,
+                      allow_incomplete=allow_incomplete, allow_outdated=allow_outdated)
+    except PepperMismatch as exc:
+        hint = explain_pepper_mismatch(settings.pepper_hex, pepper_file, exc.store_fingerprint)
+        raise PepperMismatch(f"{exc}{hint}", exc.store_fingerprint) from None
     return store, pepper
 
 
 def make_checker(settings: Settings, store: Store, pepper: bytes) -> Checker:
     return Checker(store, pepper, prefilter_path=Path(settings.data_dir) / PREFILTER_FILE,
-                   error_rate=settings.prefilter_error_rate, use_prefilter=settings.prefilter_enabled)
+                   error_rate=settings.prefilter_error_rate, use_prefilter=settings.prefilter_enabled,
+                   min_capacity=settings.prefilter_min_capacity)
 
 
 @dataclass
@@ -88,7 +95,9 @@ class Service:
         self._stopping.set()
         self.set_serving(False)
         self.server.stop(grace).wait()
-        self.checker.refusals.flush(self.store)
+        if not self.checker.refusals.flush(self.store, wait=grace):
+            log.warning("could not persist refused-check counts %s: a loader held the store",
+                        self.checker.refusals.pending())
         try:
             self.checker.save_prefilter()
         except Exception:
@@ -109,7 +118,8 @@ def build_service(settings: Settings, *, store: Store | None = None, pepper: byt
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_threads), options=options,
                          interceptors=interceptors)
     restriction_pb2_grpc.add_RestrictionServiceServicer_to_server(RestrictionServicer(checker), server)
-    admin_pb2_grpc.add_ListAdminServiceServicer_to_server(ListAdminServicer(checker, ledger), server)
+    admin = ListAdminServicer(checker, ledger, writer_wait_seconds=settings.writer_wait_seconds)
+    admin_pb2_grpc.add_ListAdminServiceServicer_to_server(admin, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
