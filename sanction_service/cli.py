@@ -206,57 +206,60 @@ def cmd_load(args) -> int:
     from .ledger import Ledger
     from .pepper import PepperError
     from .prefilter import Prefilter, PrefilterUnusable
-    from .store import StoreError, StoreFull
-    from .writer_lock import WriterBusy
+    from .store import StoreError, StoreFull, StoreMissing
+    from .writer_lock import WriterBusy, writer_lock_for
 
     settings = _settings(args)
+    data = Path(settings.data_dir)
     if not Path(args.feed).is_file():
         log.error("cannot load: no feed file at %s", args.feed)
         return EXIT_STORE
-    try:
-        # A bulk load may start over a store that an interrupted bulk load left marked.
-        store, pepper = open_store(settings, create=args.create, allow_incomplete=args.bulk)
-    except (StoreError, PepperError) as exc:
-        log.error("cannot load: %s", exc)
-        return EXIT_STORE
     rejects = args.rejects or f"{args.feed}.rejects.jsonl"
-    prefilter_path = Path(settings.data_dir) / PREFILTER_FILE
+    prefilter_path = data / PREFILTER_FILE
     what = f"sanction load{' --bulk' if args.bulk else ''} {args.feed}"
-    wait = not args.no_wait
     try:
-        if args.bulk:
-            ledger = BulkLedger(store, pepper, writer=what)
-            with ledger.session(f"{what}, pid {os.getpid()}", wait=wait, on_wait=log.warning):
-                summary = load_feed(ledger, args.feed, rejects, batch_size=max(args.batch_size, 20_000),
-                                    show_progress=args.progress, parse_workers=args.parse_workers)
-                log.info("writing the person indexes and the prefilter")
-                ledger.finish(error_rate=settings.prefilter_error_rate, min_capacity=settings.prefilter_min_capacity,
-                              prefilter_path=prefilter_path,
-                              progress=lambda n, total: log.info("person index: %d of %d entries written", n, total))
-        else:
-            # The lock covers the whole feed, so another loader cannot slip its batches in between.
-            with store.writing(what, wait=wait, on_wait=log.warning):
-                summary = load_feed(Ledger(store, pepper, writer=what), args.feed, rejects,
-                                    batch_size=args.batch_size, show_progress=args.progress)
-            # Refresh a persisted prefilter so the next server start need not replay the journal.
-            with store.read() as view:
-                try:
-                    prefilter = Prefilter.load(prefilter_path, view)
-                    prefilter.catch_up(view)
-                    prefilter.save_or_warn(prefilter_path, view)
-                except PrefilterUnusable:
-                    pass  # the server rebuilds it at start
+        if args.create:
+            data.mkdir(parents=True, exist_ok=True)
+        if not data.is_dir():
+            raise StoreMissing(f"no store at {data} (run `sanction init` or `sanction load --create`)")
+        # The lock is taken before the store is verified, so a load that arrives during a
+        # bulk load waits for it instead of finding its incomplete mark; and it covers the
+        # whole feed, so another loader cannot slip its batches in between.
+        with writer_lock_for(data).hold(what, wait=not args.no_wait, on_wait=log.warning):
+            # A bulk load may start over a store that an interrupted bulk load left marked.
+            store, pepper = open_store(settings, create=args.create, allow_incomplete=args.bulk)
+            try:
+                if args.bulk:
+                    ledger = BulkLedger(store, pepper, writer=what)
+                    with ledger.session(f"{what}, pid {os.getpid()}"):
+                        summary = load_feed(ledger, args.feed, rejects, batch_size=max(args.batch_size, 20_000),
+                                            show_progress=args.progress, parse_workers=args.parse_workers)
+                        log.info("writing the person indexes and the prefilter")
+                        ledger.finish(error_rate=settings.prefilter_error_rate,
+                                      min_capacity=settings.prefilter_min_capacity, prefilter_path=prefilter_path,
+                                      progress=lambda n, total: log.info("person index: %d of %d entries", n, total))
+                else:
+                    summary = load_feed(Ledger(store, pepper, writer=what), args.feed, rejects,
+                                        batch_size=args.batch_size, show_progress=args.progress)
+                    # Refresh a persisted prefilter so the next server start need not replay the journal.
+                    with store.read() as view:
+                        try:
+                            prefilter = Prefilter.load(prefilter_path, view)
+                            prefilter.catch_up(view)
+                            prefilter.save_or_warn(prefilter_path, view)
+                        except PrefilterUnusable:
+                            pass  # the server rebuilds it at start
+            finally:
+                store.close()
     except WriterBusy as exc:
         log.error("cannot load: %s (without --no-wait the load waits for it)", exc)
         return EXIT_WRITER_BUSY
     except StoreFull as exc:
         log.error("load stopped: %s", exc)
         return EXIT_STORE_FULL
-    except StoreError as exc:
-        log.error("load stopped: %s", exc)
+    except (StoreError, PepperError) as exc:
+        log.error("cannot load: %s", exc)
         return EXIT_STORE
-    finally:
-        store.close()
     print(summary.describe())
     return EXIT_REJECTS if summary.rejected else EXIT_OK
 

@@ -193,6 +193,9 @@ class Store:
             self.store_id = view.meta(b"store_id").decode()
             incomplete = view.meta(INCOMPLETE)
         if incomplete is not None and not allow_incomplete:
+            if self.writer.held_elsewhere():
+                raise StoreIncomplete(f"{self.path} is being bulk loaded by {self.writer.holder()}: its indexes are "
+                                      "partial until that load finishes")
             raise StoreIncomplete(
                 f"{self.path} holds an unfinished bulk load ({incomplete.decode()}): its indexes are partial, so it "
                 "must not serve or take other writes; run the same `sanction load --bulk FEED` again (it starts "

@@ -41,6 +41,16 @@ class WriterLock:
     def held_by_this_thread(self) -> bool:
         return self._owner == threading.get_ident()
 
+    def held_elsewhere(self) -> bool:
+        """Whether another process holds the lock right now (taking it for an instant to see)."""
+        if self._depth:
+            return False
+        try:
+            with self.hold("probe", wait=False):
+                return False
+        except (WriterBusy, OSError):
+            return True
+
     def holder(self) -> str:
         """Who holds the lock, as its holder wrote it (best effort: for messages only)."""
         try:
