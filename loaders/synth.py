@@ -1,4 +1,4 @@
-"""Deterministic synthetic court feed (DOMAIN.md §5-§7) and the probes that check it.
+"""Deterministic synthetic court feed (docs/FEED.md, docs/DOCUMENTS.md) and the probes that check it.
 
 Owns *generation only*: it writes JSON Lines feed files and probe files and never opens,
 reads or writes the store. The loader (`loaders.feed`) and the service consume its output
@@ -790,8 +790,8 @@ def _showcase_events(occurred_at: str) -> list[dict]:
 # The feed is produced as JSON text directly (json.dumps alone costs ~6 µs per LIST event
 # here); generate_events parses it back. Every string spliced into the text comes from the
 # tables above or from digits, none needs escaping (checked below), and fields appear in
-# DOMAIN.md §6 order, so the text is exactly what json.dumps(event, ensure_ascii=False,
-# separators=(",", ":")) would give for the parsed event.
+# the order docs/FEED.md lists them in, so the text is exactly what
+# json.dumps(event, ensure_ascii=False, separators=(",", ":")) would give for the parsed event.
 
 
 def _dumps(obj) -> str:

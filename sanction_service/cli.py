@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "writer holds the store and --no-wait was given, 4 no room: the disk or the LMDB "
                                    "map is full (whole batches only were committed; free space and run again).")
     _common(p, defaults)
-    p.add_argument("feed", help="feed file (JSON Lines, DOMAIN.md §6)")
+    p.add_argument("feed", help="feed file (JSON Lines; the format is in docs/FEED.md)")
     p.add_argument("--rejects", help="where to write rejected lines (default <feed>.rejects.jsonl)")
     p.add_argument("--batch-size", type=int, default=1000,
                    help="events per write transaction (%(default)s; at least 20000 with --bulk)")

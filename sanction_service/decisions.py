@@ -41,7 +41,7 @@ class Decision:
 
 
 def listing_restricts_on(listing: dict, day: str) -> bool:
-    """DOMAIN.md §4: active and listed_on <= day < expires_on (no expiry: open-ended)."""
+    """docs/DECISIONS.md §5: active and listed_on <= day < expires_on (no expiry: open-ended)."""
     if listing["status"] != ACTIVE or listing["listed_on"] > day:
         return False
     expires_on = listing["expires_on"]

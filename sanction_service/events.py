@@ -1,4 +1,4 @@
-"""The court feed's events (DOMAIN.md §6): parsing and validation into typed events.
+"""The court feed's events (docs/FEED.md): parsing and validation into typed events.
 
 Pure domain code: takes the decoded JSON object of one line and returns a typed event or
 raises EventRejected naming the field. It knows nothing about the store; rules that need

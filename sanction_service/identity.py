@@ -1,6 +1,6 @@
 """Identity documents: normalisation, checksums, masking and the keyed lookup key.
 
-Owns DOMAIN.md §5. Pure functions, no I/O: the pepper is passed in by the caller.
+Owns the rules of docs/DOCUMENTS.md. Pure functions, no I/O: the pepper is passed in by the caller.
 Must never log or put a full document number in an exception message: errors name
 the field and the rule, never the value.
 """

@@ -1,4 +1,4 @@
-"""A listing's life (DOMAIN.md §4 and the state rules of §6) as pure functions on records.
+"""A listing's life (docs/DECISIONS.md §5, docs/FEED.md "Rules") as pure functions on records.
 
 A listing record is the JSON-ready dict the store keeps. Documents appear in it only as
 masked numbers and keyed hashes (`key`, hex); the caller passes `key_of` so this module

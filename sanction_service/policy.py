@@ -1,4 +1,4 @@
-"""Which purchases are restricted: DOMAIN.md §2 (限高规定 2015, art. 3) as data plus one function.
+"""Which purchases are restricted (限高规定 2015, art. 3; docs/DECISIONS.md §2) as data plus one function.
 
 Pure domain code. `purchase_is_restricted` either answers or raises InvalidTrip naming
 the field: an ambiguous trip is a caller error, never a silent ALLOW.
@@ -61,7 +61,7 @@ class Trip:
     ship_class: ShipClass | None = None
 
 
-# The table of DOMAIN.md §2. None in a class set means "every class".
+# The policy table of docs/DECISIONS.md §2. None in a class set means "every class".
 RESTRICTED_RAIL_CLASSES: dict[TrainCategory, frozenset[RailClass] | None] = {
     TrainCategory.HIGH_SPEED: None,
     TrainCategory.OTHER_EMU: frozenset(

@@ -1,4 +1,5 @@
-"""The seed's figures (DOMAIN.md §1) read from one snapshot of the store's counters."""
+"""The list's published figures (active listings, persons restricted, refusals, voluntary
+performances, delistings) read from one snapshot of the store's counters."""
 
 from __future__ import annotations
 

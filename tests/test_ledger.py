@@ -1,4 +1,4 @@
-"""Every event type and every rejection rule of DOMAIN.md §6, through a real LMDB store,
+"""Every event type and every rejection rule of docs/FEED.md, through a real LMDB store,
 with the effect observed through the Checker (the same pipeline the server uses)."""
 
 from datetime import date

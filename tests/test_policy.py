@@ -21,7 +21,7 @@ def rail(train: str, cls: RailClass | None) -> Trip:
     return Trip(TravelMode.RAIL, train_number=train, rail_class=cls)
 
 
-# DOMAIN.md §2 spelled out independently of policy.py's table, for every train prefix and class.
+# docs/DECISIONS.md §2 spelled out independently of policy.py's table, for every train prefix and class.
 def expected(prefix: str, cls: RailClass) -> bool:
     if prefix == "G":
         return True

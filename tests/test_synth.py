@@ -1,4 +1,4 @@
-"""loaders.synth: the synthetic feed is valid DOMAIN.md §5-§6 data, deterministic, streamed
+"""loaders.synth: the synthetic feed is valid data (docs/DOCUMENTS.md, docs/FEED.md), deterministic, streamed
 with bounded memory, and its probe expectations are exactly what replaying the feed gives.
 
 The feed is checked against an independent, dict-based replay (`Replay`) rather than
@@ -83,7 +83,7 @@ def check_document(doc: dict) -> None:
 
 
 class Replay:
-    """A deliberately simple model of DOMAIN.md §6: which documents are restricted now."""
+    """A deliberately simple model of docs/FEED.md: which documents are restricted now."""
 
     def __init__(self, events: list[dict]):
         self.listings: dict[str, dict] = {}
