@@ -84,6 +84,7 @@ class Ledger:
         """Apply lines in order; yields one Outcome per line once its batch is committed.
         Waits for another writer of the store first (`wait` as in Store.writing)."""
         with self.store.writing(self.writer, wait=wait):
+            self._require_writable()
             batch: list[FeedLine] = []
             for line in lines:
                 batch.append(line)
@@ -92,6 +93,12 @@ class Ledger:
                     batch = []
             if batch:
                 yield from self._apply_batch(batch)
+
+    def _require_writable(self) -> None:
+        # A process that opened the store before a bulk load began (a server) must not add
+        # events to what that load, interrupted, left behind.
+        with self.store.read() as view:
+            view.require_complete()
 
     def _apply_batch(self, batch: list[FeedLine]) -> list[Outcome]:
         outcomes = []

@@ -153,19 +153,34 @@ def test_a_killed_bulk_load_fails_closed_everywhere_and_running_it_again_gives_t
 
 
 def test_a_server_that_opened_the_store_before_a_bulk_load_answers_unavailable_during_it(tmp_path, synthetic):
+    import grpc
+    from sanction.v1 import admin_pb2, admin_pb2_grpc
+
     feed, _, _ = synthetic
     data = tmp_path / "data"
     init(data)
-    with ServerProcess("--data-dir", str(data), env=ENV) as server:
+    with ServerProcess("--data-dir", str(data), env={**ENV, "SANCTION_WRITER_WAIT_SECONDS": "0.2"}) as server:
         target = server.wait_serving()
         bulk = start_load(data, feed, bulk=True)
         wait_for(lambda: _store_state(data)[1])
         with RestrictionClient(target, timeout=5) as client:
-            with pytest.raises(ServiceError) as refused:
+            with pytest.raises(ServiceError) as during:
                 client.check(Passenger("RESIDENT_ID", make_ric()), FLIGHT)
-        assert refused.value.code == "UNAVAILABLE"
-        bulk.send_signal(signal.SIGKILL)
-        bulk.wait()
+            assert during.value.code == "UNAVAILABLE"
+            bulk.send_signal(signal.SIGKILL)
+            bulk.wait()
+            # Interrupted: the server answers nothing from the partial store...
+            with pytest.raises(ServiceError) as after:
+                client.check(Passenger("RESIDENT_ID", make_ric()), FLIGHT)
+            assert after.value.code == "UNAVAILABLE"
+        # ...and adds nothing to it (a bare stub: the client would retry UNAVAILABLE).
+        version = _store_state(data)[0]
+        with grpc.insecure_channel(target) as channel:
+            request = admin_pb2.ApplyEventsRequest(events=[json.dumps(list_person("ZZ1", make_ric(), event_id="zz"))])
+            with pytest.raises(grpc.RpcError) as refused:
+                admin_pb2_grpc.ListAdminServiceStub(channel).ApplyEvents(request, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "bulk load" in refused.value.details()
+        assert _store_state(data) == (version, True)
 
 
 # 3. Checks while the prefilter is rebuilt -------------------------------------------

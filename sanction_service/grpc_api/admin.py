@@ -38,6 +38,9 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
         except StoreFull as exc:
             log.error("ApplyEvents: %s", exc)
             errors.abort(context, errors.resource_exhausted(f"the store is full: {exc}"))
+        except StoreError as exc:
+            log.error("ApplyEvents: %s", exc)
+            errors.abort(context, errors.unavailable(f"the store cannot take events: {exc}", retry_seconds=5))
         summary = admin_pb2.ApplyEventsResponse()
         for outcome in outcomes:
             metrics.EVENTS.labels(outcome.status.lower()).inc()
