@@ -124,3 +124,22 @@ def test_saturated_filter_answers_maybe_instead_of_no(store, ledger):
         prefilter.catch_up(view)
     assert prefilter.saturated
     assert prefilter.may_contain(key(PEOPLE[5])) and prefilter.may_contain(key(PEOPLE[38]))
+
+
+def test_a_filter_asks_for_a_rebuild_at_80_percent_and_a_nearly_full_saved_one_is_rebuilt_larger(store, ledger, tmp_path):
+    apply(ledger, *[list_person(f"R{i}", n) for i, n in enumerate(PEOPLE[:20])])
+    path = tmp_path / "prefilter.bloom"
+    with store.read() as view:
+        small = Prefilter.build(view, error_rate=0.001, min_capacity=40)  # twice the 20 active keys
+    apply(ledger, *[list_person(f"R{i}", n) for i, n in enumerate(PEOPLE[20:31], 20)])
+    with store.read() as view:
+        small.catch_up(view)
+        assert (small.bloom.count, small.bloom.capacity) == (31, 40) and not small.needs_rebuild  # 77.5 %
+    apply(ledger, *[list_person(f"R{i}", n) for i, n in enumerate(PEOPLE[31:33], 31)])
+    with store.read() as view:
+        small.catch_up(view)
+        assert small.needs_rebuild and not small.saturated  # 33 of 40
+        small.save(path, view)
+        rebuilt, how = load_or_build(path, view, error_rate=0.001, min_capacity=40)
+    assert "nearly full" in how and rebuilt.bloom.capacity >= 2 * 33 and not rebuilt.needs_rebuild
+    assert all(rebuilt.may_contain(key(n)) for n in PEOPLE[:33])
