@@ -132,7 +132,7 @@ class BulkLedger(Ledger):
             self._index[key + lid] = kind
         if new["status"] != lifecycle.ACTIVE:
             self._lifted.add(lid)
-        return sorted(after.keys() - before.keys())
+        return sorted((after.keys() - before.keys()) | self._rebind(txn, old, new))
 
     def finish(self, *, error_rate: float, min_capacity: int = MIN_CAPACITY, prefilter_path=None,
                progress=None) -> Prefilter:
@@ -142,7 +142,9 @@ class BulkLedger(Ledger):
         composites = sorted(self._index)
         active_keys = 0
         persons = 0
-        prefilter = Prefilter.empty(capacity=max(min_capacity, 2 * len(composites)), error_rate=error_rate,
+        with s.read() as view:
+            bound = view.count("bindings")
+        prefilter = Prefilter.empty(capacity=max(min_capacity, 2 * (len(composites) + bound)), error_rate=error_rate,
                                     store_id=s.store_id)
         try:
             with s.begin_write() as txn:
@@ -175,8 +177,12 @@ class BulkLedger(Ledger):
             raise
         log.info("bulk index: %d entries, %d active keys, %d persons", len(composites), active_keys, persons)
         self._index.clear()
-        if prefilter_path is not None:
-            with s.read() as view:
+        with s.read() as view:
+            # Bound documents restrict under every listing of their person: the filter
+            # holds them as a rebuild from the store would (`Prefilter.build`).
+            for key in view.bound_keys():
+                prefilter.add(key)
+            if prefilter_path is not None:
                 prefilter.save_or_warn(prefilter_path, view)
         return prefilter
 

@@ -203,13 +203,15 @@ def _lookup(view: ReadView, key: bytes, prefilter: Prefilter | None) -> list[Fou
 
 
 def _found(view: ReadView, key: bytes, *, active_only: bool) -> list[Found]:
-    """The listings naming `key`, each with the person's entry and their exemptions."""
-    key_hex = key.hex()
+    """The listings naming the person(s) `key` stands for (itself, and every person it is
+    bound to), each with the person's entry and that person's exemptions on it."""
     found = []
-    for listing_id in view.listing_ids(key, active_only=active_only):
-        listing = view.listing(listing_id)
-        person = next(p for p in listing["persons"] if p["key"] == key_hex)
-        found.append(Found(listing, person, view.exemptions(key, listing_id)))
+    for person_key in view.persons_of(key):
+        person_hex = person_key.hex()
+        for listing_id in view.listing_ids(person_key, active_only=active_only):
+            listing = view.listing(listing_id)
+            person = next(p for p in listing["persons"] if p["key"] == person_hex and p["slot"] != "extra")
+            found.append(Found(listing, person, view.exemptions(person_key, listing_id), bound=person_key != key))
     return found
 
 

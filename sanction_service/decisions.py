@@ -22,6 +22,8 @@ class Found:
     listing: dict
     person: dict
     exemptions: tuple[dict, ...] = ()
+    # Found through a binding: the listing names the person under another document.
+    bound: bool = False
 
 
 @dataclass(frozen=True, slots=True)

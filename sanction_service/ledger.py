@@ -28,12 +28,14 @@ from .store import (
     GENESIS_CHAIN,
     Store,
     add_counter,
+    binding_key,
     decode_u64,
     dumps,
     encode_u64,
     exemption_key,
     exemption_prefix,
     next_chain,
+    persons_of,
 )
 
 log = logging.getLogger(__name__)
@@ -169,14 +171,14 @@ class Ledger:
                 new = lifecycle.corrected(old, event, self.key_of)
             else:
                 new = old
-                exemption = lifecycle.exemption(old, event, self.key_of)
+                exemption, exempt_person = lifecycle.exemption(
+                    old, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document)))
 
         seq = decode_u64(txn.get(b"seq", db=s.meta)) + 1
         new = lifecycle.with_event(new, event.event_id)
         added = self._reindex(txn, old, new)
         if exemption is not None:
-            key = self.key_of(event.exempt_document)
-            txn.put(exemption_key(key, event.listing_id, event.reference), dumps(exemption), db=s.exemptions)
+            txn.put(exemption_key(exempt_person, event.listing_id, event.reference), dumps(exemption), db=s.exemptions)
         self._put(txn, s.listings, event.listing_id.encode(), dumps(new))
         self._count(txn, event, old, new)
         journal = {"event_id": event.event_id, "type": event.type.value, "listing_id": event.listing_id,
@@ -221,7 +223,20 @@ class Ledger:
         delta = len(counted_after - counted_before) - len(counted_before - counted_after)
         if delta:
             add_counter(txn, s.counters, "persons_restricted", delta)
-        return sorted(after.keys() - before.keys())
+        return sorted((after.keys() - before.keys()) | self._rebind(txn, old, new))
+
+    def _rebind(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> set[bytes]:
+        """Bring the bindings in line with what `new` declares; return the documents it
+        newly declares (the prefilter must hold them: they restrict under every listing
+        of their person from now on)."""
+        lid = new["listing_id"]
+        before = lifecycle.declared_bindings(old) if old else set()
+        after = lifecycle.declared_bindings(new)
+        for document, person in before - after:
+            txn.delete(binding_key(document, person, lid), db=self.store.bindings)
+        for document, person in after - before:
+            txn.put(binding_key(document, person, lid), b"", db=self.store.bindings)
+        return {document for document, _ in after - before}
 
     def _count(self, txn: lmdb.Transaction, event: Event, old: dict | None, new: dict) -> None:
         db = self.store.counters

@@ -66,10 +66,14 @@ def with_event(record: dict, event_id: str) -> dict:
     return {**record, "event_ids": [*record["event_ids"], event_id]}
 
 
-def exemption(record: dict, event: Event, key_of: KeyOf) -> dict:
-    """The exemption an EXEMPT grants: one listing, one person, some modes, a date window."""
-    key = key_of(event.exempt_document).hex()
-    person = next((p for p in record["persons"] if p["key"] == key and p["kind"] != ORGANIZATION.decode()), None)
+def exemption(record: dict, event: Event, person_keys: list[bytes]) -> tuple[dict, bytes]:
+    """The exemption an EXEMPT grants: one listing, one person, some modes, a date window.
+    `person_keys` are the persons the event's document stands for (itself and those it is
+    bound to); returns the exemption and the key of the person it covers on this listing,
+    under whichever of their documents it was asked for. Never an organisation."""
+    wanted = [k.hex() for k in person_keys]
+    person = next((p for key in wanted for p in record["persons"]
+                   if p["key"] == key and p["slot"] != "extra" and p["kind"] != ORGANIZATION.decode()), None)
     if person is None:
         raise EventRejected("document", "is not a person restricted by this listing")
     return {
@@ -79,17 +83,29 @@ def exemption(record: dict, event: Event, key_of: KeyOf) -> dict:
         "modes": [m.value for m in event.modes],
         "valid_from": event.valid_from.isoformat(),
         "valid_to": event.valid_to.isoformat(),
-    }
+    }, bytes.fromhex(person["key"])
 
 
 def index_entries(record: dict) -> dict[bytes, bytes]:
-    """Person key -> entry kind, for every document this listing restricts."""
+    """Person key -> entry kind, for every person (or organisation) this listing names.
+    A subject's extra documents are not entries: they are bindings (see `declared_bindings`)
+    and reach the listing through the person they are bound to."""
     entries: dict[bytes, bytes] = {}
     for person in record["persons"]:
+        if person["slot"] == "extra":
+            continue
         key, kind = bytes.fromhex(person["key"]), person["kind"].encode()
         if key not in entries or _KIND_RANK[kind] < _KIND_RANK[entries[key]]:
             entries[key] = kind
     return entries
+
+
+def declared_bindings(record: dict) -> set[tuple[bytes, bytes]]:
+    """(document key, person key) for each extra document this listing binds to its subject.
+    A declaration outlives the listing's lifting: only a correction withdraws it."""
+    subject = next(p for p in record["persons"] if p["slot"] == "subject")
+    return {(bytes.fromhex(p["key"]), bytes.fromhex(subject["key"]))
+            for p in record["persons"] if p["slot"] == "extra" and p["key"] != subject["key"]}
 
 
 def _with_fields(record: dict, fields: ListingFields, key_of: KeyOf) -> dict:
@@ -111,11 +127,14 @@ def _with_fields(record: dict, fields: ListingFields, key_of: KeyOf) -> dict:
     for person in record.get("persons", []):
         old[person["slot"]].append(person)
     subject = [_person(fields.subject, "subject", kind, key_of)] if fields.subject else old["subject"]
+    # Extra documents are the subject's: a correction that names another subject and no
+    # extra documents withdraws the old subject's, never hands them to the new one.
+    same_subject = bool(old["subject"]) and old["subject"][0]["key"] == subject[0]["key"]
     extra = (
         [_person(NamedDocument(Role.SUBJECT, subject[0]["name"], d), "extra", kind, key_of)
          for d in fields.extra_documents]
         if fields.extra_documents is not None
-        else old["extra"]
+        else old["extra"] if same_subject else []
     )
     restricted = (
         [_person(p, "restricted", kind, key_of) for p in fields.restricted_persons]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -77,10 +78,12 @@ class Prefilter:
     @classmethod
     def build(cls, view: ReadView, *, error_rate: float, min_capacity: int = MIN_CAPACITY, headroom: float = 2.0,
               progress=None) -> Prefilter:
-        active = view.count("persons_active")
+        active = view.count("persons_active") + view.count("bindings")
         bloom = BloomFilter(capacity=max(min_capacity, int(active * headroom)), error_rate=error_rate)
         add = bloom.add
-        for n, key in enumerate(view.active_keys(), 1):
+        # Persons in force, and every bound document (it restricts whenever its person
+        # does; a document bound to nobody in force costs one lookup, never a miss).
+        for n, key in enumerate(itertools.chain(view.active_keys(), view.bound_keys()), 1):
             add(key.hex(), skip_check=True)
             if progress and n % 1_000_000 == 0:
                 progress(n)

@@ -5,6 +5,8 @@ Layout (named databases; no plain document number is ever a key or a value):
   listings        listing_id -> listing record (JSON, masked documents, keyed hashes)
   persons_active  person key (16 B) + listing_id -> entry kind: listings in force
   persons_all     person key (16 B) + listing_id -> entry kind: every listing ever naming it
+  bindings        bound document key (16 B) + person key (16 B) + listing_id -> b"": the listing
+                  declares the document (a subject's extra document) bound to that person
   exemptions      person key + listing_id length (2 B) + listing_id + reference -> exemption (JSON)
   events          event_id -> content digest (16 B) + journal sequence (8 B): dedupe
   journal         sequence (8 B big-endian) -> {event_id, type, listing_id, added keys, chain}
@@ -42,7 +44,11 @@ from .identity import KEY_SIZE
 from .writer_lock import writer_lock_for
 
 SCHEMA_VERSION = b"2"
-DB_NAMES = ("meta", "listings", "persons_active", "persons_all", "exemptions", "events", "journal", "counters")
+DB_NAMES = ("meta", "listings", "persons_active", "persons_all", "bindings", "exemptions", "events", "journal",
+            "counters")
+# How far a chain of bindings is followed (a document bound to a person who is in turn
+# bound to another); real chains have one link.
+MAX_BINDING_DEPTH = 4
 # Set by a bulk load in its first transaction and cleared in its last: until then the
 # person indexes are not written and the store must not answer anyone.
 INCOMPLETE = b"bulk_load_incomplete"
@@ -105,6 +111,39 @@ def exemption_key(person_key: bytes, listing_id: str, reference: str) -> bytes:
 
 def exemption_prefix(person_key: bytes, listing_id: str) -> bytes:
     return person_key + listing_part(listing_id)
+
+
+def binding_key(document_key: bytes, person_key: bytes, listing_id: str) -> bytes:
+    return document_key + person_key + listing_id.encode()
+
+
+def persons_of(txn: lmdb.Transaction, bindings, key: bytes) -> list[bytes]:
+    """The person keys a document stands for: itself, and every person it is bound to
+    (following bindings of bound persons too), in a stable order."""
+    found = [key]
+    frontier = [key]
+    for _ in range(MAX_BINDING_DEPTH):
+        following = []
+        for document in frontier:
+            for composite in _keys_with_prefix(txn, bindings, document):
+                person = composite[KEY_SIZE:2 * KEY_SIZE]
+                if person not in found:
+                    found.append(person)
+                    following.append(person)
+        if not following:
+            break
+        frontier = following
+    return found
+
+
+def _keys_with_prefix(txn: lmdb.Transaction, db, prefix: bytes) -> Iterator[bytes]:
+    cursor = txn.cursor(db=db)
+    if not cursor.set_range(prefix):
+        return
+    for composite in cursor.iternext(keys=True, values=False):
+        if not composite.startswith(prefix):
+            return
+        yield composite
 
 
 def next_chain(previous: bytes, entry: bytes) -> bytes:
@@ -289,6 +328,21 @@ class ReadView:
         raw = self.txn.get(listing_id.encode(), db=self.store.listings)
         return None if raw is None else json.loads(raw)
 
+    def persons_of(self, key: bytes) -> list[bytes]:
+        return persons_of(self.txn, self.store.bindings, key)
+
+    def bound_keys(self) -> Iterator[bytes]:
+        """Distinct documents bound to a person and not themselves a person in force (the
+        prefilter holds them besides `active_keys`; each key comes from one of the two)."""
+        last = None
+        active = self.txn.cursor(db=self.store.persons_active)
+        for composite in self.txn.cursor(db=self.store.bindings).iternext(keys=True, values=False):
+            key = composite[:KEY_SIZE]
+            if key != last:
+                last = key
+                if not (active.set_range(key) and active.key().startswith(key)):
+                    yield key
+
     def listing_ids(self, key: bytes, *, active_only: bool = True) -> list[str]:
         db = self.store.persons_active if active_only else self.store.persons_all
         return [lid.decode() for lid in _suffixes(self.txn, db, key)]
@@ -338,12 +392,7 @@ class ReadView:
 
 
 def _suffixes(txn: lmdb.Transaction, db, prefix: bytes) -> Iterator[bytes]:
-    cursor = txn.cursor(db=db)
-    if not cursor.set_range(prefix):
-        return
-    for composite in cursor.iternext(keys=True, values=False):
-        if not composite.startswith(prefix):
-            return
+    for composite in _keys_with_prefix(txn, db, prefix):
         yield composite[len(prefix):]
 
 

@@ -81,6 +81,7 @@ def match_message(found: Found, outcome: MatchOutcome | None = None) -> pb.Listi
         lifted_reason=listing.get("lifted_reason") or "",
         lifted_on=from_date(listing.get("lifted_on")),
         listed_name=person["name"],
+        matched_document=person["masked"] if found.bound else "",
     )
     if outcome is not None:
         message.caused_denial = outcome.caused_denial
