@@ -7,7 +7,11 @@ Schema 1 -> 2:
   listing_id + reference`, rebuilt from each stored exemption (it names its listing and
   reference, so no key has to be split);
 - each journal entry gains `chain`, the running digest of the history up to it, and meta
-  `journal_chain` holds the newest one.
+  `journal_chain` holds the newest one;
+- a subject's extra documents stop being index entries of their listing and become
+  bindings to the person (database `bindings`, from every listing record, lifted ones
+  included); an exemption granted under an extra document moves to its person.
+Journal entries keep the `added` keys they were written with: they are history.
 A persisted prefilter of schema 1 has format 1 and is rebuilt at the next start.
 """
 
@@ -18,10 +22,12 @@ import logging
 
 import lmdb
 
+from . import lifecycle
 from .store import (
     GENESIS_CHAIN,
     SCHEMA_VERSION,
     Store,
+    binding_key,
     decode_u64,
     dumps,
     encode_u64,
@@ -44,6 +50,7 @@ def migrate(store: Store) -> str:
         raise ValueError(f"cannot migrate from schema {schema!r}")
     try:
         with store.begin_write() as txn:
+            bindings = _bind_extra_documents(txn, store)
             exemptions = _rekey_exemptions(txn, store)
             entries = _chain_journal(txn, store)
             txn.put(b"schema", SCHEMA_VERSION, db=store.meta)
@@ -52,8 +59,30 @@ def migrate(store: Store) -> str:
         if full is not None:
             raise full from None
         raise
-    return (f"schema 1 -> {SCHEMA_VERSION.decode()}: {exemptions} exemption keys rewritten, "
-            f"{entries} journal entries chained")
+    return (f"schema 1 -> {SCHEMA_VERSION.decode()}: {bindings} extra documents made bindings, "
+            f"{exemptions} exemption keys rewritten, {entries} journal entries chained")
+
+
+def _bind_extra_documents(txn: lmdb.Transaction, store: Store) -> int:
+    count = 0
+    for _, value in txn.cursor(db=store.listings):
+        record = json.loads(value)
+        lid = record["listing_id"]
+        for person in record["persons"]:
+            if person["slot"] == "extra":
+                key = bytes.fromhex(person["key"])
+                txn.delete(key + lid.encode(), db=store.persons_active)
+                txn.delete(key + lid.encode(), db=store.persons_all)
+        # The remaining entries (the subject, restricted persons) keep their rows; a key
+        # that was both is indexed under its stronger kind, as the ledger writes it.
+        for key, kind in lifecycle.index_entries(record).items():
+            txn.put(key + lid.encode(), kind, db=store.persons_all)
+            if record["status"] == lifecycle.ACTIVE:
+                txn.put(key + lid.encode(), kind, db=store.persons_active)
+        for document, person_key in lifecycle.declared_bindings(record):
+            txn.put(binding_key(document, person_key, lid), b"", db=store.bindings)
+            count += 1
+    return count
 
 
 def _rekey_exemptions(txn: lmdb.Transaction, store: Store) -> int:
@@ -62,7 +91,13 @@ def _rekey_exemptions(txn: lmdb.Transaction, store: Store) -> int:
         txn.delete(key, db=store.exemptions)
     for key, value in old:
         exemption = json.loads(value)
-        txn.put(exemption_key(key[:16], exemption["listing_id"], exemption["reference"]), value, db=store.exemptions)
+        record = json.loads(txn.get(exemption["listing_id"].encode(), db=store.listings))
+        person_key = key[:16]
+        # Granted under an extra document: it covers the person the document is bound to.
+        if any(p["key"] == person_key.hex() and p["slot"] == "extra" for p in record["persons"]):
+            person_key = bytes.fromhex(next(p["key"] for p in record["persons"] if p["slot"] == "subject"))
+        txn.put(exemption_key(person_key, exemption["listing_id"], exemption["reference"]), value,
+                db=store.exemptions)
     return len(old)
 
 

@@ -162,14 +162,14 @@ class Store:
                 raise StoreMissing(f"no store at {self.path} (run `sanction init` or `sanction load --create`)")
             self.path.mkdir(parents=True, exist_ok=True)
         self.writer = writer_lock_for(self.path)
-        self._open(create)
+        self._open(create, allow_outdated)
         try:
             self._verify(pepper_fingerprint, allow_incomplete, allow_outdated)
         except StoreError:
             self.env.close()
             raise
 
-    def _open(self, create: bool) -> None:
+    def _open(self, create: bool, allow_outdated: bool = False) -> None:
         try:
             self.env = lmdb.open(
                 str(self.path),
@@ -185,8 +185,15 @@ class Store:
             # Opening existing databases dirties no page, so the commit writes nothing and
             # a store on a full disk still opens.
             with self.env.begin(write=True) as txn:
-                self.dbs = {name: self.env.open_db(name.encode(), txn=txn, create=create) for name in DB_NAMES}
-                if create and txn.get(b"schema", db=self.dbs["meta"]) is None:
+                self.dbs = {"meta": self.env.open_db(b"meta", txn=txn, create=create)}
+                schema = txn.get(b"schema", db=self.dbs["meta"])
+                outdated = schema is not None and schema != SCHEMA_VERSION
+                # An older store may lack databases a newer schema added: they are made
+                # only when it is opened to be migrated; otherwise `_verify` says what to do.
+                if not outdated or allow_outdated:
+                    for name in DB_NAMES[1:]:
+                        self.dbs[name] = self.env.open_db(name.encode(), txn=txn, create=create or outdated)
+                if create and schema is None:
                     self.initialise(txn)
         except lmdb.NotFoundError:
             raise StoreCorrupt(f"{self.path} is not a sanction store (missing databases)") from None

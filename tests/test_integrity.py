@@ -436,12 +436,25 @@ def test_migrating_a_schema_1_store_gives_the_schema_2_store(tmp_path, synthetic
 
 def _downgrade_to_schema_1(data):
     """Write the schema-1 layout independently of the service's code: exemption keys
-    joined by NUL, journal entries without their chain."""
+    joined by NUL, journal entries without their chain, no bindings database, a subject's
+    extra documents as index entries of kind E of their listing."""
     import lmdb
 
-    env = lmdb.open(str(data), max_dbs=10, map_size=1 << 30)
+    env = lmdb.open(str(data), max_dbs=12, map_size=1 << 30)
     with env.begin(write=True) as txn:
-        meta, exemptions, journal = (env.open_db(name, txn=txn) for name in (b"meta", b"exemptions", b"journal"))
+        meta, exemptions, journal, listings, active, every, bindings = (
+            env.open_db(name, txn=txn) for name in (b"meta", b"exemptions", b"journal", b"listings", b"persons_active",
+                                                    b"persons_all", b"bindings"))
+        assert txn.stat(bindings)["entries"], "the synthetic feed binds passports"
+        txn.drop(bindings, delete=True)
+        for _, value in txn.cursor(db=listings):
+            record = json.loads(value)
+            for person in record["persons"]:
+                if person["slot"] == "extra":
+                    row = bytes.fromhex(person["key"]) + record["listing_id"].encode()
+                    txn.put(row, b"E", db=every, overwrite=False)
+                    if record["status"] == "ACTIVE":
+                        txn.put(row, b"E", db=active, overwrite=False)
         old = list(txn.cursor(db=exemptions))
         assert old, "the synthetic feed grants exemptions"
         for key, value in old:
