@@ -49,6 +49,30 @@ FEED_CASES = [
     ("occurred_at without offset", event("DELIST", "L1", reason="SETTLED", effective_on="2025-01-01",
                                          occurred_at="2025-01-01T10:00:00"), "occurred_at", "offset"),
     ("not an object", "[1, 2, 3]", "", "JSON object"),
+    # docs/INPUT_LIMITS.md: identifiers, names, free text, types, sizes, nesting.
+    ("identifier over 128 bytes", list_person("案" * 43, OTHER), "listing_id", "longer than 128 bytes"),
+    ("identifier with a control character", list_person("M8", OTHER, event_id="ev\t8"), "event_id", "printable"),
+    ("EXEMPT reference over 128 bytes", event("EXEMPT", "L1", document=doc(GOOD), modes=["FLIGHT"],
+                                              valid_from="2025-01-01", valid_to="2025-01-31", reference="R" * 129),
+     "reference", "longer than 128 bytes"),
+    ("name over 200 characters", list_person("M9", OTHER, name="张" * 201), "subject.name", "longer than 200"),
+    ("name with a control character", list_person("M10", OTHER, name="张\n伟"), "subject.name", "control characters"),
+    ("court over 100 characters", list_person("M11", OTHER, court="法" * 101), "court", "longer than 100"),
+    ("free text over 2000 characters", list_person("M12", OTHER, grounds="x" * 2001), "grounds", "longer than 2000"),
+    ("number too long for an amount", list_person("M13", OTHER, amount_unperformed=10**70), "amount_unperformed",
+     "longer than 64"),
+    ("bool where text is expected", list_person("M14", OTHER, court=True), "court", "non-empty string"),
+    ("document country that is not a string", list_person("M15", OTHER) | {"subject": {
+        "kind": "PERSON", "name": "x", "document": doc(OTHER) | {"country": 156}}}, "subject.document.country", "string"),
+    ("document number over 64 characters", list_person("M16", OTHER) | {"subject": {
+        "kind": "PERSON", "name": "x", "document": doc("1" * 65)}}, "subject.document.number", "longer than 64"),
+    ("too many restricted persons", list_person("M17", OTHER) | {"subject": {
+        "kind": "ORGANIZATION", "name": "x", "document": doc(make_uscc(), "USCC")},
+        "restricted_persons": [{"role": "PRINCIPAL", "name": "x", "document": doc(OTHER)}] * 51},
+     "restricted_persons", "more than 50"),
+    ("nesting deeper than 32 levels", list_person("M18", OTHER) | {"note": json.loads("[" * 40 + "]" * 40)},
+     "note", "nests deeper than 32"),
+    ("NaN, which is not JSON", '{"event_id": "nan", "amount_unperformed": NaN}', "", "not valid JSON"),
 ]
 
 
