@@ -113,6 +113,16 @@ def test_every_feed_class_is_rejected_with_its_line_and_field_and_the_rest_appli
     ("RAIL check without class", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
                                                  trip=pb.Trip(mode=pb.RAIL, train_number="D301")), "trip.rail_class"),
     ("unknown enum number", pb.CheckRequest(document=pb.Document(type=99, number=GOOD)), "document.type"),
+    ("3 MB name", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD), name="张" * 1_000_000),
+     "name"),
+    ("name over 200 characters", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
+                                                 name="x" * 201), "name"),
+    ("name with a control character", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
+                                                      name="张\x00伟"), "name"),
+    ("3 MB document number", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number="1" * 3_000_000)),
+     "document.number"),
+    ("3 MB passport country", pb.CheckRequest(document=pb.Document(type=pb.PASSPORT, number="E12345678",
+                                                                   country="C" * 3_000_000)), "document.country"),
 ])
 def test_request_classes_are_invalid_argument_naming_the_field(client, name, request_message, field):
     stub = restriction_pb2_grpc.RestrictionServiceStub(client.channel)
@@ -120,6 +130,14 @@ def test_request_classes_are_invalid_argument_naming_the_field(client, name, req
         stub.CheckRestriction(request_message)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_from_rpc(exc.value).field_violations[0][0] == field
+    assert len(exc.value.details()) < 200  # the value is never echoed
+
+
+def test_an_over_long_name_fails_only_its_own_batch_item(client):
+    results = client.check_batch([Passenger("RESIDENT_ID", GOOD, name="x" * 201), Passenger("RESIDENT_ID", GOOD)],
+                                 Trip("FLIGHT"))
+    assert isinstance(results[0], ServiceError) and results[0].field_violations[0][0] == "name"
+    assert results[1].decision == "ALLOW"
 
 
 def test_batch_over_the_limit_names_the_field(client):
