@@ -44,6 +44,9 @@ MAX_RESTRICTED_PERSONS = 50
 # An event nests four levels (event, restricted_persons, person, document); deeper JSON
 # is refused before anything recursive walks it.
 MAX_JSON_DEPTH = 32
+# The travel dates a check may ask about (DOMAIN.md §2), counted from today in Asia/Shanghai.
+TRAVEL_DAYS_BEFORE_TODAY = 1
+TRAVEL_DAYS_AFTER_TODAY = 366
 PREFILTER_FILE = "prefilter.bloom"
 PEPPER_FILE = "pepper"
 

@@ -3,10 +3,10 @@ crashes, never answers anything but a decision or a clean error, and never answe
 to a request that, decoded, asks about the listed person for a restricted purchase."""
 
 import random
-from datetime import date
+from datetime import date, timedelta
 
 import grpc
-from conftest import apply, list_person, make_ric
+from conftest import apply, day, list_person, make_ric
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sanction.v1 import restriction_pb2 as pb
 
@@ -20,8 +20,8 @@ ACCEPTED_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OK}
 
 
 def seeds():
-    yield check_request(Passenger("RESIDENT_ID", LISTED), Trip("FLIGHT"), date(2025, 1, 1))
-    yield check_request(Passenger("RESIDENT_ID", LISTED), Trip("RAIL", "G12", "SECOND"), date(2025, 1, 1))
+    yield check_request(Passenger("RESIDENT_ID", LISTED), Trip("FLIGHT"), day())
+    yield check_request(Passenger("RESIDENT_ID", LISTED), Trip("RAIL", "G12", "SECOND"), day(30))
     yield check_request(Passenger("RESIDENT_ID", LISTED), Trip("SHIP", ship_class="FIRST"))
     yield check_request(Passenger("RESIDENT_ID", LISTED[:6] + LISTED[8:17]))  # legacy 15-digit form
     yield check_request(Passenger("PASSPORT", "E12345678", "CHN", "张伟"), Trip("RAIL", "D1", "FIRST"))
@@ -59,11 +59,29 @@ def random_request(rnd: random.Random) -> bytes:
         request.trip.rail_class = rnd.choice([rnd.randint(1, 10)] * 8 + [0, 12])
         request.trip.ship_class = rnd.choice([rnd.randint(1, 6)] * 8 + [0, 9])
         request.trip.cabin = rnd.choice(["", "Y", "F"])
-    if rnd.random() < 0.5:
-        request.travel_date.year = rnd.choice([0, 1999, 2023, 2025, 2025, 2030, 10000])
+    if rnd.random() < 0.3:
+        # Around the window a check may ask about (yesterday .. today + 366) and its edges.
+        travel = day(rnd.choice([-2, -1, -1, 0, 0, 1, 7, 365, 366, 366, 367, rnd.randint(-10, 400)]))
+        request.travel_date.year, request.travel_date.month, request.travel_date.day = (
+            travel.year, travel.month, travel.day)
+    elif rnd.random() < 0.3:
+        today = day()
+        request.travel_date.year = rnd.choice([0, 1, 1970, today.year - 1, today.year, today.year + 1, 9999, 10000])
         request.travel_date.month = rnd.choice([rnd.randint(1, 12)] * 8 + [0, 13])
         request.travel_date.day = rnd.choice([rnd.randint(1, 28)] * 8 + [0, 32])
     return request.SerializeToString()
+
+
+def travel_date_out_of_window(request: pb.CheckRequest) -> bool:
+    """True when the request names a real date before yesterday or over 366 days ahead."""
+    if not request.HasField("travel_date"):
+        return False
+    try:
+        travel = date(request.travel_date.year, request.travel_date.month, request.travel_date.day)
+    except ValueError:
+        return False
+    today = day()
+    return not today - timedelta(days=1) <= travel <= today + timedelta(days=366)
 
 
 def must_deny(request: pb.CheckRequest) -> bool:
@@ -75,14 +93,13 @@ def must_deny(request: pb.CheckRequest) -> bool:
             return False
     except InvalidDocument:
         return False
-    day = date.today()
     if request.HasField("travel_date"):
         try:
-            day = date(request.travel_date.year, request.travel_date.month, request.travel_date.day)
+            date(request.travel_date.year, request.travel_date.month, request.travel_date.day)
         except ValueError:
             return False
-    if day < date(2024, 1, 1):
-        return False
+        if travel_date_out_of_window(request):
+            return False
     if not request.HasField("trip"):
         return True
     t = request.trip
@@ -103,7 +120,7 @@ def test_fuzzed_requests_never_crash_the_server_or_allow_the_listed_person(ledge
     rnd = random.Random(20261124)
     corpus = [s.SerializeToString() for s in seeds()]
     corpus += [bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 64))) for _ in range(50)]
-    answered = denied_listed = 0
+    answered = denied_listed = out_of_window = 0
     for i in range(2000):
         if i < len(corpus):
             data = corpus[i]
@@ -124,6 +141,14 @@ def test_fuzzed_requests_never_crash_the_server_or_allow_the_listed_person(ledge
             except Exception:
                 continue
             raise AssertionError("a decodable request produced INTERNAL")
+        decoded = None
+        try:
+            decoded = pb.CheckRequest.FromString(data)
+        except Exception:
+            pass
+        if decoded is not None and travel_date_out_of_window(decoded):
+            assert response is None and code == grpc.StatusCode.INVALID_ARGUMENT, "answered for an implausible date"
+            out_of_window += 1
         if response is None:
             continue
         answered += 1
@@ -131,6 +156,6 @@ def test_fuzzed_requests_never_crash_the_server_or_allow_the_listed_person(ledge
         if must_deny(pb.CheckRequest.FromString(data)):
             assert response.decision == pb.DENY, "ALLOW for the listed person"
             denied_listed += 1
-    assert answered > 100 and denied_listed > 20  # the fuzz really exercised both paths
+    assert answered > 100 and denied_listed > 20 and out_of_window > 20  # the fuzz really exercised each path
     health = health_pb2_grpc.HealthStub(channel)
     assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
