@@ -405,7 +405,7 @@ def _check_nesting(raw: dict) -> None:
         while stack:
             item, depth = stack.pop()
             if depth > MAX_JSON_DEPTH:
-                raise EventRejected(_field_name(name), f"nests deeper than {MAX_JSON_DEPTH} levels")
+                raise EventRejected(reported_field_name(name), f"nests deeper than {MAX_JSON_DEPTH} levels")
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
@@ -423,16 +423,16 @@ def _unencodable(raw: dict) -> EventRejected:
             item = stack.pop()
             if isinstance(item, dict):
                 if any(not isinstance(k, str) or _bad_text(k) for k in item):
-                    return EventRejected(_field_name(name), "holds a field name that is not valid text")
+                    return EventRejected(reported_field_name(name), "holds a field name that is not valid text")
                 stack.extend(item.values())
             elif isinstance(item, list):
                 stack.extend(item)
             elif not isinstance(item, _JSON_SCALARS):
-                return EventRejected(_field_name(name), "holds a value that is not JSON")
+                return EventRejected(reported_field_name(name), "holds a value that is not JSON")
             elif isinstance(item, str) and _bad_text(item):
-                return EventRejected(_field_name(name), "holds text that is not valid Unicode")
+                return EventRejected(reported_field_name(name), "holds text that is not valid Unicode")
             elif isinstance(item, int) and item.bit_length() > 10_000:
-                return EventRejected(_field_name(name), "holds a number too long to print")
+                return EventRejected(reported_field_name(name), "holds a number too long to print")
     return EventRejected("", "cannot be encoded as JSON")
 
 
@@ -444,6 +444,9 @@ def _bad_text(value: str) -> bool:
     return False
 
 
-def _field_name(name: str) -> str:
+UNPRINTABLE_FIELD = "(a field with an unprintable name)"
+
+
+def reported_field_name(name: object) -> str:
     """A top-level key, fit to be echoed as a field name: unknown keys are the feed's text."""
-    return name if identifier_problem(name) is None and len(name) <= 64 else "(a field with an unprintable name)"
+    return name if identifier_problem(name) is None and len(name) <= 64 else UNPRINTABLE_FIELD

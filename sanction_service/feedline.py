@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from .events import EventRejected, parse_event
+from .events import EventRejected, parse_event, reported_field_name
 from .ledger import FeedLine
 from .settings import MAX_FEED_LINE_BYTES, MAX_JSON_DEPTH
 from .text import is_identifier
@@ -80,9 +80,8 @@ def _too_deep(text: str) -> object:
                 key = last_string
         else:
             last_string = token
-    name = _string_value(key)
-    field = name if is_identifier(name) and len(name) <= 64 else ""
-    raise EventRejected(field, f"nests deeper than {MAX_JSON_DEPTH} levels")
+    raise EventRejected(reported_field_name(_string_value(key)) if key else "",
+                        f"nests deeper than {MAX_JSON_DEPTH} levels")
 
 
 def _string_value(token: str) -> str:
