@@ -145,3 +145,14 @@ def test_each_hostile_event_alone_is_rejected_by_apply_events(client, case):
     assert (summary.applied, summary.rejected, summary.data_version) == (2, 1, 2)
     (reject,) = summary.rejects
     assert (reject.line, reject.field) == (2, field) and words in reject.reason
+
+
+def test_apply_events_holds_each_event_to_the_feed_line_limit(client):
+    """A file's lines are refused over 1 MiB before decoding; ApplyEvents' events (which
+    arrive as text inside a 4 MiB message) are held to the same bound, in UTF-8 bytes."""
+    oversized = json.dumps(list_person("H-BIG", make_ric("510104", "19700101", 606), grounds="字" * 400_000),
+                           ensure_ascii=False)
+    summary = client.apply_events([_text(list_person("G0", GOOD[0])), oversized, _text(list_person("G1", GOOD[1]))])
+    assert (summary.applied, summary.rejected) == (2, 1)
+    assert (summary.rejects[0].line, summary.rejects[0].field, summary.rejects[0].reason) == (
+        2, "", "line longer than 1048576 bytes")
