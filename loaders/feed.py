@@ -18,8 +18,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sanction_service import metrics
-from sanction_service.events import EventRejected, parse_event
-from sanction_service.ledger import APPLIED, DUPLICATE, REJECTED, FeedLine, Ledger, raw_event_id
+from sanction_service.events import EventRejected
+from sanction_service.feedline import parse_text
+from sanction_service.ledger import APPLIED, DUPLICATE, REJECTED, FeedLine, Ledger
 from sanction_service.settings import MAX_FEED_LINE_BYTES
 
 
@@ -47,7 +48,8 @@ class LoadSummary:
 
 
 def decode_line(number: int, raw: bytes) -> FeedLine | None:
-    """Decode one line; an undecodable line becomes a FeedLine with its error; blank: None."""
+    """Decode and parse one line into its event, or its rejection; blank: None. Never
+    raises, whatever the line holds (sanction_service.feedline)."""
     if len(raw) > MAX_FEED_LINE_BYTES:
         return FeedLine(number, error=EventRejected("", f"line longer than {MAX_FEED_LINE_BYTES} bytes"))
     if not raw.strip():
@@ -56,10 +58,7 @@ def decode_line(number: int, raw: bytes) -> FeedLine | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return FeedLine(number, error=EventRejected("", "not valid UTF-8"))
-    try:
-        return FeedLine(number, json.loads(text))
-    except ValueError:
-        return FeedLine(number, error=EventRejected("", "not valid JSON"))
+    return parse_text(number, text)
 
 
 def read_feed(path: str | os.PathLike, progress: tqdm | None = None) -> Iterator[FeedLine]:
@@ -73,19 +72,7 @@ def read_feed(path: str | os.PathLike, progress: tqdm | None = None) -> Iterator
 
 
 def _parse_chunk(chunk: list[tuple[int, bytes]]) -> list[FeedLine]:
-    parsed = []
-    for number, raw in chunk:
-        line = decode_line(number, raw)
-        if line is None or line.error is not None:
-            if line is not None:
-                parsed.append(line)
-            continue
-        try:
-            event = parse_event(line.raw)
-            parsed.append(FeedLine(number, event=event, event_id=event.event_id))
-        except EventRejected as exc:
-            parsed.append(FeedLine(number, error=exc, event_id=raw_event_id(line.raw)))
-    return parsed
+    return [line for number, raw in chunk if (line := decode_line(number, raw)) is not None]
 
 
 def read_feed_parallel(path: str | os.PathLike, workers: int, progress: tqdm | None = None,

@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta, timezone
 from . import metrics
 from .decisions import ALLOW, DENY, Decision, Found, decide
 from .identity import Document, InvalidDocument, document_key, normalize, parse_document_type
-from .policy import InvalidTrip, Trip, purchase_is_restricted
+from .policy import InvalidTrip, Trip, purchase_is_restricted, travel_day
 from .prefilter import MIN_CAPACITY, Prefilter, load_or_build
 from .store import ReadView, Store
 from .writer_lock import WriterBusy
@@ -88,6 +88,10 @@ class Checker:
         self.prefilter: Prefilter | None = None
         self.refusals = RefusalTally()
         self._rebuilding = threading.Lock()
+        # Today's date in Asia/Shanghai: the default travel date and the anchor of the
+        # window of travel dates a check may ask about. Tests replace it to check as of
+        # another day.
+        self.clock = today_in_shanghai
 
     @property
     def ready(self) -> bool:
@@ -128,7 +132,7 @@ class Checker:
                 prefilter.catch_up(view)
                 if prefilter.needs_rebuild:
                     self._rebuild_in_background()
-            today = today_in_shanghai()  # once per snapshot: a batch answers for one moment
+            today = self.clock()  # once per snapshot: a batch answers for one moment
             observe = metrics.CHECK_LATENCY.observe
             for query in queries:
                 started = time.perf_counter()
@@ -144,7 +148,7 @@ class Checker:
         document = parse_document(query.document_type, query.number, query.country)
         trip = query.trip
         purchase_restricted = purchase_is_restricted(trip) if trip is not None else True
-        day = query.travel_date or today
+        day = travel_day(query.travel_date, today)
         key = document_key(self._pepper, document)
         found = _lookup(view, key, prefilter)
         if found:

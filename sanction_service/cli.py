@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rail-class", default="", help="e.g. SECOND, FIRST, BUSINESS, SOFT_SLEEPER (RAIL)")
     p.add_argument("--cabin", default="", help="flight cabin (informational)")
     p.add_argument("--ship-class", default="", help="SPECIAL, FIRST, SECOND, THIRD, FOURTH, SEAT (SHIP)")
-    p.add_argument("--date", type=date.fromisoformat, help="travel date YYYY-MM-DD (default: today, Asia/Shanghai)")
+    p.add_argument("--date", type=date.fromisoformat,
+                   help="travel date YYYY-MM-DD, yesterday to 366 days ahead (default: today, Asia/Shanghai)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
 
     p = sub.add_parser("lookup", help="every listing (active and lifted) naming a document")

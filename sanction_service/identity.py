@@ -14,6 +14,8 @@ from enum import Enum
 
 from stdnum.cn import ric, uscc
 
+from .settings import MAX_COUNTRY_CHARS, MAX_DOCUMENT_NUMBER_CHARS
+
 
 class DocumentType(str, Enum):
     RESIDENT_ID = "RESIDENT_ID"
@@ -70,10 +72,17 @@ def parse_document_type(value: str, field: str = "document.type") -> DocumentTyp
     return doc_type
 
 
-def normalize(doc_type: DocumentType, number: str, country: str = "", field: str = "document") -> Document:
+def normalize(doc_type: DocumentType, number: str, country: str | None = "", field: str = "document") -> Document:
     """Return the canonical Document or raise InvalidDocument naming `field.*`."""
     if not isinstance(number, str):
         raise InvalidDocument(f"{field}.number", "must be a string")
+    # Bounded before any work on it: a megabyte-long number costs nothing to refuse.
+    if len(number) > MAX_DOCUMENT_NUMBER_CHARS:
+        raise InvalidDocument(f"{field}.number", f"is longer than {MAX_DOCUMENT_NUMBER_CHARS} characters")
+    if country is not None and not isinstance(country, str):
+        raise InvalidDocument(f"{field}.country", "must be a string")
+    if country is not None and len(country) > MAX_COUNTRY_CHARS:
+        raise InvalidDocument(f"{field}.country", "must be an ISO 3166 alpha-3 code")
     cleaned = number.translate(_STRIP).upper()
     if not cleaned:
         raise InvalidDocument(f"{field}.number", "is empty")

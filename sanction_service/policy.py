@@ -1,14 +1,19 @@
-"""Which purchases are restricted (限高规定 2015, art. 3; docs/DECISIONS.md §2) as data plus one function.
+"""Which purchases are restricted (限高规定 2015, art. 3; docs/DECISIONS.md §2) as data plus
+one function, and which travel dates a check may ask about.
 
-Pure domain code. `purchase_is_restricted` either answers or raises InvalidTrip naming
-the field: an ambiguous trip is a caller error, never a silent ALLOW.
+Pure domain code. `purchase_is_restricted` and `travel_day` either answer or raise
+InvalidTrip naming the field: an ambiguous trip or an implausible date is a caller error,
+never a silent ALLOW.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, timedelta
 from enum import Enum
+
+from .settings import TRAVEL_DAYS_AFTER_TODAY, TRAVEL_DAYS_BEFORE_TODAY
 
 
 class TravelMode(str, Enum):
@@ -109,3 +114,21 @@ def purchase_is_restricted(trip: Trip) -> bool:
             raise InvalidTrip("trip.ship_class", "is required for SHIP")
         return trip.ship_class in RESTRICTED_SHIP_CLASSES
     raise InvalidTrip("trip.mode", "must be FLIGHT, RAIL or SHIP")
+
+
+def travel_day(requested: date | None, today: date) -> date:
+    """The day a check answers for: the travel date, or today (Asia/Shanghai) without one.
+
+    Tickets are sold at most about a year ahead and never for the past, so a date before
+    yesterday or more than a year ahead is refused rather than answered: a client that
+    sends an epoch or far-future default must not turn every DENY into ALLOW. Yesterday
+    stays allowed for callers whose own clock is still on the previous day.
+    """
+    if requested is None:
+        return today
+    earliest = today - timedelta(days=TRAVEL_DAYS_BEFORE_TODAY)
+    latest = today + timedelta(days=TRAVEL_DAYS_AFTER_TODAY)
+    if not earliest <= requested <= latest:
+        raise InvalidTrip("travel_date",
+                          f"must be from yesterday to {TRAVEL_DAYS_AFTER_TODAY} days after today (Asia/Shanghai)")
+    return requested

@@ -23,10 +23,30 @@ def env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
-# Fixed limits of the API.
+# Fixed limits of the API. docs/INPUT_LIMITS.md lists each with its rejection text.
 MAX_BATCH = 1000
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_FEED_LINE_BYTES = 1024 * 1024
+# LMDB keys hold at most 511 bytes and an exemption key carries a listing id and a
+# reference, so identifiers are bounded in bytes, with room to spare.
+MAX_IDENTIFIER_BYTES = 128
+MAX_NAME_CHARS = 200
+MAX_CASE_NUMBER_CHARS = 100
+MAX_COURT_CHARS = 100
+MAX_FREE_TEXT_CHARS = 2000
+MAX_AMOUNT_CHARS = 64
+MAX_TIMESTAMP_CHARS = 64
+# Raw length before separators are stripped: real numbers are at most 20 characters.
+MAX_DOCUMENT_NUMBER_CHARS = 64
+MAX_COUNTRY_CHARS = 8
+MAX_EXTRA_DOCUMENTS = 20
+MAX_RESTRICTED_PERSONS = 50
+# An event nests four levels (event, restricted_persons, person, document); deeper JSON
+# is refused before anything recursive walks it.
+MAX_JSON_DEPTH = 32
+# The travel dates a check may ask about (docs/DECISIONS.md), counted from today in Asia/Shanghai.
+TRAVEL_DAYS_BEFORE_TODAY = 1
+TRAVEL_DAYS_AFTER_TODAY = 366
 PREFILTER_FILE = "prefilter.bloom"
 PEPPER_FILE = "pepper"
 

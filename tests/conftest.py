@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from stdnum.cn import ric, uscc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
+from sanction_service.checker import today_in_shanghai  # noqa: E402
 from sanction_service.grpc_api.server import build_service  # noqa: E402
 from sanction_service.identity import pepper_fingerprint  # noqa: E402
 from sanction_service.ledger import FeedLine, Ledger  # noqa: E402
@@ -30,6 +32,16 @@ def make_ric(region: str = "110105", birth: str = "19800101", seq: int = 123) ->
 def make_uscc(body16: str = "9111000060003734") -> str:
     body = body16 + "1" if len(body16) == 16 else body16
     return body + uscc.calc_check_digit(body)
+
+
+def day(offset: int = 0) -> date:
+    """Today in Asia/Shanghai plus `offset` days: checks may only ask about travel dates
+    from yesterday to a year ahead, so tests that check dates place their feeds around today."""
+    return today_in_shanghai() + timedelta(days=offset)
+
+
+def iso(offset: int = 0) -> str:
+    return day(offset).isoformat()
 
 
 def doc(number: str, type_: str = "RESIDENT_ID", country: str | None = None) -> dict:

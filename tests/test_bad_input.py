@@ -49,6 +49,30 @@ FEED_CASES = [
     ("occurred_at without offset", event("DELIST", "L1", reason="SETTLED", effective_on="2025-01-01",
                                          occurred_at="2025-01-01T10:00:00"), "occurred_at", "offset"),
     ("not an object", "[1, 2, 3]", "", "JSON object"),
+    # docs/INPUT_LIMITS.md: identifiers, names, free text, types, sizes, nesting.
+    ("identifier over 128 bytes", list_person("案" * 43, OTHER), "listing_id", "longer than 128 bytes"),
+    ("identifier with a control character", list_person("M8", OTHER, event_id="ev\t8"), "event_id", "printable"),
+    ("EXEMPT reference over 128 bytes", event("EXEMPT", "L1", document=doc(GOOD), modes=["FLIGHT"],
+                                              valid_from="2025-01-01", valid_to="2025-01-31", reference="R" * 129),
+     "reference", "longer than 128 bytes"),
+    ("name over 200 characters", list_person("M9", OTHER, name="张" * 201), "subject.name", "longer than 200"),
+    ("name with a control character", list_person("M10", OTHER, name="张\n伟"), "subject.name", "control characters"),
+    ("court over 100 characters", list_person("M11", OTHER, court="法" * 101), "court", "longer than 100"),
+    ("free text over 2000 characters", list_person("M12", OTHER, grounds="x" * 2001), "grounds", "longer than 2000"),
+    ("number too long for an amount", list_person("M13", OTHER, amount_unperformed=10**70), "amount_unperformed",
+     "longer than 64"),
+    ("bool where text is expected", list_person("M14", OTHER, court=True), "court", "non-empty string"),
+    ("document country that is not a string", list_person("M15", OTHER) | {"subject": {
+        "kind": "PERSON", "name": "x", "document": doc(OTHER) | {"country": 156}}}, "subject.document.country", "string"),
+    ("document number over 64 characters", list_person("M16", OTHER) | {"subject": {
+        "kind": "PERSON", "name": "x", "document": doc("1" * 65)}}, "subject.document.number", "longer than 64"),
+    ("too many restricted persons", list_person("M17", OTHER) | {"subject": {
+        "kind": "ORGANIZATION", "name": "x", "document": doc(make_uscc(), "USCC")},
+        "restricted_persons": [{"role": "PRINCIPAL", "name": "x", "document": doc(OTHER)}] * 51},
+     "restricted_persons", "more than 50"),
+    ("nesting deeper than 32 levels", list_person("M18", OTHER) | {"note": json.loads("[" * 40 + "]" * 40)},
+     "note", "nests deeper than 32"),
+    ("NaN, which is not JSON", '{"event_id": "nan", "amount_unperformed": NaN}', "", "not valid JSON"),
 ]
 
 
@@ -89,6 +113,16 @@ def test_every_feed_class_is_rejected_with_its_line_and_field_and_the_rest_appli
     ("RAIL check without class", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
                                                  trip=pb.Trip(mode=pb.RAIL, train_number="D301")), "trip.rail_class"),
     ("unknown enum number", pb.CheckRequest(document=pb.Document(type=99, number=GOOD)), "document.type"),
+    ("3 MB name", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD), name="张" * 1_000_000),
+     "name"),
+    ("name over 200 characters", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
+                                                 name="x" * 201), "name"),
+    ("name with a control character", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
+                                                      name="张\x00伟"), "name"),
+    ("3 MB document number", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number="1" * 3_000_000)),
+     "document.number"),
+    ("3 MB passport country", pb.CheckRequest(document=pb.Document(type=pb.PASSPORT, number="E12345678",
+                                                                   country="C" * 3_000_000)), "document.country"),
 ])
 def test_request_classes_are_invalid_argument_naming_the_field(client, name, request_message, field):
     stub = restriction_pb2_grpc.RestrictionServiceStub(client.channel)
@@ -96,6 +130,14 @@ def test_request_classes_are_invalid_argument_naming_the_field(client, name, req
         stub.CheckRestriction(request_message)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_from_rpc(exc.value).field_violations[0][0] == field
+    assert len(exc.value.details()) < 200  # the value is never echoed
+
+
+def test_an_over_long_name_fails_only_its_own_batch_item(client):
+    results = client.check_batch([Passenger("RESIDENT_ID", GOOD, name="x" * 201), Passenger("RESIDENT_ID", GOOD)],
+                                 Trip("FLIGHT"))
+    assert isinstance(results[0], ServiceError) and results[0].field_violations[0][0] == "name"
+    assert results[1].decision == "ALLOW"
 
 
 def test_batch_over_the_limit_names_the_field(client):

@@ -4,7 +4,7 @@ from datetime import date
 
 import grpc
 import pytest
-from conftest import apply, doc, event, list_org, list_person, make_ric, make_uscc
+from conftest import apply, day, doc, event, list_org, list_person, make_ric, make_uscc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sanction.v1 import restriction_pb2 as pb
@@ -16,7 +16,7 @@ PERSON = make_ric("110105", "19800101", 123)
 LEGAL_REP = make_ric("310115", "19750505", 221)
 CLEAN = make_ric("440305", "19900909", 88)
 FLIGHT = Trip("FLIGHT")
-DAY = date(2025, 6, 1)
+DAY = day()  # a run that crosses midnight still sends an accepted date: yesterday
 
 
 @pytest.fixture
@@ -196,3 +196,51 @@ def test_metrics_count_decisions_and_prefilter_without_exposing_numbers(listed, 
     page = generate_latest().decode()
     assert "sanction_check_seconds_bucket" in page
     assert PERSON not in page and CLEAN not in page
+
+
+# (days after today, answered): DOMAIN §2's window, yesterday to today + 366 in Asia/Shanghai.
+WINDOW_EDGES = [(-2, False), (-1, True), (0, True), (366, True), (367, False)]
+FAR_DATES = [date(1, 1, 1), date(9999, 12, 31)]
+
+
+def _window_answers(client):
+    """The unary, batch and stream answers for each edge and far date, with the day they
+    were computed for (a run that crosses midnight in Shanghai tries again)."""
+    for _ in range(3):
+        today = day()
+        cases = [(day(offset), ok) for offset, ok in WINDOW_EDGES] + [(d, False) for d in FAR_DATES]
+        unary = []
+        for travel, _ in cases:
+            try:
+                unary.append(client.check(Passenger("RESIDENT_ID", PERSON), FLIGHT, travel))
+            except ServiceError as exc:
+                unary.append(exc)
+        # Each batch item carries its own date, after a good item that must still be answered.
+        stub = restriction_pb2_grpc.RestrictionServiceStub(client.channel)
+        batch = stub.BatchCheckRestriction(pb.BatchCheckRequest(
+            checks=[check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT)]
+            + [check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT, travel) for travel, _ in cases]))
+        stream = dict(client.check_stream(
+            ((str(i), check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT, travel)) for i, (travel, _) in
+             enumerate(cases)), timeout=10))
+        if day() == today:
+            return cases, unary, batch, stream
+    raise AssertionError("the date kept changing")
+
+
+def test_travel_dates_from_yesterday_to_a_year_ahead_are_answered_and_others_refused(listed, client):
+    from clients.sanction_client import error_from_status
+
+    cases, unary, batch, stream = _window_answers(client)
+    assert batch.items[0].result.decision == pb.DENY  # the good item is answered whatever its neighbours
+    for i, (travel, ok) in enumerate(cases):
+        item = batch.items[i + 1]
+        answers = [unary[i], stream[str(i)],
+                   item.result if item.HasField("result") else error_from_status(item.error)]
+        for answer in answers:
+            if ok:
+                assert not isinstance(answer, ServiceError), (travel, answer)
+                assert answer.decision in ("DENY", pb.DENY), travel
+            else:
+                assert isinstance(answer, ServiceError), travel
+                assert answer.code == "INVALID_ARGUMENT" and [f for f, _ in answer.field_violations] == ["travel_date"]

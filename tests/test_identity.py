@@ -109,3 +109,27 @@ def test_key_depends_on_pepper_and_never_contains_the_number():
 def test_pepper_fingerprint_distinguishes_peppers():
     assert pepper_fingerprint(PEPPER) != pepper_fingerprint(PEPPER + b"x")
     assert pepper_fingerprint(PEPPER) == pepper_fingerprint(bytes(PEPPER))
+
+
+class _Untouchable(str):
+    """A number that fails the test if normalize does any work on it."""
+
+    def translate(self, *args):
+        raise AssertionError("worked on an over-long number")
+
+    upper = strip = translate
+
+
+@pytest.mark.parametrize("field,number,country", [("document.number", _Untouchable("1" * 3_000_000), ""),
+                                                  ("document.country", "E12345678", _Untouchable("C" * 3_000_000))])
+def test_huge_number_or_country_is_refused_before_any_work_and_not_echoed(field, number, country):
+    with pytest.raises(InvalidDocument) as exc:
+        normalize(DocumentType.PASSPORT, number, country)
+    assert exc.value.field == field and "111" not in str(exc.value) and "CCC" not in str(exc.value)
+
+
+@pytest.mark.parametrize("country", [156, ["CHN"], {"c": 1}, True])
+def test_country_that_is_not_a_string_is_rejected(country):
+    with pytest.raises(InvalidDocument) as exc:
+        normalize(DocumentType.PASSPORT, "E12345678", country)
+    assert (exc.value.field, exc.value.reason) == ("document.country", "must be a string")

@@ -1,10 +1,8 @@
 """Every event type and every rejection rule of docs/FEED.md, through a real LMDB store,
 with the effect observed through the Checker (the same pipeline the server uses)."""
 
-from datetime import date
-
 import pytest
-from conftest import PEPPER, apply, doc, event, list_org, list_person, make_ric, make_uscc
+from conftest import PEPPER, apply, day, doc, event, iso, list_org, list_person, make_ric, make_uscc
 
 from sanction_service.checker import Checker, CheckQuery
 from sanction_service.ledger import APPLIED, DUPLICATE, REJECTED, FeedLine
@@ -15,7 +13,6 @@ PERSON = make_ric("110105", "19800101", 123)
 OTHER = make_ric("310115", "19750505", 222)
 USCC = make_uscc()
 FLIGHT = Trip(TravelMode.FLIGHT)
-DAY = date(2025, 6, 1)
 
 
 @pytest.fixture
@@ -25,7 +22,8 @@ def checker(store, tmp_path):
     return c
 
 
-def decide(checker, number, trip=FLIGHT, day=DAY, doc_type="RESIDENT_ID", name="", country=""):
+def decide(checker, number, trip=FLIGHT, day=None, doc_type="RESIDENT_ID", name="", country=""):
+    """The check for travel on `day` (default today); feeds whose dates matter sit around today."""
     return checker.check(CheckQuery(doc_type, number, country, name, trip, day))
 
 
@@ -100,18 +98,18 @@ def test_another_listing_still_restricts_after_one_is_lifted(ledger, checker):
 
 
 def test_expiry_boundaries(ledger, checker):
-    apply(ledger, list_person("L1", PERSON, listed_on="2024-01-10", expires_on="2026-01-10"))
-    assert decide(checker, PERSON, day=date(2024, 1, 9)).decision.decision == "ALLOW"
-    assert decide(checker, PERSON, day=date(2024, 1, 10)).decision.decision == "DENY"
-    assert decide(checker, PERSON, day=date(2026, 1, 9)).decision.decision == "DENY"
-    assert decide(checker, PERSON, day=date(2026, 1, 10)).decision.decision == "ALLOW"
+    apply(ledger, list_person("L1", PERSON, listed_on=iso(10), expires_on=iso(100)))
+    assert decide(checker, PERSON, day=day(9)).decision.decision == "ALLOW"
+    assert decide(checker, PERSON, day=day(10)).decision.decision == "DENY"
+    assert decide(checker, PERSON, day=day(99)).decision.decision == "DENY"
+    assert decide(checker, PERSON, day=day(100)).decision.decision == "ALLOW"
 
 
 def test_extend_moves_the_expiry_later(ledger, checker):
-    apply(ledger, list_person("L1", PERSON, listed_on="2024-01-10", expires_on="2026-01-10"),
-          event("EXTEND", "L1", expires_on="2027-01-10"))
-    assert decide(checker, PERSON, day=date(2026, 6, 1)).decision.decision == "DENY"
-    assert decide(checker, PERSON, day=date(2027, 1, 10)).decision.decision == "ALLOW"
+    apply(ledger, list_person("L1", PERSON, listed_on=iso(10), expires_on=iso(100)),
+          event("EXTEND", "L1", expires_on=iso(200)))
+    assert decide(checker, PERSON, day=day(150)).decision.decision == "DENY"
+    assert decide(checker, PERSON, day=day(200)).decision.decision == "ALLOW"
 
 
 def test_extend_to_an_earlier_or_same_date_is_rejected(ledger):
@@ -176,21 +174,21 @@ def test_correct_cannot_change_list_type_or_break_dates(ledger):
 
 def test_exemption_covers_only_its_modes_and_window(ledger, checker):
     apply(ledger, list_person("L1", PERSON),
-          event("EXEMPT", "L1", document=doc(PERSON), modes=["FLIGHT"], valid_from="2025-06-01",
-                valid_to="2025-06-03", reference="(2024)京0105执1号之一"))
-    inside = decide(checker, PERSON, day=date(2025, 6, 3))
+          event("EXEMPT", "L1", document=doc(PERSON), modes=["FLIGHT"], valid_from=iso(1),
+                valid_to=iso(3), reference="(2024)京0105执1号之一"))
+    inside = decide(checker, PERSON, day=day(3))
     assert inside.decision.decision == "ALLOW" and inside.decision.restricted
     assert inside.decision.matches[0].exemption["reference"] == "(2024)京0105执1号之一"
-    assert decide(checker, PERSON, day=date(2025, 6, 4)).decision.decision == "DENY"
-    assert decide(checker, PERSON, day=date(2025, 5, 31)).decision.decision == "DENY"
+    assert decide(checker, PERSON, day=day(4)).decision.decision == "DENY"
+    assert decide(checker, PERSON, day=day(0)).decision.decision == "DENY"
     g_train = Trip(TravelMode.RAIL, "G1", None)
-    assert decide(checker, PERSON, trip=g_train, day=date(2025, 6, 2)).decision.decision == "DENY"
+    assert decide(checker, PERSON, trip=g_train, day=day(2)).decision.decision == "DENY"
 
 
 def test_exemption_covers_one_listing_only(ledger, checker):
     apply(ledger, list_person("L1", PERSON), list_person("L2", PERSON, case_number="(2024)京0105执2号"),
-          event("EXEMPT", "L1", document=doc(PERSON), modes=["FLIGHT"], valid_from="2025-01-01",
-                valid_to="2025-12-31", reference="R-1"))
+          event("EXEMPT", "L1", document=doc(PERSON), modes=["FLIGHT"], valid_from=iso(-30),
+                valid_to=iso(300), reference="R-1"))
     result = decide(checker, PERSON)
     assert result.decision.decision == "DENY"
     caused = {m.found.listing["listing_id"]: m.caused_denial for m in result.decision.matches}
@@ -199,8 +197,8 @@ def test_exemption_covers_one_listing_only(ledger, checker):
 
 def test_exemption_covers_one_person_only(ledger, checker):
     apply(ledger, list_org("O1", USCC, [("LEGAL_REPRESENTATIVE", "李娜", PERSON), ("PRINCIPAL", "王强", OTHER)]),
-          event("EXEMPT", "O1", document=doc(PERSON), modes=["FLIGHT", "RAIL"], valid_from="2025-01-01",
-                valid_to="2025-12-31", reference="R-2"))
+          event("EXEMPT", "O1", document=doc(PERSON), modes=["FLIGHT", "RAIL"], valid_from=iso(-30),
+                valid_to=iso(300), reference="R-2"))
     assert decide(checker, PERSON).decision.decision == "ALLOW"
     assert decide(checker, OTHER).decision.decision == "DENY"
 

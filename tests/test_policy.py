@@ -1,4 +1,5 @@
 import itertools
+from datetime import date, timedelta
 
 import pytest
 
@@ -10,6 +11,7 @@ from sanction_service.policy import (
     Trip,
     purchase_is_restricted,
     train_category,
+    travel_day,
 )
 
 EMU_RESTRICTED = {RailClass.BUSINESS, RailClass.PREMIUM, RailClass.FIRST, RailClass.SOFT_SLEEPER,
@@ -77,3 +79,20 @@ def test_ship_without_class_is_a_caller_error():
     with pytest.raises(InvalidTrip) as exc:
         purchase_is_restricted(Trip(TravelMode.SHIP))
     assert exc.value.field == "trip.ship_class"
+
+
+TODAY = date(2026, 3, 1)  # the day after a 28-day February: the window crosses month ends
+
+
+@pytest.mark.parametrize("travel,answered", [
+    (None, True), (TODAY - timedelta(days=1), True), (TODAY, True), (TODAY + timedelta(days=366), True),
+    (TODAY - timedelta(days=2), False), (TODAY + timedelta(days=367), False), (date(1, 1, 1), False),
+    (date(9999, 12, 31), False), (date(1970, 1, 1), False),
+])
+def test_travel_day_is_yesterday_to_366_days_ahead(travel, answered):
+    if answered:
+        assert travel_day(travel, TODAY) == (travel or TODAY)
+        return
+    with pytest.raises(InvalidTrip) as exc:
+        travel_day(travel, TODAY)
+    assert exc.value.field == "travel_date"

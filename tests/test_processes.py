@@ -1,10 +1,9 @@
 """End to end across real processes: feed -> `sanction load` -> `sanction serve` -> client."""
 
 import json
-from datetime import date
 
 import pytest
-from conftest import event, list_org, list_person, make_ric, make_uscc
+from conftest import day, event, list_org, list_person, make_ric, make_uscc
 from processes import ServerProcess, sanction
 
 from clients.sanction_client import Passenger, RestrictionClient, Trip
@@ -67,10 +66,10 @@ def test_listing_loaded_by_another_process_is_denied_on_the_very_next_check(data
     with ServerProcess("--data-dir", str(data_dir)) as server:
         target = server.wait_serving()
         with RestrictionClient(target, timeout=5) as client:
-            assert client.check(Passenger("RESIDENT_ID", LATE), FLIGHT, date(2025, 1, 1)).decision == "ALLOW"
+            assert client.check(Passenger("RESIDENT_ID", LATE), FLIGHT, day()).decision == "ALLOW"
             write_feed(tmp_path / "late.jsonl", [list_person("L2", LATE)])
             assert sanction("load", "--data-dir", str(data_dir), str(tmp_path / "late.jsonl")).returncode == 0
-            outcome = client.check(Passenger("RESIDENT_ID", LATE), FLIGHT, date(2025, 1, 1))
+            outcome = client.check(Passenger("RESIDENT_ID", LATE), FLIGHT, day())
             assert outcome.decision == "DENY" and outcome.data_version == 2
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from sanction.v1 import admin_pb2, admin_pb2_grpc
@@ -10,7 +9,7 @@ from sanction.v1 import restriction_pb2 as pb
 
 from .. import metrics
 from ..checker import Checker, parse_document
-from ..events import EventRejected
+from ..feedline import parse_text
 from ..identity import InvalidDocument
 from ..ledger import REJECTED, FeedLine, Ledger
 from ..stats import read_stats
@@ -104,7 +103,6 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
 
 
 def _decode(line: int, text: str) -> FeedLine:
-    try:
-        return FeedLine(line, json.loads(text))
-    except ValueError:
-        return FeedLine(line, error=EventRejected("", "not valid JSON"))
+    # Parsed here, not in the ledger, so that whatever one event holds it becomes that
+    # event's rejection and the others in the call still apply.
+    return parse_text(line, text)

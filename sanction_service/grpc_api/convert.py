@@ -10,6 +10,8 @@ from sanction.v1 import restriction_pb2 as pb
 from ..checker import CheckQuery, CheckResult
 from ..decisions import Found, MatchOutcome
 from ..policy import RailClass, ShipClass, TravelMode, Trip
+from ..settings import MAX_NAME_CHARS
+from ..text import text_problem
 
 
 class InvalidField(ValueError):
@@ -51,6 +53,10 @@ def to_query(request: pb.CheckRequest) -> CheckQuery:
     trip = to_trip(request.trip) if request.HasField("trip") else None
     travel_date = to_date(request.travel_date, "travel_date") if request.HasField("travel_date") else None
     doc_type = enum_name(pb.DocumentType, doc.type, "document.type")
+    # The name is only compared with the listed one, but it is the caller's text all the same.
+    name_problem = text_problem(request.name, MAX_NAME_CHARS, required=False)
+    if name_problem:
+        raise InvalidField("name", name_problem)
     return CheckQuery(doc_type, doc.number, doc.country, request.name, trip, travel_date)
 
 
