@@ -21,7 +21,7 @@ import pytest
 from processes import ROOT, sanction
 from sanction.v1 import restriction_pb2 as pb
 
-from sanction_service import events
+from sanction_service import events, settings
 from sanction_service.policy import RailClass, ShipClass, TravelMode, Trip, purchase_is_restricted
 from sanction_service.settings import MAX_FEED_LINE_BYTES
 
@@ -162,7 +162,8 @@ def test_feed_examples_load_with_the_documented_results(tmp_path):
 # --------------------------------------------------------------------------- reason tables
 
 EMITTING_MODULES = ("sanction_service/events.py", "sanction_service/lifecycle.py", "sanction_service/ledger.py",
-                    "sanction_service/identity.py", "loaders/feed.py")
+                    "sanction_service/identity.py", "sanction_service/text.py", "sanction_service/feedline.py",
+                    "loaders/feed.py")
 
 
 def emitted_texts() -> str:
@@ -173,7 +174,7 @@ def emitted_texts() -> str:
         "must be one of " + ", ".join(sorted(events.DELIST_REASONS)),
         "must be " + roles,
         f"line longer than {MAX_FEED_LINE_BYTES} bytes",
-        *(f"is longer than {n} characters" for n in (events.MAX_EVENT_ID_LENGTH, events.MAX_LISTING_ID_LENGTH)),
+        *(f"is longer than {value} characters" for name, value in vars(settings).items() if name.endswith("_CHARS")),
     ]
     return source + "\n" + "\n".join(built)
 

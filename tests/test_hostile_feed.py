@@ -124,11 +124,13 @@ def test_each_hostile_line_alone_is_rejected_and_its_neighbours_apply(tmp_path, 
     feed = tmp_path / "feed.jsonl"
     feed.write_text("\n".join([_text(list_person("G0", GOOD[0])), _text(line), _text(list_person("G1", GOOD[1]))])
                     + "\n", encoding="utf-8")
-    ledger = BulkLedger(store, PEPPER) if mode == "bulk" else Ledger(store, PEPPER)
-    summary = load_feed(ledger, feed, tmp_path / "rejects.jsonl", show_progress=False,
-                        parse_workers=2 if mode == "bulk" else 0)
     if mode == "bulk":
-        ledger.finish(error_rate=0.001)
+        ledger = BulkLedger(store, PEPPER)
+        with ledger.session("test"):
+            summary = load_feed(ledger, feed, tmp_path / "rejects.jsonl", show_progress=False, parse_workers=2)
+            ledger.finish(error_rate=0.001)
+    else:
+        summary = load_feed(Ledger(store, PEPPER), feed, tmp_path / "rejects.jsonl", show_progress=False)
     assert (summary.applied, summary.rejected, summary.data_version) == (2, 1, 2)
     (reject,) = [json.loads(x) for x in open(tmp_path / "rejects.jsonl", encoding="utf-8")]
     assert (reject["line"], reject["field"]) == (2, field) and words in reject["reason"]
