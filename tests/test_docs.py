@@ -4,8 +4,14 @@
 - every feed example in docs/FEED.md loads through the real `sanction load` with the
   result written above it (applied, duplicate, or rejected with that field and reason),
   and the documented summary and rejects lines are what the loader prints;
-- every rejection reason in the reason tables of docs/FEED.md and docs/DOCUMENTS.md is
+- every rejection reason in the reason tables of docs/FEED.md and docs/DOCUMENTS.md, every
+  field violation of a check in docs/API.md and every rejection in docs/INPUT_LIMITS.md is
   a text the code emits;
+- docs/INPUT_LIMITS.md states every fixed limit of settings.py with its value, and the
+  other pages do not restate those numbers;
+- the worked example of docs/DECISIONS.md (bindings, exemptions, `matched_document`) is
+  what the real check pipeline answers on the store loaded from docs/FEED.md's feed;
+- the exit status table of docs/FEED.md and README's exit codes name the codes cli.py uses;
 - the policy table of docs/DECISIONS.md names only classes the proto and policy.py define,
   covers every class, and agrees with `purchase_is_restricted`.
 """
@@ -16,14 +22,19 @@ import json
 import re
 import subprocess
 from dataclasses import dataclass
+from datetime import date
 
 import pytest
 from processes import ROOT, sanction
 from sanction.v1 import restriction_pb2 as pb
 
-from sanction_service import events, settings
+from sanction_service import cli, events, settings
+from sanction_service.checker import Checker, CheckQuery
+from sanction_service.grpc_api.convert import check_response, match_message
+from sanction_service.identity import DocumentType, normalize, pepper_fingerprint
 from sanction_service.policy import RailClass, ShipClass, TravelMode, Trip, purchase_is_restricted
 from sanction_service.settings import MAX_FEED_LINE_BYTES
+from sanction_service.store import Store
 
 DOCS = ROOT / "docs"
 # Spelled in pieces so that this file does not match itself.
@@ -90,6 +101,36 @@ def ticked(cell: str) -> list[str]:
     return re.findall(r"`([^`]*)`", cell)
 
 
+# --------------------------------------------------------------------------- links
+
+
+def anchors(text: str) -> set[str]:
+    """GitHub's anchors for a page's headings."""
+    found = set()
+    for line in text.splitlines():
+        heading = re.match(r"#+ (.*)", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-")
+            found.add(slug)
+    return found
+
+
+def test_links_between_the_pages_resolve():
+    pages = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    checked = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # an outside address
+            path = (page.parent / target).resolve() if target else page
+            assert path.exists(), f"{page.name}: link to missing {target}"
+            if anchor:
+                assert anchor in anchors(path.read_text(encoding="utf-8")), f"{page.name}: no heading #{anchor} in {path.name}"
+            checked += 1
+    assert checked >= 30
+
+
 # --------------------------------------------------------------------------- FEED.md examples
 
 RESULT = re.compile(r"^Result: (applied|duplicate|rejected)(?: — (?:field `([^`]*)`|no field): `([^`]*)`)?\.$")
@@ -130,14 +171,30 @@ def documented_output() -> tuple[str, list[str]]:
     return summary, rejects
 
 
-def test_feed_examples_load_with_the_documented_results(tmp_path):
+@dataclass(frozen=True)
+class LoadedFeed:
+    examples: list[Example]
+    run: subprocess.CompletedProcess
+    rejects_path: object
+    store_dir: object
+
+
+@pytest.fixture(scope="module")
+def loaded_feed(tmp_path_factory) -> LoadedFeed:
+    """docs/FEED.md's examples, in page order, loaded by the real `sanction load` into a new store."""
+    tmp_path = tmp_path_factory.mktemp("feed_md")
     examples = feed_examples()
-    assert sum(e.status == "applied" for e in examples) >= 6, "the page should show every event type applied"
     feed = tmp_path / "feed.jsonl"
     feed.write_text("".join(e.text + "\n" for e in examples), encoding="utf-8")
     rejects_path = tmp_path / "rejects.jsonl"
     run = sanction("load", "--data-dir", str(tmp_path / "store"), "--create", "--no-progress",
                    "--rejects", str(rejects_path), str(feed), env={"SANCTION_PEPPER": PEPPER_HEX})
+    return LoadedFeed(examples, run, rejects_path, tmp_path / "store")
+
+
+def test_feed_examples_load_with_the_documented_results(loaded_feed):
+    examples, run, rejects_path = loaded_feed.examples, loaded_feed.run, loaded_feed.rejects_path
+    assert sum(e.status == "applied" for e in examples) >= 6, "the page should show every event type applied"
 
     rejected = {n: (e.field, e.reason) for n, e in enumerate(examples, 1) if e.status == "rejected"}
     assert run.returncode == (1 if rejected else 0), run.stderr
@@ -163,38 +220,230 @@ def test_feed_examples_load_with_the_documented_results(tmp_path):
 
 EMITTING_MODULES = ("sanction_service/events.py", "sanction_service/lifecycle.py", "sanction_service/ledger.py",
                     "sanction_service/identity.py", "sanction_service/text.py", "sanction_service/feedline.py",
-                    "loaders/feed.py")
+                    "sanction_service/policy.py", "sanction_service/grpc_api/convert.py",
+                    "sanction_service/grpc_api/restriction.py", "loaders/feed.py")
+S = settings
+
+
+def built_texts() -> list[str]:
+    """The reasons the code builds from constants, spelled out."""
+    roles = ", ".join(sorted(r.value for r in events.ORGANIZATION_ROLES))
+    return [
+        "must be one of " + ", ".join(sorted(events.DELIST_REASONS)),
+        "must be " + roles,
+        f"line longer than {MAX_FEED_LINE_BYTES} bytes",
+        *(f"is longer than {value} characters" for name, value in vars(settings).items() if name.endswith("_CHARS")),
+        f"is longer than {S.MAX_IDENTIFIER_BYTES} bytes in UTF-8",
+        f"nests deeper than {S.MAX_JSON_DEPTH} levels",
+        f"holds more than {S.MAX_EXTRA_DOCUMENTS} entries",
+        f"holds more than {S.MAX_RESTRICTED_PERSONS} entries",
+        f"a batch holds at most {S.MAX_BATCH} checks",
+        f"must be from yesterday to {S.TRAVEL_DAYS_AFTER_TODAY} days after today (Asia/Shanghai)",
+    ]
 
 
 def emitted_texts() -> str:
     """The source of the modules that emit reasons, plus the texts they build from constants."""
     source = "\n".join((ROOT / name).read_text(encoding="utf-8") for name in EMITTING_MODULES)
-    roles = ", ".join(sorted(r.value for r in events.ORGANIZATION_ROLES))
-    built = [
-        "must be one of " + ", ".join(sorted(events.DELIST_REASONS)),
-        "must be " + roles,
-        f"line longer than {MAX_FEED_LINE_BYTES} bytes",
-        *(f"is longer than {value} characters" for name, value in vars(settings).items() if name.endswith("_CHARS")),
-    ]
-    return source + "\n" + "\n".join(built)
+    return source + "\n" + "\n".join(built_texts())
 
 
-@pytest.mark.parametrize("page", ["FEED.md", "DOCUMENTS.md"])
-def test_documented_reasons_are_texts_the_code_emits(page):
+def limit_values() -> set[int]:
+    return {value for name, value in vars(settings).items() if re.fullmatch(r"(MAX|TRAVEL)_[A-Z_]+", name)}
+
+
+def assert_emitted(text: str, where: str) -> None:
+    """`text` is a reason the code emits. `<N>` stands for one of settings' limits (the
+    text with some limit in its place must be emitted as a whole); any other `<…>` for a
+    part that varies (each fixed piece must be emitted)."""
     emitted = emitted_texts()
-    rows = table_rows((DOCS / page).read_text(encoding="utf-8"), "| field | reason |")
+    if "<N>" in text:
+        built = "\n".join(built_texts())
+        assert any(text.replace("<N>", str(v)) in built for v in limit_values()), f"{where}: no code emits {text!r}"
+        return
+    for fragment in re.split(r"<[^>]*>", text):
+        fragment = fragment.strip()
+        if len(fragment) >= 3:
+            assert fragment in emitted, f"{where}: no code emits {text!r}"
+
+
+@pytest.mark.parametrize("page, header, every_ticked", [
+    ("FEED.md", "| field | reason |", False),
+    ("DOCUMENTS.md", "| field | reason |", False),
+    ("API.md", "| field | description |", True),
+])
+def test_documented_reasons_are_texts_the_code_emits(page, header, every_ticked):
+    rows = table_rows((DOCS / page).read_text(encoding="utf-8"), header)
     assert len(rows) >= 10
     checked = 0
     for row in rows:
         reasons = ticked(row[1])
         if not reasons:
             continue  # "see DOCUMENTS.md"
-        for fragment in re.split(r"<[^>]*>", reasons[0]):
-            fragment = fragment.strip()
-            if len(fragment) >= 3:
-                assert fragment in emitted, f"docs/{page}: no code emits {reasons[0]!r}"
+        for reason in reasons if every_ticked else reasons[:1]:
+            assert_emitted(reason, f"docs/{page}")
         checked += 1
     assert checked >= 10
+
+
+# --------------------------------------------------------------------------- INPUT_LIMITS.md
+
+LIMIT_NAME = re.compile(r"`((?:MAX|TRAVEL)_[A-Z_]+)`")
+
+
+def fixed_limits() -> dict[str, int]:
+    """The constants of settings.py's "Fixed limits" section (up to the first non-limit)."""
+    source = (ROOT / "sanction_service" / "settings.py").read_text(encoding="utf-8")
+    section = source[source.index("# Fixed limits"):source.index("PREFILTER_FILE")]
+    names = re.findall(r"^([A-Z][A-Z_]+) = ", section, re.MULTILINE)
+    assert len(names) >= 15, names
+    return {name: getattr(settings, name) for name in names}
+
+
+def states_value(text: str, value: int) -> bool:
+    forms = [str(value)] + ([f"{value >> 20} MiB"] if value >= 1 << 20 and value % (1 << 20) == 0 else [])
+    return any(re.search(rf"(?<![\d.,]){re.escape(form)}(?![\d])", text) for form in forms)
+
+
+def test_input_limits_states_every_fixed_limit_with_its_value():
+    text = (DOCS / "INPUT_LIMITS.md").read_text(encoding="utf-8")
+    limits = fixed_limits()
+    in_rows = set()
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            continue
+        for name in LIMIT_NAME.findall(line):
+            assert name in limits, f"docs/INPUT_LIMITS.md names {name}, which is not a fixed limit of settings.py"
+            assert states_value(line, limits[name]), f"docs/INPUT_LIMITS.md: the row naming {name} does not say " \
+                                                     f"{limits[name]}: {line}"
+            in_rows.add(name)
+    assert not limits.keys() - in_rows, f"docs/INPUT_LIMITS.md has no row for {sorted(limits.keys() - in_rows)}"
+
+
+def test_input_limits_rejections_are_texts_the_code_emits():
+    text = (DOCS / "INPUT_LIMITS.md").read_text(encoding="utf-8")
+    checked = 0
+    header_has_rejection = False
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if "rejection" in cells:
+                header_has_rejection = cells[-1] == "rejection"
+                continue
+            if not header_has_rejection:
+                continue
+            for reason in ticked(cells[-1]):
+                if "…" in reason or re.fullmatch(r"[A-Z_]+", reason):
+                    continue  # "must be …", a status code
+                assert_emitted(reason, "docs/INPUT_LIMITS.md")
+                checked += 1
+        else:
+            header_has_rejection = header_has_rejection and line.startswith("|")
+    assert checked >= 25
+
+
+def test_only_input_limits_gives_the_numbers():
+    """The other pages link to docs/INPUT_LIMITS.md instead of restating a length bound
+    (reason texts in backticks aside), so a changed limit has one page to update."""
+    limits = fixed_limits()
+    sizes = {v for k, v in limits.items() if k.endswith("_CHARS")}
+    byte_sizes = {v for k, v in limits.items() if k.endswith("_BYTES")}
+    for page in ("FEED.md", "API.md", "DECISIONS.md", "DOCUMENTS.md"):
+        prose = re.sub(r"`[^`]*`", "", (DOCS / page).read_text(encoding="utf-8"))
+        for value in sizes:
+            assert not re.search(rf"(?<![\d.]){value} characters", prose), f"docs/{page} restates {value} characters"
+        for value in byte_sizes:
+            assert not re.search(rf"(?<![\d.]){value} bytes", prose), f"docs/{page} restates {value} bytes"
+            if value % (1 << 20) == 0:
+                assert f"{value >> 20} MiB" not in prose, f"docs/{page} restates {value >> 20} MiB"
+        assert "INPUT_LIMITS.md" in (DOCS / page).read_text(encoding="utf-8"), f"docs/{page} should link the limits"
+
+
+# --------------------------------------------------------------------------- DECISIONS.md worked example
+
+WORKED_HEADER = "| day | document | trip | decision | restricted | listing | role | caused denial | exemption |"
+DOCUMENT_WORDS = {"passport": DocumentType.PASSPORT, "resident ID": DocumentType.RESIDENT_ID,
+                  "USCC": DocumentType.USCC}
+
+
+def worked_example_rows() -> list[list[str]]:
+    rows = table_rows((DOCS / "DECISIONS.md").read_text(encoding="utf-8"), WORKED_HEADER)
+    assert len(rows) >= 6, "docs/DECISIONS.md: the worked example of bindings is missing"
+    return rows
+
+
+def worked_trip(cell: str) -> Trip | None:
+    words = cell.split()
+    if words[0] == "none":
+        return None
+    mode = TravelMode(words[0])
+    parts = ticked(cell)
+    if mode is TravelMode.RAIL:
+        return Trip(mode, train_number=parts[0], rail_class=RailClass(parts[1]) if len(parts) > 1 else None)
+    if mode is TravelMode.SHIP:
+        return Trip(mode, ship_class=ShipClass(parts[0]))
+    return Trip(mode)
+
+
+@pytest.fixture(scope="module")
+def feed_checker(loaded_feed):
+    store = Store(loaded_feed.store_dir, pepper_fingerprint(bytes.fromhex(PEPPER_HEX)), map_size=1 << 30)
+    checker = Checker(store, bytes.fromhex(PEPPER_HEX), prefilter_path=loaded_feed.store_dir / "prefilter.bloom",
+                      error_rate=0.001)
+    checker.warm_up()  # the bound documents must be in the prefilter too
+    yield checker
+    store.close()
+
+
+def test_worked_example_of_bindings_is_what_the_checker_answers(feed_checker):
+    for day, document, trip, decision, restricted, listing, role, denies, exempted, matched in worked_example_rows():
+        kind = next(t for word, t in DOCUMENT_WORDS.items() if document.startswith(word))
+        asked = date.fromisoformat(day)
+        feed_checker.clock = lambda asked=asked: asked  # the day the example is asked on
+        result = feed_checker.check(CheckQuery(kind.value, ticked(document)[0], "", "", worked_trip(trip), asked))
+        response = check_response(result)
+        where = f"docs/DECISIONS.md worked example {day} {document} {trip}"
+        assert pb.Decision.Name(response.decision) == decision, where
+        assert str(response.restricted).lower() == restricted, where
+        assert len(response.matches) == 1, f"{where}: {response.matches}"
+        match = response.matches[0]
+        assert match.listing_id == ticked(listing)[0], where
+        assert pb.Role.Name(match.role) == ticked(role)[0], where
+        assert match.caused_denial is (denies == "yes"), where
+        assert match.exemption_applied is (exempted == "yes"), where
+        assert match.matched_document == (ticked(matched)[0] if ticked(matched) else ""), where
+
+
+def test_worked_example_lookup_lists_every_listing_of_the_person(feed_checker):
+    text = " ".join((DOCS / "DECISIONS.md").read_text(encoding="utf-8").split())
+    claim = re.search(r"`LookupPerson` with the passport lists both `([^`]+)` \(lifted, `([A-Z_]+)`\) and `([^`]+)`, "
+                      r"each with `matched_document` `([^`]+)`", text)
+    assert claim, "docs/DECISIONS.md: the worked example's lookup sentence changed; update this test"
+    lifted, reason, active, masked = claim.groups()
+    passport = next(ticked(row[1])[0] for row in worked_example_rows() if row[1].startswith("passport"))
+    found, _ = feed_checker.lookup_person(normalize(DocumentType.PASSPORT, passport, "CHN"))
+    listings = {m.listing_id: m for m in map(match_message, found)}
+    assert set(listings) == {lifted, active}
+    assert not listings[lifted].active and listings[lifted].lifted_reason == reason
+    assert listings[active].active
+    assert {m.matched_document for m in listings.values()} == {masked}
+
+
+# --------------------------------------------------------------------------- exit codes
+
+
+def test_exit_status_tables_name_the_codes_cli_uses():
+    codes = {cli.EXIT_OK, cli.EXIT_REJECTS, cli.EXIT_STORE, cli.EXIT_WRITER_BUSY, cli.EXIT_STORE_FULL}
+    feed_rows = table_rows((DOCS / "FEED.md").read_text(encoding="utf-8"), "| status | when |")
+    readme_rows = table_rows((ROOT / "README.md").read_text(encoding="utf-8"), "| code | meaning |")
+    for where, rows in (("docs/FEED.md", feed_rows), ("README.md", readme_rows)):
+        by_code: dict[int, str] = {}
+        for code, text in rows:
+            by_code[int(code)] = by_code.get(int(code), "") + " " + text
+        assert set(by_code) == codes, f"{where}: exit codes {sorted(by_code)}, cli.py uses {sorted(codes)}"
+        assert "--no-wait" in by_code[cli.EXIT_WRITER_BUSY], where
+        assert "full" in by_code[cli.EXIT_STORE_FULL], where
+        assert "rejected" in by_code[cli.EXIT_REJECTS], where
 
 
 # --------------------------------------------------------------------------- DECISIONS.md policy table
