@@ -153,12 +153,13 @@ def killed_loads(work: Path, feed: Path, kills: int, total: int, rnd: random.Ran
     init(data)
     record: list[Kill] = []
     probes_asked = 0
-    for _ in range(kills):
+    for done in range(kills):
         before, _ = _store_state(data)
         floor = 0 if bulk else before  # a bulk re-run starts over
-        # Somewhere in the first 60 % of what this run has left to apply, so the kill
-        # lands before the run ends even with a short feed.
-        target = rnd.randrange(floor + 1, floor + max(2, int((total - floor) * 0.6)))
+        # Within this run's share of what is left (the kills still to come share the
+        # rest), so every run is killed while it still has events to write.
+        share = (total - floor) // (1 if bulk else kills - done + 1)
+        target = rnd.randrange(floor + 1, floor + max(2, share))
         proc = subprocess.Popen(load_command(data, feed, bulk=bulk), env=_env({"SANCTION_PEPPER": PEPPER_HEX}),
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while proc.poll() is None:
