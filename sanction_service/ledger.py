@@ -226,17 +226,20 @@ class Ledger:
         return sorted((after.keys() - before.keys()) | self._rebind(txn, old, new))
 
     def _rebind(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> set[bytes]:
-        """Bring the bindings in line with what `new` declares; return the documents it
-        newly declares (the prefilter must hold them: they restrict under every listing
-        of their person from now on)."""
+        """Bring the bindings in line with what `new` declares; return the documents of the
+        bindings it newly declares (the prefilter must hold them: each restricts under every
+        listing of the person from now on, whichever of their documents it names)."""
         lid = new["listing_id"]
         before = lifecycle.declared_bindings(old) if old else set()
         after = lifecycle.declared_bindings(new)
         for document, person in before - after:
             txn.delete(binding_key(document, person, lid), db=self.store.bindings)
+            txn.delete(binding_key(person, document, lid), db=self.store.bindings)
         for document, person in after - before:
             txn.put(binding_key(document, person, lid), b"", db=self.store.bindings)
-        return {document for document, _ in after - before}
+            txn.put(binding_key(person, document, lid), b"", db=self.store.bindings)
+        # Both ends: either may now reach a listing that names only the other.
+        return {key for pair in after - before for key in pair}
 
     def _count(self, txn: lmdb.Transaction, event: Event, old: dict | None, new: dict) -> None:
         db = self.store.counters

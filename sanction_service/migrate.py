@@ -81,6 +81,7 @@ def _bind_extra_documents(txn: lmdb.Transaction, store: Store) -> int:
                 txn.put(key + lid.encode(), kind, db=store.persons_active)
         for document, person_key in lifecycle.declared_bindings(record):
             txn.put(binding_key(document, person_key, lid), b"", db=store.bindings)
+            txn.put(binding_key(person_key, document, lid), b"", db=store.bindings)
             count += 1
     return count
 

@@ -5,8 +5,9 @@ Layout (named databases; no plain document number is ever a key or a value):
   listings        listing_id -> listing record (JSON, masked documents, keyed hashes)
   persons_active  person key (16 B) + listing_id -> entry kind: listings in force
   persons_all     person key (16 B) + listing_id -> entry kind: every listing ever naming it
-  bindings        bound document key (16 B) + person key (16 B) + listing_id -> b"": the listing
-                  declares the document (a subject's extra document) bound to that person
+  bindings        document key (16 B) + document key (16 B) + listing_id -> b"": the listing binds
+                  the two documents to one person (a subject's extra document and the subject's
+                  document); written both ways round, so either document finds the other
   exemptions      person key + listing_id length (2 B) + listing_id + reference -> exemption (JSON)
   events          event_id -> content digest (16 B) + journal sequence (8 B): dedupe
   journal         sequence (8 B big-endian) -> {event_id, type, listing_id, added keys, chain}
@@ -118,18 +119,19 @@ def binding_key(document_key: bytes, person_key: bytes, listing_id: str) -> byte
 
 
 def persons_of(txn: lmdb.Transaction, bindings, key: bytes) -> list[bytes]:
-    """The person keys a document stands for: itself, and every person it is bound to
-    (following bindings of bound persons too), in a stable order."""
+    """Every document of the person `key` stands for: itself, and every document a binding
+    links to it, directly or through others (up to MAX_BINDING_DEPTH links), in a stable
+    order. A listing names the person under any one of them."""
     found = [key]
     frontier = [key]
     for _ in range(MAX_BINDING_DEPTH):
         following = []
         for document in frontier:
             for composite in _keys_with_prefix(txn, bindings, document):
-                person = composite[KEY_SIZE:2 * KEY_SIZE]
-                if person not in found:
-                    found.append(person)
-                    following.append(person)
+                other = composite[KEY_SIZE:2 * KEY_SIZE]
+                if other not in found:
+                    found.append(other)
+                    following.append(other)
         if not following:
             break
         frontier = following
@@ -339,8 +341,9 @@ class ReadView:
         return persons_of(self.txn, self.store.bindings, key)
 
     def bound_keys(self) -> Iterator[bytes]:
-        """Distinct documents bound to a person and not themselves a person in force (the
-        prefilter holds them besides `active_keys`; each key comes from one of the two)."""
+        """Distinct documents of a binding (either end) that are not themselves a person in
+        force (the prefilter holds them besides `active_keys`; each key comes from one of
+        the two)."""
         last = None
         active = self.txn.cursor(db=self.store.persons_active)
         for composite in self.txn.cursor(db=self.store.bindings).iternext(keys=True, values=False):

@@ -161,3 +161,30 @@ def test_bulk_and_event_paths_agree_on_bindings(tmp_path):
         assert a.count("bindings") >= 1
     slow.close()
     fast.close()
+
+
+def test_a_binding_works_both_ways_round(ledger, checker):
+    """Listing A binds the passport to the resident ID; listing O names the person by the
+    passport only. A check, a lookup and an exemption with the resident ID all reach O."""
+    outcomes = apply(ledger, list_person("A", PERSON, extra=[PASSPORT], event_id="a"),
+                     event("DELIST", "A", event_id="b", reason="SETTLED", effective_on="2025-01-01"),
+                     {**list_org("O", USCC, [], event_id="c"), "restricted_persons": [
+                         {"role": "LEGAL_REPRESENTATIVE", "name": "张伟", "document": PASSPORT}]})
+    assert [o.status for o in outcomes] == [APPLIED] * 3
+    on_id = check(checker, PERSON)
+    assert on_id.decision == "DENY" and denied_by(on_id) == ["O"] and on_id.matches[0].found.bound
+    found, _ = checker.lookup_person(normalize(DocumentType.RESIDENT_ID, PERSON))
+    assert sorted(f.listing["listing_id"] for f in found) == ["A", "O"]
+    assert [o.status for o in apply(ledger, exempt("O", doc(PERSON), "x"))] == [APPLIED]
+    assert check(checker, PERSON).decision == "ALLOW" and passport(checker).decision == "ALLOW"
+
+
+def test_a_person_known_by_two_bindings_is_one_person(ledger, checker):
+    """Passport P bound to ID X by A; P bound to ID Y by B (a court that knew the person by
+    another ID): all three documents reach every listing of theirs."""
+    outcomes = apply(ledger, list_person("A", PERSON, extra=[PASSPORT], event_id="a"),
+                     list_person("B", OTHER, extra=[PASSPORT], event_id="b", case_number="(2024)京0105执2号"),
+                     event("DELIST", "A", event_id="c", reason="SETTLED", effective_on="2025-01-01"))
+    assert [o.status for o in outcomes] == [APPLIED] * 3
+    assert denied_by(check(checker, PERSON)) == ["B"]
+    assert denied_by(passport(checker)) == ["B"]
