@@ -28,7 +28,7 @@ from .identity import (
     DocumentType,
     InvalidDocument,
     Keyer,
-    canonical_resident_ids,
+    canonical_resident_id_bytes,
     document_key,
     normalize,
     parse_document_type,
@@ -77,13 +77,14 @@ class CheckQuery:
 
 @dataclass(frozen=True, slots=True)
 class PlainBatch:
-    """`check_plain_batch`'s answer: the positions ruled out by the prefilter (ALLOW,
-    never listed, answered for `day` at `seq`), and a result or error for every other."""
+    """`check_plain_batch`'s answer: the items ruled out by the prefilter (ALLOW, never
+    listed, answered for `day` at `seq`), and a result or error for every other."""
 
     seq: int
     day: date
     mode: str
-    never_listed: list[int]
+    never_listed: list[int]  # positions in the batch, ascending
+    never_listed_plain: np.ndarray  # the same items, as indexes into the plain numbers
     results: dict[int, CheckResult | Exception]
 
 
@@ -168,10 +169,10 @@ class Checker:
                 observe(time.perf_counter() - started)
         return results
 
-    def check_plain_batch(self, positions: list[int], numbers: list[str], names: list[str], trip: Trip | None,
+    def check_plain_batch(self, positions: list[int], numbers: list[bytes], names: list[str], trip: Trip | None,
                           travel_date: date | None, *, others: list[tuple[int, CheckQuery]] = ()) -> PlainBatch:
-        """The fast path for a batch whose common items are resident IDs with no country
-        and one trip and travel date for all (at `positions`), answered with the batch's
+        """The fast path for a batch whose common items are resident IDs of 18 bytes (UTF-8)
+        with one trip and travel date for all (at `positions`), answered with the batch's
         other queries (`others`, by position) from one snapshot. Same answers as
         `check_many` on the same queries, item for item; what it skips is only work whose
         outcome is known: canonical numbers are validated for the whole batch at once,
@@ -197,27 +198,29 @@ class Checker:
                 day = travel_day(travel_date, today)
             except InvalidTrip as exc:
                 problem = exc
-            canonical = np.flatnonzero(canonical_resident_ids(numbers)).tolist()
-            never_listed: list[int] = []
+            joined = b"".join(numbers)
+            canonical = np.flatnonzero(canonical_resident_id_bytes(joined)) if numbers else np.zeros(0, np.int64)
+            never_plain = np.zeros(0, np.int64)
             results: dict[int, CheckResult | Exception] = {}
             if problem is not None:
-                results.update((positions[i], problem) for i in canonical)
-            elif canonical and prefilter is not None:
-                keys = np.frombuffer(self._resident_keyer.keys([numbers[i] for i in canonical]), dtype=np.uint8)
-                maybe = prefilter.may_contain_many(keys.reshape(-1, KEY_SIZE)).tolist()
-                never_listed = [positions[i] for i, m in zip(canonical, maybe) if not m]
+                results.update((positions[i], problem) for i in canonical.tolist())
+            elif len(canonical) and prefilter is not None:
+                keys = self._resident_keyer.keys([numbers[i] for i in canonical.tolist()])
+                maybe = prefilter.may_contain_many(np.frombuffer(keys, dtype=np.uint8).reshape(-1, KEY_SIZE))
+                never_plain = canonical[~maybe]
+            never_listed = np.asarray(positions, dtype=np.int64)[never_plain].tolist()
             if never_listed:
                 _decision_counter(mode, ALLOW).inc(len(never_listed))
                 _PREFILTER_MISS.inc(len(never_listed))
             settled = set(never_listed) | results.keys()
-            queries = [(position, CheckQuery("RESIDENT_ID", number, "", name, trip, travel_date))
+            queries = [(position, CheckQuery("RESIDENT_ID", number.decode(), "", name, trip, travel_date))
                        for position, number, name in zip(positions, numbers, names) if position not in settled]
             for position, query in sorted([*queries, *others], key=lambda pq: pq[0]):
                 try:
                     results[position] = self._check_one(view, seq, query, today, prefilter)
                 except (InvalidDocument, InvalidTrip) as exc:
                     results[position] = exc
-        return PlainBatch(seq, day, mode, never_listed, results)
+        return PlainBatch(seq, day, mode, never_listed, never_plain, results)
 
     def _check_one(self, view: ReadView, seq: int, query: CheckQuery, today: date,
                    prefilter: Prefilter | None) -> CheckResult:

@@ -159,12 +159,18 @@ def canonical_resident_ids(numbers: list[str]) -> np.ndarray:
     17 digits and the right check character, upper-case X, a birth date that can be a
     date): for those, `normalize` would return the number unchanged. False means only
     "not this fast way": `normalize` decides (15-digit IDs, separators, lower-case x,
-    errors with their messages). tests/test_identity.py holds the two to each other."""
+    errors with their messages). tests/test_batch_fast.py holds the two to each other."""
     result = np.zeros(len(numbers), dtype=bool)
     candidates = [i for i, n in enumerate(numbers) if len(n) == 18 and n.isascii()]
-    if not candidates:
-        return result
-    raw = np.frombuffer("".join(numbers[i] for i in candidates).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
+    if candidates:
+        joined = "".join(numbers[i] for i in candidates).encode("ascii")
+        result[np.array(candidates)[canonical_resident_id_bytes(joined)]] = True
+    return result
+
+
+def canonical_resident_id_bytes(joined: bytes) -> np.ndarray:
+    """`canonical_resident_ids` for numbers of 18 bytes each, given concatenated."""
+    raw = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 18)
     digits = raw[:, :17].astype(np.int64) - 48
     ok = ((digits >= 0) & (digits <= 9)).all(axis=1)
     ok &= raw[:, 17] == _RIC_CHECK[(digits * _RIC_WEIGHTS).sum(axis=1) % 11]
@@ -172,8 +178,7 @@ def canonical_resident_ids(numbers: list[str]) -> np.ndarray:
     day = digits[:, 12] * 10 + digits[:, 13]
     ok &= (month >= 1) & (month <= 12)
     ok &= (day >= 1) & (day <= _MONTH_DAYS[np.clip(month, 0, 12)])
-    result[np.array(candidates)[ok]] = True
-    return result
+    return ok
 
 
 class Keyer:
@@ -184,14 +189,15 @@ class Keyer:
     def __init__(self, pepper: bytes, doc_type: DocumentType, country: str = DEFAULT_COUNTRY):
         self._state = hashlib.blake2b(f"{doc_type.value}:{country}:".encode(), key=pepper, digest_size=KEY_SIZE)
 
-    def keys(self, numbers: list[str]) -> bytes:
-        """The keys of canonical numbers, concatenated (16 bytes each)."""
-        state = self._state
+    def keys(self, numbers: list[bytes]) -> bytes:
+        """The keys of canonical numbers (UTF-8 bytes), concatenated (16 bytes each)."""
+        copy = self._state.copy
         digests = []
+        append = digests.append
         for number in numbers:
-            h = state.copy()
-            h.update(number.encode())
-            digests.append(h.digest())
+            h = copy()
+            h.update(number)
+            append(h.digest())
         return b"".join(digests)
 
 

@@ -38,7 +38,7 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
         if len(request.checks) > MAX_BATCH:
             errors.abort(context, errors.bad_request("checks", f"a batch holds at most {MAX_BATCH} checks"))
         if self.fast_batches:
-            outcome = batch_fast.answer_batch(self.checker, request.checks)
+            outcome = batch_fast.answer_batch(self.checker, request)
         else:
             outcome = self.reference_batch(request.checks)
         if isinstance(outcome, status_pb2.Status):
