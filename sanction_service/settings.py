@@ -70,6 +70,8 @@ class Settings:
     prefilter_min_capacity: int = field(default_factory=lambda: env_int("SANCTION_PREFILTER_MIN_CAPACITY", 100_000))
     # How long ApplyEvents waits for another writer (a loader) before answering UNAVAILABLE.
     writer_wait_seconds: float = field(default_factory=lambda: env_float("SANCTION_WRITER_WAIT_SECONDS", 5.0))
+    # BatchCheckRestriction's columnar fast path (grpc_api/batch_fast.py); off: item by item.
+    fast_batches: bool = field(default_factory=lambda: env_str("SANCTION_FAST_BATCHES", "on") != "off")
     prefilter_enabled: bool = field(default_factory=lambda: env_str("SANCTION_PREFILTER", "on") != "off")
     workers: int = field(default_factory=lambda: env_int("SANCTION_WORKERS", 1))
     # Pin each server process (worker i to the i-th allowed CPU): less GIL contention.

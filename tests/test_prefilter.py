@@ -143,3 +143,55 @@ def test_a_filter_asks_for_a_rebuild_at_80_percent_and_a_nearly_full_saved_one_i
         rebuilt, how = load_or_build(path, view, error_rate=0.001, min_capacity=40)
     assert "nearly full" in how and rebuilt.bloom.capacity >= 2 * 33 and not rebuilt.needs_rebuild
     assert all(rebuilt.may_contain(key(n)) for n in PEOPLE[:33])
+
+
+def test_vectorised_positions_equal_the_reference_on_random_keys():
+    import numpy as np
+
+    from sanction_service.prefilter import positions, positions_many
+
+    rng = np.random.default_rng(7)
+    keys = rng.integers(0, 256, size=(20_000, 16), dtype=np.uint8)
+    keys[:4] = [[0] * 16, [255] * 16, [0] * 8 + [255] * 8, [255] * 8 + [0] * 8]  # the wrap-around edges
+    for slices, bits_per_slice in ((10, 1438), (7, 2**31 - 1), (14, 8_000_003)):
+        many = positions_many(keys, slices, bits_per_slice)
+        assert many.tolist() == [positions(bytes(k), slices, bits_per_slice) for k in keys]
+
+
+def test_batch_and_single_key_adds_and_probes_agree_bit_for_bit(store):
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    keys = rng.integers(0, 256, size=(5_000, 16), dtype=np.uint8)
+    one, many = (Prefilter.empty(capacity=20_000, error_rate=0.001, store_id="s") for _ in range(2))
+    for k in keys:
+        one.add(bytes(k))
+    many.add_many(keys)
+    assert one.bloom.bitarray == many.bloom.bitarray and one.bloom.count == many.bloom.count == 5_000
+    others = rng.integers(0, 256, size=(20_000, 16), dtype=np.uint8)
+    probe = np.concatenate([keys, others])
+    assert many.may_contain_many(probe).tolist() == [many.may_contain(bytes(k)) for k in probe]
+    assert many.may_contain_many(keys).all()
+    assert many.may_contain_many(others).mean() < 0.01  # the false-positive rate it was sized for, roughly
+
+
+def test_nothing_uses_pybloom_lives_own_hashing_on_our_filters(saved, store, ledger, tmp_path, monkeypatch):
+    """pybloom-live's `in` and `add` compute other bit positions: used on our filter,
+    `in` would miss every listed key and answer ALLOW. Build, save, load, catch up and
+    check with both of them booby-trapped."""
+    from pybloom_live import BloomFilter
+
+    from sanction_service.checker import Checker, CheckQuery
+
+    def trap(*_):
+        raise AssertionError("pybloom-live's own hashing was used")
+
+    monkeypatch.setattr(BloomFilter, "__contains__", trap)
+    monkeypatch.setattr(BloomFilter, "add", trap)
+    with store.read() as view:
+        Prefilter.build(view, error_rate=0.001).save(saved, view)
+    apply(ledger, list_person("LATE", PEOPLE[30]))
+    checker = Checker(store, PEPPER, prefilter_path=saved, error_rate=0.001)
+    assert "loaded" in checker.warm_up()
+    results = checker.check_many([CheckQuery("RESIDENT_ID", n) for n in (PEOPLE[0], PEOPLE[30], PEOPLE[35])])
+    assert [r.decision.decision for r in results] == ["DENY", "DENY", "ALLOW"]

@@ -6,10 +6,18 @@ an error text.
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from .. import metrics
+from ..checker import NotReady
+from ..store import StoreError
+
+log = logging.getLogger(__name__)
 
 
 def bad_request(field: str, description: str) -> status_pb2.Status:
@@ -43,3 +51,21 @@ def code_name(status: status_pb2.Status) -> str:
 
 
 _NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
+
+
+def guard(work):
+    """Run the checker; when it cannot answer at all, the one Status for the whole call
+    (never a decision it could not read)."""
+    try:
+        return work()
+    except NotReady as exc:
+        status = unavailable(f"not ready: {exc}")
+    except StoreError as exc:
+        log.error("store unreadable: %s", exc)
+        status = unavailable("restriction store unavailable")
+    count_error(status)
+    return status
+
+
+def count_error(status: status_pb2.Status) -> None:
+    metrics.CHECK_ERRORS.labels(code_name(status)).inc()

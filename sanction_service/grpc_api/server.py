@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sanction.v1 import admin_pb2, admin_pb2_grpc, restriction_pb2, restriction_pb2_grpc
+from sanction.v1 import admin_pb2, admin_pb2_grpc, restriction_pb2
 
 from .. import metrics
 from ..checker import Checker
@@ -31,6 +31,7 @@ from ..store import PepperMismatch, Store
 from .admin import ListAdminServicer
 from .auth import TokenAuthInterceptor, load_tokens
 from .restriction import RestrictionServicer
+from .restriction import register as register_restriction
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def build_service(settings: Settings, *, store: Store | None = None, pepper: byt
     interceptors = [TokenAuthInterceptor(load_tokens(settings.tokens_file))] if settings.tokens_file else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_threads), options=options,
                          interceptors=interceptors)
-    restriction_pb2_grpc.add_RestrictionServiceServicer_to_server(RestrictionServicer(checker), server)
+    register_restriction(RestrictionServicer(checker, fast_batches=settings.fast_batches), server)
     admin = ListAdminServicer(checker, ledger, writer_wait_seconds=settings.writer_wait_seconds)
     admin_pb2_grpc.add_ListAdminServiceServicer_to_server(admin, server)
     health_servicer = health.HealthServicer()

@@ -1,0 +1,207 @@
+"""BatchCheckRestriction's fast path: the serialized answer for a whole batch, equal byte
+for byte to the reference (`RestrictionServicer.reference_batch`: `to_query`,
+`check_many`, `check_response` item by item, then the message serialized).
+
+What it skips, and why that is safe:
+- Reading each request's fields through protobuf objects. The common item of a batch is a
+  resident ID (no country, or CHN), an optional name, and the same trip and travel date
+  as the others. Protobuf serializes a message's fields in number order, so such an
+  item's bytes are a fixed document prefix, the 18-byte number, the name field, then
+  bytes equal to every other such item's (trip, travel date). That shape is recognised
+  on the bytes; everything else (another document type or country, another trip,
+  unknown fields) goes through the reference unchanged. When every item of the batch
+  has the shape and the same length (no names, or one name), the whole request is a
+  table of equal rows and the numbers are read as one of its columns.
+- Building a result object and a message for an item the prefilter rules out: its answer
+  is ALLOW, not restricted, no matches, the masked number, the batch's data version and
+  day. Those items are written from a per-batch template made by the reference's own
+  `check_response`, split around the masked number, a whole run of them at a time.
+The checker answers every item of the batch from one snapshot (`check_plain_batch`).
+tests/test_batch_fast.py compares the two paths on large random batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from google.rpc import status_pb2
+from sanction.v1 import restriction_pb2 as pb
+
+from ..checker import CheckQuery, CheckResult, PlainBatch
+from ..decisions import ALLOW, Decision
+from ..identity import InvalidDocument
+from ..policy import InvalidTrip
+from ..settings import MAX_NAME_CHARS
+from ..text import text_problem
+from . import errors
+from .convert import InvalidField, check_response, to_date, to_query, to_trip
+
+CALLER_ERRORS = (InvalidDocument, InvalidTrip, InvalidField)
+
+_NUMBER = "0" * 18
+
+
+def _document_shape(country: str) -> tuple[bytes, bytes]:
+    """The serialized CheckRequest's bytes before and after the number of a resident ID
+    with this country (as protobuf itself writes them)."""
+    raw = pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=_NUMBER, country=country)).SerializeToString()
+    before, after = raw.split(_NUMBER.encode())
+    return before, after
+
+
+# A resident ID with no country, or with CHN spelled as the normaliser writes it; the
+# length prefixes inside make the number exactly 18 bytes of UTF-8.
+_SHAPES = (_document_shape(""), _document_shape("CHN"))
+_NAME_TAG = pb.CheckRequest(name="x").SerializeToString()[:1]
+_ITEM_TAG = pb.BatchCheckRequest(checks=[pb.CheckRequest()]).SerializeToString()[:1]
+_PLACEHOLDER = "\x01" * 18  # never a masked number: control characters
+_STAR = ord("*")
+
+
+def answer_batch(checker, request: pb.BatchCheckRequest) -> bytes | status_pb2.Status:
+    """The serialized BatchCheckResponse for `request`, or one Status when nothing can be
+    answered (not ready, store unreadable), exactly as the reference would."""
+    checks = request.checks
+    uniform = _uniform_numbers(request.SerializeToString(), len(checks))
+    if uniform is not None:
+        numbers, name = uniform
+        plain_positions, names, others, answers = list(range(len(checks))), [name] * len(numbers), [], {}
+    else:
+        plain_positions, numbers, names, others, answers = _sort_items(checks)
+    trip = travel_date = None
+    if plain_positions:
+        first = checks[plain_positions[0]]
+        try:
+            trip = to_trip(first.trip) if first.HasField("trip") else None
+            travel_date = to_date(first.travel_date, "travel_date") if first.HasField("travel_date") else None
+        except InvalidField as exc:
+            # The reference's to_query fails each of them alike, before the checker.
+            status = errors.bad_request(exc.field, exc.reason)
+            answers.update((p, status) for p in plain_positions)
+            plain_positions, numbers, names = [], [], []
+    outcome = errors.guard(lambda: checker.check_plain_batch(
+        plain_positions, numbers, names, trip, travel_date, others=others))
+    if isinstance(outcome, status_pb2.Status):
+        return outcome
+    return _serialize(len(checks), numbers, outcome, answers)
+
+
+def _plain_item(raw: bytes) -> tuple[bytes, str, bytes, int] | None:
+    """(number, name, the bytes after them, where the number starts) of an item of the
+    common shape, else None."""
+    for before, after in _SHAPES:
+        start = len(before)
+        if raw.startswith(before) and raw.startswith(after, start + 18):
+            number, end = raw[start:start + 18], start + 18 + len(after)
+            break
+    else:
+        return None
+    name = ""
+    if raw.startswith(_NAME_TAG, end):
+        length = raw[end + 1]
+        if length >= 0x80:  # a name of 128 bytes or more is left to the reference
+            return None
+        name = raw[end + 2:end + 2 + length].decode()
+        end += 2 + length
+        if text_problem(name, MAX_NAME_CHARS, required=False) is not None:
+            return None
+    return number, name, raw[end:], start
+
+
+def _uniform_numbers(raw: bytes, count: int) -> tuple[list[bytes], str] | None:
+    """When every item is of the common shape with the same bytes but its number, the
+    request is `count` equal-length rows: the numbers and the shared name, read as a
+    column; else None."""
+    if count == 0 or not raw.startswith(_ITEM_TAG):
+        return None
+    width, length_bytes = raw[1], 1
+    if width >= 0x80:
+        if len(raw) < 3 or raw[2] >= 0x80:
+            return None
+        width, length_bytes = (width & 0x7F) | (raw[2] << 7), 2
+    row = 1 + length_bytes + width
+    if row * count != len(raw):
+        return None
+    item = _plain_item(raw[1 + length_bytes:row])
+    if item is None:
+        return None
+    start = 1 + length_bytes + item[3]
+    table = np.frombuffer(raw, dtype=np.uint8).reshape(count, row)
+    others = np.r_[0:start, start + 18:row]
+    if not (table[:, others] == table[0, others]).all():
+        return None
+    column = table[:, start:start + 18].tobytes()
+    return [column[i:i + 18] for i in range(0, 18 * count, 18)], item[1]
+
+
+def _sort_items(checks):
+    """Item by item: the common-shape items (positions, numbers, names) and the others'
+    queries, or their caller errors."""
+    plain_positions: list[int] = []
+    numbers: list[bytes] = []
+    names: list[str] = []
+    others: list[tuple[int, CheckQuery]] = []
+    answers: dict[int, object] = {}
+    common_rest = None
+    for position, check in enumerate(checks):
+        item = _plain_item(check.SerializeToString())
+        if item is not None:
+            if common_rest is None:
+                common_rest = item[2]
+            if item[2] == common_rest:
+                plain_positions.append(position)
+                numbers.append(item[0])
+                names.append(item[1])
+                continue
+        try:
+            others.append((position, to_query(check)))
+        except CALLER_ERRORS as exc:
+            answers[position] = errors.bad_request(exc.field, exc.reason)
+    return plain_positions, numbers, names, others, answers
+
+
+def _serialize(count: int, numbers: list[bytes], batch: PlainBatch, answers: dict[int, object]) -> bytes:
+    parts: list[bytes] = []
+    never = batch.never_listed
+    cursor = 0
+    if never:
+        before, after = _allow_template(batch)
+        # Every never-listed item's bytes at once: template, masked number, template.
+        table = np.frombuffer(b"".join(numbers), dtype=np.uint8).reshape(-1, 18)[batch.never_listed_plain]
+        rows = np.empty((len(never), len(before) + 18 + len(after)), dtype=np.uint8)
+        rows[:, :len(before)] = np.frombuffer(before, dtype=np.uint8)
+        rows[:, len(before):len(before) + 18] = table
+        rows[:, len(before) + 10:len(before) + 14] = _STAR  # canonical numbers are ASCII: masked as text
+        rows[:, len(before) + 18:] = np.frombuffer(after, dtype=np.uint8)
+        blob, width = rows.tobytes(), rows.shape[1]
+        # Runs of consecutive never-listed positions are copied whole.
+        breaks = (np.flatnonzero(np.diff(never) != 1) + 1).tolist()
+        for first, end in zip([0, *breaks], [*breaks, len(never)]):
+            parts.extend(_answer_bytes(p, batch, answers) for p in range(cursor, never[first]))
+            parts.append(blob[first * width:end * width])
+            cursor = never[end - 1] + 1
+    parts.extend(_answer_bytes(p, batch, answers) for p in range(cursor, count))
+    return b"".join(parts)
+
+
+def _answer_bytes(position: int, batch: PlainBatch, answers: dict[int, object]) -> bytes:
+    answer = answers.get(position)
+    if answer is None:
+        result = batch.results[position]
+        answer = check_response(result) if isinstance(result, CheckResult) else \
+            errors.bad_request(result.field, result.reason)
+    if isinstance(answer, status_pb2.Status):
+        errors.count_error(answer)
+        item = pb.BatchCheckItem(error=answer)
+    else:
+        item = pb.BatchCheckItem(result=answer)
+    # A repeated field's elements serialize one after another: one item's bytes are
+    # those of a response holding only it.
+    return pb.BatchCheckResponse(items=[item]).SerializeToString()
+
+
+def _allow_template(batch: PlainBatch) -> tuple[bytes, bytes]:
+    """The bytes of a never-listed item before and after its masked number."""
+    result = CheckResult(Decision(ALLOW, False), _PLACEHOLDER, batch.seq, batch.day, batch.mode)
+    raw = pb.BatchCheckResponse(items=[pb.BatchCheckItem(result=check_response(result))]).SerializeToString()
+    before, after = raw.split(_PLACEHOLDER.encode())
+    return before, after
