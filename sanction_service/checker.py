@@ -15,6 +15,8 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -143,22 +145,27 @@ class Checker:
     def check(self, query: CheckQuery) -> CheckResult:
         return self.check_many([query])[0]
 
-    def check_many(self, queries: list[CheckQuery]) -> list[CheckResult | Exception]:
-        """One read snapshot for all; a bad item yields its exception, not a failed batch."""
+    @contextmanager
+    def _snapshot(self) -> Iterator[tuple[ReadView, int, Prefilter | None, date]]:
+        """What one batch answers from: a read snapshot of a complete store, its data
+        version, one prefilter object caught up to that snapshot (a rebuilt filter swapped
+        in meanwhile may cover an older position, so the batch asks only this one), and
+        today, read once: a batch answers for one moment."""
         if not self.ready:
             raise NotReady("prefilter is loading")
-        results: list[CheckResult | Exception] = []
         with self.store.read() as view:
             view.require_complete()
-            seq = view.seq()
-            # One filter object for the whole batch, caught up to this batch's snapshot:
-            # a rebuilt filter swapped in meanwhile may cover an older position.
             prefilter = self.prefilter
             if prefilter is not None:
                 prefilter.catch_up(view)
                 if prefilter.needs_rebuild:
                     self._rebuild_in_background()
-            today = self.clock()  # once per snapshot: a batch answers for one moment
+            yield view, view.seq(), prefilter, self.clock()
+
+    def check_many(self, queries: list[CheckQuery]) -> list[CheckResult | Exception]:
+        """One read snapshot for all; a bad item yields its exception, not a failed batch."""
+        results: list[CheckResult | Exception] = []
+        with self._snapshot() as (view, seq, prefilter, today):
             observe = metrics.CHECK_LATENCY.observe
             for query in queries:
                 started = time.perf_counter()
@@ -179,17 +186,7 @@ class Checker:
         their keys come from one prepared hash state, the prefilter is asked for all of
         them at once, and an item the filter rules out gets no object at all (ALLOW, not
         restricted, never listed). Every other item goes through `_check_one`, the reference."""
-        if not self.ready:
-            raise NotReady("prefilter is loading")
-        with self.store.read() as view:
-            view.require_complete()
-            seq = view.seq()
-            prefilter = self.prefilter
-            if prefilter is not None:
-                prefilter.catch_up(view)
-                if prefilter.needs_rebuild:
-                    self._rebuild_in_background()
-            today = self.clock()
+        with self._snapshot() as (view, seq, prefilter, today):
             mode = trip.mode.value if trip else "NONE"
             day, problem = today, None
             try:  # after the document, the reference checks the trip, then the date
