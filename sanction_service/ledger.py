@@ -25,7 +25,9 @@ from . import lifecycle
 from .events import Event, EventRejected, EventType, parse_event
 from .identity import Document, document_key
 from .store import (
+    BOUND_TO,
     GENESIS_CHAIN,
+    HOLDS,
     Store,
     add_counter,
     binding_key,
@@ -171,14 +173,16 @@ class Ledger:
                 new = lifecycle.corrected(old, event, self.key_of)
             else:
                 new = old
-                exemption, exempt_person = lifecycle.exemption(
+                exemption, exempt_persons = lifecycle.exemption(
                     old, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document)))
 
         seq = decode_u64(txn.get(b"seq", db=s.meta)) + 1
         new = lifecycle.with_event(new, event.event_id)
         added = self._reindex(txn, old, new)
         if exemption is not None:
-            txn.put(exemption_key(exempt_person, event.listing_id, event.reference), dumps(exemption), db=s.exemptions)
+            for person_key in exempt_persons:
+                txn.put(exemption_key(person_key, event.listing_id, event.reference), dumps(exemption),
+                        db=s.exemptions)
         self._put(txn, s.listings, event.listing_id.encode(), dumps(new))
         self._count(txn, event, old, new)
         journal = {"event_id": event.event_id, "type": event.type.value, "listing_id": event.listing_id,
@@ -236,8 +240,8 @@ class Ledger:
             txn.delete(binding_key(document, person, lid), db=self.store.bindings)
             txn.delete(binding_key(person, document, lid), db=self.store.bindings)
         for document, person in after - before:
-            txn.put(binding_key(document, person, lid), b"", db=self.store.bindings)
-            txn.put(binding_key(person, document, lid), b"", db=self.store.bindings)
+            txn.put(binding_key(document, person, lid), BOUND_TO, db=self.store.bindings)
+            txn.put(binding_key(person, document, lid), HOLDS, db=self.store.bindings)
         # Both ends: either may now reach a listing that names only the other.
         return {key for pair in after - before for key in pair}
 

@@ -66,15 +66,17 @@ def with_event(record: dict, event_id: str) -> dict:
     return {**record, "event_ids": [*record["event_ids"], event_id]}
 
 
-def exemption(record: dict, event: Event, person_keys: list[bytes]) -> tuple[dict, bytes]:
+def exemption(record: dict, event: Event, person_keys: list[bytes]) -> tuple[dict, list[bytes]]:
     """The exemption an EXEMPT grants: one listing, one person, some modes, a date window.
-    `person_keys` are the persons the event's document stands for (itself and those it is
-    bound to); returns the exemption and the key of the person it covers on this listing,
-    under whichever of their documents it was asked for. Never an organisation."""
-    wanted = [k.hex() for k in person_keys]
-    person = next((p for key in wanted for p in record["persons"]
-                   if p["key"] == key and p["slot"] != "extra" and p["kind"] != ORGANIZATION.decode()), None)
-    if person is None:
+    `person_keys` are every document of the person the event names (`store.persons_of`);
+    returns the exemption and the keys of the listing's entries for that person (a
+    listing may name one person twice, e.g. as legal representative and as principal,
+    under two of their documents: the exemption covers the person, so every entry).
+    Never an organisation."""
+    wanted = {k.hex() for k in person_keys}
+    entries = [p["key"] for p in record["persons"]
+               if p["key"] in wanted and p["slot"] != "extra" and p["kind"] != ORGANIZATION.decode()]
+    if not entries:
         raise EventRejected("document", "is not a person restricted by this listing")
     return {
         "listing_id": record["listing_id"],
@@ -83,7 +85,7 @@ def exemption(record: dict, event: Event, person_keys: list[bytes]) -> tuple[dic
         "modes": [m.value for m in event.modes],
         "valid_from": event.valid_from.isoformat(),
         "valid_to": event.valid_to.isoformat(),
-    }, bytes.fromhex(person["key"])
+    }, [bytes.fromhex(k) for k in dict.fromkeys(entries)]
 
 
 def index_entries(record: dict) -> dict[bytes, bytes]:

@@ -24,7 +24,9 @@ import lmdb
 
 from . import lifecycle
 from .store import (
+    BOUND_TO,
     GENESIS_CHAIN,
+    HOLDS,
     SCHEMA_VERSION,
     Store,
     binding_key,
@@ -80,8 +82,8 @@ def _bind_extra_documents(txn: lmdb.Transaction, store: Store) -> int:
             if record["status"] == lifecycle.ACTIVE:
                 txn.put(key + lid.encode(), kind, db=store.persons_active)
         for document, person_key in lifecycle.declared_bindings(record):
-            txn.put(binding_key(document, person_key, lid), b"", db=store.bindings)
-            txn.put(binding_key(person_key, document, lid), b"", db=store.bindings)
+            txn.put(binding_key(document, person_key, lid), BOUND_TO, db=store.bindings)
+            txn.put(binding_key(person_key, document, lid), HOLDS, db=store.bindings)
             count += 1
     return count
 

@@ -5,9 +5,10 @@ Layout (named databases; no plain document number is ever a key or a value):
   listings        listing_id -> listing record (JSON, masked documents, keyed hashes)
   persons_active  person key (16 B) + listing_id -> entry kind: listings in force
   persons_all     person key (16 B) + listing_id -> entry kind: every listing ever naming it
-  bindings        document key (16 B) + document key (16 B) + listing_id -> b"": the listing binds
-                  the two documents to one person (a subject's extra document and the subject's
-                  document); written both ways round, so either document finds the other
+  bindings        document key (16 B) + document key (16 B) + listing_id -> direction: the listing
+                  binds a subject's extra document to the subject's document. Written both ways
+                  round: bound document + person -> b">" ("is bound to"), person + bound
+                  document -> b"<" ("holds")
   exemptions      person key + listing_id length (2 B) + listing_id + reference -> exemption (JSON)
   events          event_id -> content digest (16 B) + journal sequence (8 B): dedupe
   journal         sequence (8 B big-endian) -> {event_id, type, listing_id, added keys, chain}
@@ -47,9 +48,8 @@ from .writer_lock import writer_lock_for
 SCHEMA_VERSION = b"2"
 DB_NAMES = ("meta", "listings", "persons_active", "persons_all", "bindings", "exemptions", "events", "journal",
             "counters")
-# How far a chain of bindings is followed (a document bound to a person who is in turn
-# bound to another); real chains have one link.
-MAX_BINDING_DEPTH = 4
+BOUND_TO = b">"  # a bindings row from a bound document to its person
+HOLDS = b"<"  # the same binding from the person to the document
 # Set by a bulk load in its first transaction and cleared in its last: until then the
 # person indexes are not written and the store must not answer anyone.
 INCOMPLETE = b"bulk_load_incomplete"
@@ -119,23 +119,32 @@ def binding_key(document_key: bytes, person_key: bytes, listing_id: str) -> byte
 
 
 def persons_of(txn: lmdb.Transaction, bindings, key: bytes) -> list[bytes]:
-    """Every document of the person `key` stands for: itself, and every document a binding
-    links to it, directly or through others (up to MAX_BINDING_DEPTH links), in a stable
-    order. A listing names the person under any one of them."""
-    found = [key]
-    frontier = [key]
-    for _ in range(MAX_BINDING_DEPTH):
-        following = []
-        for document in frontier:
-            for composite in _keys_with_prefix(txn, bindings, document):
-                other = composite[KEY_SIZE:2 * KEY_SIZE]
-                if other not in found:
-                    found.append(other)
-                    following.append(other)
-        if not following:
-            break
-        frontier = following
-    return found
+    """The documents under which a listing names the person(s) `key` stands for, in a
+    stable order: the persons are `key` itself and every person it is bound to; each
+    person's documents are their own and every document bound to them. So a resident ID
+    reaches a listing that names the person by a bound passport, and a passport bound to
+    two persons reaches both persons' listings; but two persons who share a bound
+    document stay two persons (one's listings never restrict the other's resident ID)."""
+    persons = [key]
+    for composite, direction in _items_with_prefix(txn, bindings, key):
+        if direction == BOUND_TO and composite[KEY_SIZE:2 * KEY_SIZE] not in persons:
+            persons.append(composite[KEY_SIZE:2 * KEY_SIZE])
+    documents = list(persons)
+    for person in persons:
+        for composite, direction in _items_with_prefix(txn, bindings, person):
+            if direction == HOLDS and composite[KEY_SIZE:2 * KEY_SIZE] not in documents:
+                documents.append(composite[KEY_SIZE:2 * KEY_SIZE])
+    return documents
+
+
+def _items_with_prefix(txn: lmdb.Transaction, db, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    cursor = txn.cursor(db=db)
+    if not cursor.set_range(prefix):
+        return
+    for composite, value in cursor:
+        if not composite.startswith(prefix):
+            return
+        yield composite, value
 
 
 def _keys_with_prefix(txn: lmdb.Transaction, db, prefix: bytes) -> Iterator[bytes]:

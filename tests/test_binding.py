@@ -179,12 +179,25 @@ def test_a_binding_works_both_ways_round(ledger, checker):
     assert check(checker, PERSON).decision == "ALLOW" and passport(checker).decision == "ALLOW"
 
 
-def test_a_person_known_by_two_bindings_is_one_person(ledger, checker):
-    """Passport P bound to ID X by A; P bound to ID Y by B (a court that knew the person by
-    another ID): all three documents reach every listing of theirs."""
+def test_two_persons_who_share_a_bound_passport_stay_two_persons(ledger, checker):
+    """Passport P bound to ID X by A and to ID Y by B: P answers for both persons, but
+    neither person's listings restrict the other's resident ID."""
     outcomes = apply(ledger, list_person("A", PERSON, extra=[PASSPORT], event_id="a"),
                      list_person("B", OTHER, extra=[PASSPORT], event_id="b", case_number="(2024)京0105执2号"),
                      event("DELIST", "A", event_id="c", reason="SETTLED", effective_on="2025-01-01"))
     assert [o.status for o in outcomes] == [APPLIED] * 3
-    assert denied_by(check(checker, PERSON)) == ["B"]
     assert denied_by(passport(checker)) == ["B"]
+    assert denied_by(check(checker, OTHER)) == ["B"]
+    assert check(checker, PERSON).decision == "ALLOW"
+
+
+def test_an_exemption_covers_every_entry_of_the_person_on_the_listing(ledger, checker):
+    """An organisation names the person twice, under two of their documents (legal
+    representative by ID, principal by the bound passport): one EXEMPT covers both."""
+    org = {**list_org("O", USCC, [("LEGAL_REPRESENTATIVE", "张伟", PERSON)], event_id="b")}
+    org["restricted_persons"] = [*org["restricted_persons"],
+                                 {"role": "PRINCIPAL", "name": "张伟", "document": PASSPORT}]
+    outcomes = apply(ledger, list_person("A", PERSON, extra=[PASSPORT], event_id="a"),
+                     event("PERFORM", "A", event_id="c", performed_on="2025-01-01"), org, exempt("O", PASSPORT, "x"))
+    assert [o.status for o in outcomes] == [APPLIED] * 4
+    assert check(checker, PERSON).decision == "ALLOW" and passport(checker).decision == "ALLOW"

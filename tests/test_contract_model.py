@@ -13,10 +13,9 @@ Driven two ways: the Ledger and the Checker in process on a real LMDB store (now
 fresh Checker, its prefilter read back from file or rebuilt), and a real gRPC server fed
 through ApplyEvents and asked with BatchCheckRestriction.
 
-One service bug was found (reproduced by the xfail tests at the end): the service does not
-treat the documents bound to a person as one person when a listing names the person by a
-bound document. The comparison excludes exactly the disagreements that the model without
-that one rule would accept, and counts them.
+One service bug was found by it and fixed (the regression tests at the end): the service did
+not treat the documents bound to a person as one person when a listing named the person by a
+bound document, nor cover every entry of that person with one exemption.
 
 Standalone, for a long run:
     .venv/bin/python tests/test_contract_model.py --seeds 20 --events 20000 [--grpc] [--first-seed 100]
@@ -64,7 +63,6 @@ class Report:
     sets_either: int = 0  # the decision settled, but whether some listing denies (or `restricted`) left open
     errors: int = 0
     disagreements: list = field(default_factory=list)
-    excluded: Counter = field(default_factory=Counter)
     hits: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -72,14 +70,13 @@ class Report:
         for name in ("events", "outcomes_either", "decisions", "decisions_either", "sets_either", "errors", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.disagreements += other.disagreements
-        self.excluded.update(other.excluded)
         self.hits.update(other.hits)
 
     def summary(self) -> str:
         return (f"{self.events} events ({self.outcomes_either} with either outcome), {self.decisions} decisions "
                 f"compared ({self.decisions_either} either, {self.sets_either} with a listing or `restricted` either, "
                 f"{self.errors} caller errors), "
-                f"{len(self.disagreements)} disagreements, excluded as known service bugs: {dict(self.excluded)}, "
+                f"{len(self.disagreements)} disagreements, "
                 f"{self.seconds:.1f} s")
 
 
@@ -113,23 +110,6 @@ def check_plan(model: cm.Model, rnd: random.Random) -> list[tuple[dict, tuple | 
     return plan
 
 
-# The service bug the comparison steps around (reproduced by the xfail tests below): a listing
-# that names a document bound to a person does not restrict that person's other documents, and
-# an EXEMPT cannot name the person by them. A disagreement is put down to it only when the
-# model without that one rule accepts the service's answer.
-SAME_PERSON_BINDINGS = "same-person bindings (a listing naming a bound document)"
-
-
-def known_service_bug_in_check(model: cm.Model, check, actual) -> str:
-    with model.as_if_bindings_went_one_way():
-        return SAME_PERSON_BINDINGS if not cm.compare_check(model.expect_check(*check), actual) else ""
-
-
-def known_service_bug_in_event(model: cm.Model, ev, status: str) -> str:
-    with model.as_if_bindings_went_one_way():
-        return SAME_PERSON_BINDINGS if status in model.expect_event(ev).outcomes else ""
-
-
 def run(system, seed: int, n_events: int, today: date, *, chunk: int = CHUNK, log=None) -> Report:
     """Feed `n_events` random events to `system` and to the model in chunks, comparing every
     outcome, then check the plan after every chunk."""
@@ -147,11 +127,7 @@ def run(system, seed: int, n_events: int, today: date, *, chunk: int = CHUNK, lo
                 report.outcomes_either += 1
             problem = cm.compare_event(expectation, status, field_, seq, model.seq)
             if problem:
-                bug = known_service_bug_in_event(model, ev, status)
-                if bug:
-                    report.excluded[f"{bug}: events"] += 1
-                else:
-                    report.disagreements.append(f"seed {seed} event #{i} {ev}: {problem}")
+                report.disagreements.append(f"seed {seed} event #{i} {ev}: {problem}")
             if status == cm.APPLIED and expectation.apply is None:
                 listing = model.listings.get((cm.decode(ev) or {}).get("listing_id"))
                 if listing is not None:
@@ -173,10 +149,6 @@ def run(system, seed: int, n_events: int, today: date, *, chunk: int = CHUNK, lo
                 report.sets_either += 1
             problem = cm.compare_check(expectation, actual)
             if problem:
-                bug = known_service_bug_in_check(model, check, actual)
-                if bug:
-                    report.excluded[f"{bug}: checks"] += 1
-                    continue
                 doc, trip, day = check
                 report.disagreements.append(
                     f"seed {seed} after event #{start + len(events) - 1}: check {doc} trip={trip} "
@@ -357,18 +329,18 @@ def test_every_silent_place_is_named_once():
     assert len(names) == len(set(names)) and all(reason.strip() for _, reason in cm.SILENT)
 
 
-# --------------------------------------------------------------------------- service bugs found
+# --------------------------------------------------------------------------- the service bug it found, fixed
 #
 # A listing that names a person by a document bound to them (their passport or permit, which a
-# listing of theirs put in its extra_documents) restricts only that document: the person's
-# resident ID and other bound documents are answered as if it did not exist, an EXEMPT naming the
-# person by their resident ID is rejected, and an exemption covers only the entry under the
+# listing of theirs put in its extra_documents) restricted only that document: the person's
+# resident ID and other bound documents were answered as if it did not exist, an EXEMPT naming the
+# person by their resident ID was rejected, and an exemption covered only the entry under the
 # document it named. The contract: binding is a fact about the person; a PERSON debtor is
 # restricted "under every document bound to them", a bound document "belongs to that person for
 # every listing that names the person, as subject or in an organisation role", and an EXEMPT is
 # rejected only when its document "does not belong to a person that the listing restricts (under
 # any of their bound documents)"; an exemption covers "one person (under every document bound to
-# them)". The comparison above excludes exactly these (SAME_PERSON_BINDINGS).
+# them)".
 
 PERSON = cm.RESIDENTS[3]["number"]
 PASSPORT = doc("E87654321", "PASSPORT", "CHN")
@@ -404,7 +376,6 @@ def _person_with_bound_documents():
             event("PERFORM", "A", event_id="a-performed", performed_on=iso(-1))]
 
 
-@pytest.mark.xfail(strict=True, reason="a listing naming a bound passport does not restrict the person's resident ID")
 def test_a_listing_naming_the_bound_passport_restricts_the_resident_id(ledger, checker):
     apply(ledger, *_person_with_bound_documents(),
           _org_naming(("LEGAL_REPRESENTATIVE", PASSPORT)))
@@ -412,8 +383,6 @@ def test_a_listing_naming_the_bound_passport_restricts_the_resident_id(ledger, c
     assert _check(checker, doc(PERSON)) == ("DENY", ["O"])  # the service: ("ALLOW", [])
 
 
-@pytest.mark.xfail(strict=True, reason="a listing naming a bound passport does not restrict the person's other "
-                                       "bound documents")
 def test_a_listing_naming_the_bound_passport_restricts_the_other_bound_documents(ledger, checker):
     apply(ledger, *_person_with_bound_documents(),
           event("LIST", "B", event_id="b", list_type="DISHONEST", case_number="(2026)京0105执2号", court="北京市朝阳区人民法院",
@@ -422,8 +391,6 @@ def test_a_listing_naming_the_bound_passport_restricts_the_other_bound_documents
     assert _check(checker, PERMIT) == ("DENY", ["B"])  # the service: ("ALLOW", [])
 
 
-@pytest.mark.xfail(strict=True, reason="an EXEMPT naming the person by resident ID is rejected on a listing that "
-                                       "names them by their bound passport")
 def test_an_exempt_may_name_the_person_by_resident_id_when_the_listing_names_the_bound_passport(ledger, checker):
     apply(ledger, *_person_with_bound_documents(),
           _org_naming(("LEGAL_REPRESENTATIVE", PASSPORT)))
@@ -434,8 +401,6 @@ def test_an_exempt_may_name_the_person_by_resident_id_when_the_listing_names_the
     assert _check(checker, PASSPORT) == ("ALLOW", [])
 
 
-@pytest.mark.xfail(strict=True, reason="an exemption covers only the listing's entry under the document it named, "
-                                       "not the same person's entry under their resident ID")
 def test_an_exemption_covers_the_person_named_twice_on_one_listing(ledger, checker):
     apply(ledger, *_person_with_bound_documents(),
           _org_naming(("LEGAL_REPRESENTATIVE", doc(PERSON)), ("PRINCIPAL", PASSPORT)),
@@ -445,10 +410,8 @@ def test_an_exemption_covers_the_person_named_twice_on_one_listing(ledger, check
     assert _check(checker, PASSPORT) == ("ALLOW", [])  # the service: ("DENY", ["O"]) as well
 
 
-def test_the_model_expects_what_the_reproductions_assert_and_its_exclusion_is_that_bug_only():
-    """The four reproductions above, through the model: it answers what they assert, and the model
-    without same-person bindings accepts what the service answers (so the comparison's
-    exclusion covers them), while every other answer stays as strict."""
+def test_the_model_expects_what_the_regression_tests_assert():
+    """The regression tests above, through the model: it answers what they assert."""
     def model_after(*events) -> cm.Model:
         model = cm.Model(today_in_shanghai())
         for ev in events:
@@ -464,13 +427,9 @@ def test_the_model_expects_what_the_reproductions_assert_and_its_exclusion_is_th
     base = _person_with_bound_documents()
     model = model_after(*base, _org_naming(("LEGAL_REPRESENTATIVE", PASSPORT)))
     assert answer(model, PASSPORT) == answer(model, doc(PERSON)) == ("DENY", ["O"])
-    assert known_service_bug_in_check(model, (doc(PERSON), cm.TRIPS[1], None), ("ALLOW", False, frozenset(),
-                                                                               cm.mask(cm.norm(doc(PERSON))),
-                                                                               frozenset()))
     exempt = event("EXEMPT", "O", event_id="x", document=doc(PERSON), modes=["FLIGHT"], valid_from=iso(-1),
                    valid_to=iso(30), reference="(2026)沪0115执567号之一")
     assert model.expect_event(exempt).outcomes == {cm.APPLIED}
-    assert known_service_bug_in_event(model, exempt, cm.REJECTED)
     model.follow(exempt, model.expect_event(exempt), cm.APPLIED)
     assert answer(model, PASSPORT) == ("ALLOW", [])
 
@@ -482,10 +441,10 @@ def test_the_model_expects_what_the_reproductions_assert_and_its_exclusion_is_th
                         event("EXEMPT", "O", event_id="x", document=PASSPORT, modes=["FLIGHT"], valid_from=iso(-1),
                               valid_to=iso(30), reference="(2026)沪0115执567号之一"))
     assert answer(model, doc(PERSON)) == answer(model, PASSPORT) == ("ALLOW", [])
-    # Not an excuse for anything else: a service that let the resident ID fly on listing A in force would not be excused.
+    # And the comparison has teeth: the resident ID flying on listing A in force is a disagreement.
     model = model_after(list_person("A", PERSON, extra=[PASSPORT], event_id="a", listed_on=iso(-30)))
-    assert not known_service_bug_in_check(model, (doc(PERSON), cm.TRIPS[1], None),
-                                          ("ALLOW", True, frozenset(), cm.mask(cm.norm(doc(PERSON))), frozenset()))
+    assert cm.compare_check(model.expect_check(doc(PERSON), cm.TRIPS[1], None),
+                            ("ALLOW", True, frozenset(), cm.mask(cm.norm(doc(PERSON))), frozenset()))
 
 
 # --------------------------------------------------------------------------- standalone
