@@ -130,8 +130,11 @@ class Follower:
                     self._set_state("disconnected", f"{type(exc).__name__}: {exc}")
                     await _sleep(stop, 0.5)
                     continue
+            # Caught up, ask for one message: the client's fetch of a batch waits for the
+            # whole batch (or the time-out) once a first message came; one returns at once.
+            want = self.batch if self.status.lag_events > 0 else 1
             try:
-                messages = await sub.fetch(self.batch, timeout=self.idle_seconds)
+                messages = await sub.fetch(want, timeout=self.idle_seconds)
             except TimeoutError:
                 if await self._idle():
                     sub = await self._drop(sub)
