@@ -46,8 +46,8 @@ def feed(tmp_path_factory):
     """A feed of every event type, mostly in force today, its probes and a clean local load's digest."""
     work = tmp_path_factory.mktemp("replication-feed")
     path = work / "feed.jsonl"
-    synth.write_feed(path, 5, 3000, start=date.today())
-    probes = list(synth.generate_probes(5, 3000, start=date.today()))
+    synth.write_feed(path, 5, 2000, start=date.today())
+    probes = list(synth.generate_probes(5, 2000, start=date.today()))
     clean = work / "clean"
     init(clean)
     assert subprocess.run(load_command(clean, path), env=_env(ENV), cwd=ROOT, capture_output=True).returncode == 0
@@ -518,3 +518,84 @@ def stream_last_as(server: NatsServer, user: str, password: str) -> int:
             await nc.close()
 
     return asyncio.run(last())
+
+
+# 9. A publisher killed mid-feed, run again ---------------------------------------------
+
+def test_a_publisher_killed_mid_feed_and_run_again_publishes_each_line_once_in_order(tmp_path, nats_server, feed):
+    path, _, clean = feed
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "sanction_service", "publish", "--nats", nats_server.url, "--window", "4",
+         "--data-dir", str(tmp_path), "--rejects", str(tmp_path / "rejects"), str(path)],
+        env=_env(ENV), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: first.poll() is not None or stream_last_or_zero(nats_server) > 500, every=0.005)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = stream_last(nats_server)
+    assert 0 < killed_at < len(lines), "the kill did not land mid-feed"
+    again = publish(nats_server, path)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(lines) - killed_at} published" in again.stdout and f"{killed_at} duplicates" in again.stdout
+    assert stream_last(nats_server) == len(lines)
+    data = tmp_path / "replica"
+    init(data)
+    follower = follow(nats_server, data)
+    try:
+        wait_for(lambda: position(data) == len(lines))
+    finally:
+        stop(follower)
+    assert content(digest(data)) == clean  # every line once, in feed order
+
+
+def stream_last_or_zero(server: NatsServer) -> int:
+    try:
+        return stream_last(server)
+    except Exception:  # the stream does not exist yet
+        return 0
+
+
+# 10. TLS and a token -------------------------------------------------------------------
+
+def test_tls_and_token_settings_reach_nats(tmp_path, feed):
+    from test_security import _cert, _write
+
+    ca_key, ca_cert = _cert("test CA", None, None, ca=True)
+    ca, _ = _write(tmp_path / "ca", ca_key, ca_cert)
+    server_cert, server_key = _write(tmp_path / "server", *_cert("127.0.0.1", ca_key, ca_cert.subject, ca=False,
+                                                               san_ip=True))
+    client_cert, client_key = _write(tmp_path / "client", *_cert("replica", ca_key, ca_cert.subject, ca=False))
+    config = tmp_path / "tls.conf"
+    config.write_text(f'tls {{ cert_file: "{server_cert}", key_file: "{server_key}", ca_file: "{ca}", verify: true }}\n'
+                      'authorization { token: "s3cret-token" }\n', encoding="utf-8")
+    server = NatsServer(tmp_path / "jetstream", config=config).start()
+    try:
+        path, _, _ = feed
+        part = tmp_path / "part.jsonl"
+        part.write_text("".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:200]), encoding="utf-8")
+        secure = {"SANCTION_NATS_TLS_CA": ca, "SANCTION_NATS_TLS_CERT": client_cert,
+                  "SANCTION_NATS_TLS_KEY": client_key, "SANCTION_NATS_TOKEN": "s3cret-token"}
+        plain = publish(server, part, "--timeout", "3")
+        assert plain.returncode == 6, plain.stderr
+        wrong = publish(server, part, "--timeout", "3", env={**secure, "SANCTION_NATS_TOKEN": "wrong"})
+        assert wrong.returncode == 6, wrong.stderr
+        published = publish(server, part, env=secure)
+        assert published.returncode == 0 and "200 published" in published.stdout, published.stderr
+        data = tmp_path / "replica"
+        init(data)
+        follower = follow(server, data, env=secure)
+        try:
+            wait_for(lambda: position(data) == 200)
+        finally:
+            stop(follower)
+    finally:
+        server.stop()
+
+
+def test_the_embedded_default_never_loads_nats():
+    """serve, load and the replica health rule work without the NATS client."""
+    code = ("import sys; import sanction_service.cli, sanction_service.grpc_api.server, loaders.feed; "
+            "import sanction_service.replication.position, sanction_service.replication.status; "
+            "assert 'nats' not in sys.modules, 'nats imported'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env({}), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

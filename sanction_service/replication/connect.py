@@ -23,6 +23,9 @@ from ..settings import NatsSettings
 log = logging.getLogger(__name__)
 
 
+ATTEMPT_SECONDS = 5.0
+
+
 class NatsUnavailable(Exception):
     """No NATS server answered (or the stream did not) within the time allowed."""
 
@@ -61,17 +64,30 @@ async def connect(settings: NatsSettings, *, name: str, wait: float | None = Non
 
     while True:
         client = Client()
+        # With unlimited reconnects the client retries a first connection for ever too:
+        # each attempt gets a bounded time here, and this loop decides when to give up.
+        attempt = ATTEMPT_SECONDS if deadline is None else max(0.1, min(ATTEMPT_SECONDS, deadline - loop.time()))
         try:
-            await client.connect(error_cb=quiet, disconnected_cb=_note(client, "disconnected from NATS"),
-                                 reconnected_cb=_note(client, "reconnected to NATS"), **options)
+            await asyncio.wait_for(client.connect(
+                error_cb=quiet, disconnected_cb=_note(client, "disconnected from NATS"),
+                reconnected_cb=_note(client, "reconnected to NATS"), **options), attempt)
             return client
         except (TimeoutError, OSError, nats.errors.Error) as exc:
+            await _discard(client)
             if not told:
-                log.warning("cannot reach NATS at %s (%s); retrying", settings.url, exc or type(exc).__name__)
+                log.warning("cannot reach NATS at %s (%s); retrying", settings.url,
+                            str(exc) or type(exc).__name__)
                 told = True
         if (deadline is not None and loop.time() >= deadline) or (stop is not None and stop.is_set()):
             raise NatsUnavailable(f"no NATS server answered at {settings.url}")
         await asyncio.sleep(0.5)
+
+
+async def _discard(client: Client) -> None:
+    try:
+        await client.close()
+    except Exception:  # a half-open client: nothing more to release
+        pass
 
 
 def _note(client: Client, text: str):
