@@ -12,7 +12,7 @@ PROTOS := $(wildcard proto/sanction/v1/*.proto)
 STUBS := gen/sanction/v1/restriction_pb2.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test proto lint demo clean bench bench-tools
+.PHONY: run test proto lint demo clean bench bench-tools nats-server
 
 # grpcio-tools is bootstrapped first because the package (which includes the stubs)
 # cannot be installed before the stubs exist.
@@ -45,7 +45,14 @@ demo: $(INSTALLED)
 run: demo
 	$(VENV)/bin/sanction serve --data-dir $(DATA_DIR) --listen $(LISTEN) --metrics-port $(METRICS_PORT)
 
-test: $(INSTALLED)
+# The replication tests start a real JetStream server (Debian's nats-server); they are
+# skipped, saying why, only if it cannot be installed.
+nats-server:
+	@command -v nats-server >/dev/null || test -x /usr/sbin/nats-server || \
+		{ apt-get update -qq && apt-get install -y -qq nats-server >/dev/null; } || \
+		echo "could not install nats-server: the replication tests will be skipped"
+
+test: $(INSTALLED) nats-server
 	$(PY) -m pytest -q
 
 lint: $(INSTALLED)

@@ -91,8 +91,8 @@ class BulkLedger(Ledger):
     def _require_writable(self) -> None:
         pass  # the mark is this load's own (begin() set it)
 
-    def _apply_batch(self, batch: list[FeedLine]) -> list[Outcome]:
-        outcomes = super()._apply_batch(batch)
+    def _apply_batch(self, batch: list[FeedLine], meta_updates=None) -> list[Outcome]:
+        outcomes = super()._apply_batch(batch, meta_updates)
         self._since_remap += len(batch)
         if self._since_remap >= self.REMAP_EVERY:
             self.store.remap()

@@ -1,4 +1,5 @@
-"""The `sanction` command: serve, init, load, check, lookup, listing, stats, synth.
+"""The `sanction` command: serve, init, load, check, lookup, listing, stats, synth; and
+replication through NATS JetStream: publish, follow, snapshot, replica-status.
 
 Flags default to the environment variables of `settings` (named in each --help).
 """
@@ -13,7 +14,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from .settings import PEPPER_FILE, PREFILTER_FILE, Settings, env_str
+from .settings import PEPPER_FILE, PREFILTER_FILE, NatsSettings, Settings, env_str
 
 log = logging.getLogger("sanction")
 
@@ -35,6 +36,12 @@ def _target(parser: argparse.ArgumentParser, defaults: Settings) -> None:
     parser.add_argument("--tls-client-key", default="", help="PEM client key (mutual TLS)")
 
 
+def _nats(parser: argparse.ArgumentParser, nats: NatsSettings) -> None:
+    parser.add_argument("--nats", default=nats.url, help="NATS server URL(s), comma-separated [SANCTION_NATS_URL]; "
+                        "credentials and TLS: SANCTION_NATS_USER/PASSWORD/TOKEN/CREDS/TLS_CA/TLS_CERT/TLS_KEY")
+    parser.add_argument("--stream", default=nats.stream, help="JetStream stream [SANCTION_NATS_STREAM] (%(default)s)")
+
+
 def _document(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--document-type", default="RESIDENT_ID",
                         help="RESIDENT_ID, USCC, PASSPORT, HK_MACAO_PERMIT, TAIWAN_PERMIT, "
@@ -45,6 +52,7 @@ def _document(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = Settings()
+    nats = NatsSettings()
     parser = argparse.ArgumentParser(prog="sanction", description="Defaulter-list restriction service.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -66,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PEM CA: require client certificates it signed [SANCTION_TLS_CLIENT_CA]")
     p.add_argument("--tokens-file", default=defaults.tokens_file,
                    help="JSON bearer tokens with roles check/admin [SANCTION_TOKENS_FILE]")
+    p.add_argument("--follow-lag-max", type=int, default=defaults.follow_lag_max,
+                   help="the store is fed by `sanction follow`: health NOT_SERVING while the follower is more than N "
+                        "events behind the stream or silent for --follow-stale-seconds; -1: no follower "
+                        "[SANCTION_FOLLOW_LAG_MAX] (%(default)s)")
+    p.add_argument("--follow-stale-seconds", type=float, default=defaults.follow_stale_seconds,
+                   help="with --follow-lag-max: how old the follower's status may be [SANCTION_FOLLOW_STALE_SECONDS] "
+                        "(%(default)s)")
 
     p = sub.add_parser("init", help="create the pepper file (if none) and an empty store")
     _common(p, defaults)
@@ -107,6 +122,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", help="empty or new directory to write data.mdb into")
 
     p = sub.add_parser("digest", help="canonical digest of the store's contents (compare two stores)")
+    _common(p, defaults)
+
+    p = sub.add_parser("publish", help="validate a feed as `load` does and append its valid events to the stream",
+                       description="Validate a JSON Lines feed exactly as `sanction load` does (rejects file, same "
+                                   "reasons) and publish its valid events to the JetStream stream in feed order, "
+                                   "each once (docs/REPLICATION.md). Exit codes: 0 every line published or a "
+                                   "duplicate, 1 some lines rejected (the rest published), 2 the feed, the pepper or "
+                                   "the stream cannot be used, 6 NATS did not acknowledge for --timeout seconds "
+                                   "(what was acknowledged stays published: run the same feed again).")
+    _common(p, defaults)
+    _nats(p, nats)
+    p.add_argument("feed", help="feed file (JSON Lines; docs/FEED.md)")
+    p.add_argument("--rejects", help="where to write rejected lines (default <feed>.rejects.jsonl)")
+    p.add_argument("--window", type=int, default=256, help="messages in flight before their acks (%(default)s)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="give up after this many seconds without an acknowledgement (%(default)s)")
+
+    p = sub.add_parser("follow", help="apply the stream to this replica's store (runs beside `serve`)",
+                       description="Follow the JetStream stream: apply its events in order through the Ledger, each "
+                                   "batch with its stream sequence in one transaction, holding the store's writer "
+                                   "lock (docs/REPLICATION.md). Exit codes: 0 stopped by SIGTERM/SIGINT, 2 refused "
+                                   "(store missing or corrupt, another pepper, a store not fed by this stream, no "
+                                   "snapshot or a bad one for --bootstrap), 3 another writer holds the store and "
+                                   "--no-wait was given, 4 the store is full, 5 the stream no longer holds what comes "
+                                   "after this replica's position: bootstrap it again, 6 the --bootstrap download "
+                                   "failed (NATS error or time-out; nothing was installed).")
+    _common(p, defaults)
+    _nats(p, nats)
+    p.add_argument("--bootstrap", action="store_true",
+                   help="if the data dir holds no store, install the latest snapshot first (verified)")
+    p.add_argument("--consumer", default=nats.consumer,
+                   help="durable consumer name [SANCTION_FOLLOW_CONSUMER] (default: replica-<host>-<dir hash>)")
+    p.add_argument("--batch-size", type=int, default=500, help="messages per fetch and transaction (%(default)s)")
+    p.add_argument("--metrics-port", type=int, default=nats.follow_metrics_port,
+                   help="Prometheus port of the follower, 0 to disable [SANCTION_FOLLOW_METRICS_PORT] (%(default)s)")
+    p.add_argument("--no-wait", action="store_true", help="exit at once (code 3) if another writer holds the store")
+
+    p = sub.add_parser("snapshot", help="put a consistent copy of this replica into the NATS object store",
+                       description="Copy this replica's store from one read snapshot, describe it (stream sequence, "
+                                   "digest) and upload it to the snapshot bucket for `follow --bootstrap`. Exit "
+                                   "codes: 0 done, 2 the store cannot be opened or is not a replica, 6 NATS "
+                                   "unavailable.")
+    _common(p, defaults)
+    _nats(p, nats)
+    p.add_argument("--keep", type=int, default=3, help="snapshots kept in the bucket (%(default)s)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for NATS (%(default)s)")
+
+    p = sub.add_parser("replica-status", help="a replica's stream position, rejected messages and follower status")
     _common(p, defaults)
 
     p = sub.add_parser("check", help="ask the server whether a passenger may buy a ticket")
@@ -170,6 +233,7 @@ def cmd_serve(args) -> int:
     settings.pin_cpus = args.pin_cpus
     settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
     settings.tokens_file = args.tokens_file
+    settings.follow_lag_max, settings.follow_stale_seconds = args.follow_lag_max, args.follow_stale_seconds
     if args.no_prefilter:
         settings.prefilter_enabled = False
     try:
@@ -426,7 +490,172 @@ def cmd_synth(args) -> int:
     return 0
 
 
+EXIT_GAP, EXIT_NATS = 5, 6
+
+
+def _nats_settings(args) -> NatsSettings:
+    nats = NatsSettings()
+    nats.url, nats.stream = args.nats, args.stream
+    if getattr(args, "consumer", None):
+        nats.consumer = args.consumer
+    return nats
+
+
+def _pepper(settings: Settings) -> bytes:
+    from .pepper import load_pepper
+
+    pepper_file = settings.pepper_file or str(Path(settings.data_dir) / PEPPER_FILE)
+    return load_pepper(pepper_hex=settings.pepper_hex, pepper_file=pepper_file)
+
+
+def cmd_publish(args) -> int:
+    import asyncio
+
+    from .identity import pepper_fingerprint
+    from .pepper import PepperError
+    from .replication.connect import NatsError, NatsUnavailable
+    from .replication.publisher import publish_feed
+    from .replication.stream import StreamRefused
+
+    if not Path(args.feed).is_file():
+        log.error("cannot publish: no feed file at %s", args.feed)
+        return EXIT_STORE
+    try:
+        fingerprint = pepper_fingerprint(_pepper(_settings(args)))
+        summary = asyncio.run(publish_feed(args.feed, args.rejects or f"{args.feed}.rejects.jsonl",
+                                           _nats_settings(args), fingerprint, window=args.window,
+                                           give_up_after=args.timeout))
+    except (PepperError, StreamRefused, ValueError) as exc:
+        log.error("cannot publish: %s", exc)
+        return EXIT_STORE
+    except NatsUnavailable as exc:
+        log.error("publish stopped: %s; run the same feed again (nothing is published twice)", exc)
+        return EXIT_NATS
+    except NatsError as exc:
+        log.error("publish stopped: NATS answered %s: %s (permissions? see docs/REPLICATION.md); run the same feed "
+                  "again (nothing is published twice)", type(exc).__name__, exc)
+        return EXIT_NATS
+    print(summary.describe())
+    return EXIT_REJECTS if summary.rejected else EXIT_OK
+
+
+def cmd_follow(args) -> int:
+    import asyncio
+    import signal
+
+    from .grpc_api.server import open_store
+    from .identity import pepper_fingerprint
+    from .ledger import Ledger
+    from .pepper import PepperError
+    from .replication.connect import NatsError
+    from .replication.follower import Follower, default_consumer
+    from .replication.snapshot import SnapshotRefused, bootstrap
+    from .replication.status import status_path
+    from .store import StoreError, StoreFull
+    from .writer_lock import WriterBusy
+
+    settings = _settings(args)
+    nats = _nats_settings(args)
+    consumer = nats.consumer or default_consumer(settings.data_dir)
+    what = f"sanction follow {nats.stream} as {consumer}"
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        if args.bootstrap and not (Path(settings.data_dir) / "data.mdb").exists():
+            await bootstrap(Path(settings.data_dir), nats, pepper_fingerprint(_pepper(settings)), settings.map_size,
+                            stop=stop)
+        store, pepper = open_store(settings)
+        try:
+            with store.writing(what, wait=not args.no_wait, on_wait=log.warning):
+                follower = Follower(store, Ledger(store, pepper, writer=what), pepper_fingerprint(pepper), nats,
+                                    status_path(settings.data_dir), consumer=consumer, batch=args.batch_size)
+                return await follower.run(stop)
+        finally:
+            store.close()
+
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=settings.metrics_host)
+        log.info("follower metrics on http://%s:%d/metrics", settings.metrics_host, args.metrics_port)
+    try:
+        return asyncio.run(run())
+    except WriterBusy as exc:
+        log.error("cannot follow: %s", exc)
+        return EXIT_WRITER_BUSY
+    except StoreFull as exc:
+        log.error("follower stopped: %s", exc)
+        return EXIT_STORE_FULL
+    except (StoreError, PepperError, SnapshotRefused, ValueError) as exc:
+        log.error("refusing to follow: %s", exc)
+        return EXIT_STORE
+    except NatsError as exc:  # the bootstrap's download (the follower itself retries for ever)
+        log.error("bootstrap failed: NATS answered %s: %s; run it again", type(exc).__name__, exc)
+        return EXIT_NATS
+
+
+def cmd_snapshot(args) -> int:
+    import asyncio
+
+    from .grpc_api.server import open_store
+    from .identity import pepper_fingerprint
+    from .pepper import PepperError
+    from .replication.connect import NatsError, NatsUnavailable
+    from .replication.position import NotAReplica
+    from .replication.snapshot import take_snapshot
+    from .store import StoreError
+
+    settings = _settings(args)
+    try:
+        store, pepper = open_store(settings)
+    except (StoreError, PepperError) as exc:
+        log.error("cannot take a snapshot: %s", exc)
+        return EXIT_STORE
+    try:
+        manifest = asyncio.run(take_snapshot(store, _nats_settings(args), pepper_fingerprint(pepper), settings.map_size,
+                                             keep=args.keep, wait=args.timeout))
+    except (NotAReplica, StoreError, ValueError) as exc:
+        log.error("cannot take a snapshot: %s", exc)
+        return EXIT_STORE
+    except (NatsUnavailable, NatsError) as exc:
+        log.error("snapshot not stored: %s: %s", type(exc).__name__, exc)
+        return EXIT_NATS
+    finally:
+        store.close()
+    print(json.dumps(manifest, indent=2))
+    return EXIT_OK
+
+
+def cmd_replica_status(args) -> int:
+    from dataclasses import asdict
+
+    from .grpc_api.server import open_store
+    from .replication.position import read_position, rejections
+    from .replication.status import read_status, status_path
+
+    settings = _settings(args)
+    store, _ = open_store(settings)
+    try:
+        with store.read() as view:
+            where = read_position(view)
+            report = {"data_version": view.seq(), "position": asdict(where) if where else None,
+                      "rejected": rejections(view)}
+    finally:
+        store.close()
+    status = read_status(status_path(settings.data_dir))
+    report["follower"] = asdict(status) if status else None
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
 COMMANDS = {
+    "publish": cmd_publish,
+    "follow": cmd_follow,
+    "snapshot": cmd_snapshot,
+    "replica-status": cmd_replica_status,
     "serve": cmd_serve,
     "init": cmd_init,
     "load": cmd_load,

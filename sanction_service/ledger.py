@@ -10,13 +10,17 @@ A Ledger writes only while it holds the store's writer lock (taken for the whole
 `apply` unless the caller already holds it for longer, as a whole-feed load does).
 There is no growth of the map at run time: a full map or disk aborts the batch and
 raises StoreFull, which names the cause.
+
+`apply` takes an optional `meta_updates(batch, outcomes)`: meta keys the caller wants
+written in each batch's own transaction (a replica records the stream position it has
+applied up to), so they commit with the batch's events or not at all.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import lmdb
@@ -69,6 +73,9 @@ class FeedLine:
     event_id: str = ""
 
 
+MetaUpdates = Callable[[list[FeedLine], list[Outcome]], Mapping[bytes, bytes]]
+
+
 def raw_event_id(raw: object) -> str:
     """The event id of a line that may not parse, for reporting it."""
     event_id = raw.get("event_id", "") if isinstance(raw, dict) else ""
@@ -84,19 +91,21 @@ class Ledger:
     def key_of(self, doc: Document) -> bytes:
         return document_key(self._pepper, doc)
 
-    def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 1000, wait: bool | float = True) -> Iterator[Outcome]:
+    def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 1000, wait: bool | float = True,
+              meta_updates: MetaUpdates | None = None) -> Iterator[Outcome]:
         """Apply lines in order; yields one Outcome per line once its batch is committed.
-        Waits for another writer of the store first (`wait` as in Store.writing)."""
+        Waits for another writer of the store first (`wait` as in Store.writing).
+        `meta_updates(batch, outcomes)` returns meta keys to write in the batch's transaction."""
         with self.store.writing(self.writer, wait=wait):
             self._require_writable()
             batch: list[FeedLine] = []
             for line in lines:
                 batch.append(line)
                 if len(batch) >= batch_size:
-                    yield from self._apply_batch(batch)
+                    yield from self._apply_batch(batch, meta_updates)
                     batch = []
             if batch:
-                yield from self._apply_batch(batch)
+                yield from self._apply_batch(batch, meta_updates)
 
     def _require_writable(self) -> None:
         # A process that opened the store before a bulk load began (a server) must not add
@@ -104,12 +113,15 @@ class Ledger:
         with self.store.read() as view:
             view.require_complete()
 
-    def _apply_batch(self, batch: list[FeedLine]) -> list[Outcome]:
+    def _apply_batch(self, batch: list[FeedLine], meta_updates: MetaUpdates | None = None) -> list[Outcome]:
         outcomes = []
         txn = self.store.begin_write()
         try:
             for line in batch:
                 outcomes.append(self._apply_line(txn, line))
+            if meta_updates is not None:
+                for key, value in meta_updates(batch, outcomes).items():
+                    txn.put(key, value, db=self.store.meta)
             txn.commit()
         except lmdb.Error as exc:
             txn.abort()

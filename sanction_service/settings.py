@@ -86,3 +86,38 @@ class Settings:
     # Bearer tokens with roles (see grpc_api/auth.py); empty: no token required.
     tokens_file: str = field(default_factory=lambda: env_str("SANCTION_TOKENS_FILE"))
     log_level: str = field(default_factory=lambda: env_str("SANCTION_LOG_LEVEL", "INFO"))
+    # serve: with a follower feeding the store, health is NOT_SERVING while the follower's
+    # lag exceeds this many events or its status is older than follow_stale_seconds
+    # (docs/REPLICATION.md). -1: the store has no follower, health ignores it.
+    follow_lag_max: int = field(default_factory=lambda: env_int("SANCTION_FOLLOW_LAG_MAX", -1))
+    follow_stale_seconds: float = field(default_factory=lambda: env_float("SANCTION_FOLLOW_STALE_SECONDS", 30.0))
+
+
+@dataclass
+class NatsSettings:
+    """Replication through NATS JetStream (sanction publish / follow / snapshot). Nothing
+    here is read unless one of those commands runs."""
+
+    # Comma-separated server URLs (nats:// or tls://).
+    url: str = field(default_factory=lambda: env_str("SANCTION_NATS_URL"))
+    user: str = field(default_factory=lambda: env_str("SANCTION_NATS_USER"))
+    password: str = field(default_factory=lambda: env_str("SANCTION_NATS_PASSWORD"))
+    token: str = field(default_factory=lambda: env_str("SANCTION_NATS_TOKEN"))
+    # A .creds file (user JWT + nkey seed) of a decentralised-auth account.
+    creds: str = field(default_factory=lambda: env_str("SANCTION_NATS_CREDS"))
+    # TLS: the CA that signed the servers' certificates; a client certificate and key
+    # where the servers require one.
+    tls_ca: str = field(default_factory=lambda: env_str("SANCTION_NATS_TLS_CA"))
+    tls_cert: str = field(default_factory=lambda: env_str("SANCTION_NATS_TLS_CERT"))
+    tls_key: str = field(default_factory=lambda: env_str("SANCTION_NATS_TLS_KEY"))
+    stream: str = field(default_factory=lambda: env_str("SANCTION_NATS_STREAM", "SANCTION_FEED"))
+    subject_prefix: str = field(default_factory=lambda: env_str("SANCTION_NATS_SUBJECT_PREFIX", "sanction.feed"))
+    snapshot_bucket: str = field(default_factory=lambda: env_str("SANCTION_NATS_SNAPSHOT_BUCKET", "sanction-snapshots"))
+    # Used only when `sanction publish` creates the stream (an existing one is not changed).
+    duplicate_window_seconds: float = field(
+        default_factory=lambda: env_float("SANCTION_NATS_DUPLICATE_WINDOW", 3600.0))
+    max_age_seconds: float = field(default_factory=lambda: env_float("SANCTION_NATS_MAX_AGE", 0.0))
+    replicas: int = field(default_factory=lambda: env_int("SANCTION_NATS_REPLICAS", 1))
+    # The follower's durable consumer; default: one per host and data directory.
+    consumer: str = field(default_factory=lambda: env_str("SANCTION_FOLLOW_CONSUMER"))
+    follow_metrics_port: int = field(default_factory=lambda: env_int("SANCTION_FOLLOW_METRICS_PORT", 9465))

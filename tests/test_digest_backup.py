@@ -7,7 +7,7 @@ from processes import sanction
 
 from sanction_service.digest import store_digest
 from sanction_service.identity import pepper_fingerprint
-from sanction_service.ledger import Ledger
+from sanction_service.ledger import FeedLine, Ledger
 from sanction_service.store import Store
 
 PEOPLE = [make_ric("110105", "19800101", n) for n in range(1, 30)]
@@ -105,3 +105,16 @@ def test_backup_taken_during_a_load_is_the_exact_state_after_some_prefix_of_the_
         assert store_digest(view) == snapshot
         assert view.seq() == version
     clean.close()
+
+
+def test_replication_bookkeeping_is_digested_apart_from_the_content(tmp_path):
+    a, b = fresh_store(tmp_path / "a"), fresh_store(tmp_path / "b")
+    apply(Ledger(a, PEPPER), *events())
+    list(Ledger(b, PEPPER).apply([FeedLine(i, e) for i, e in enumerate(events(), 1)],
+                                 meta_updates=lambda batch, outcomes: {b"replication:stream_seq": b"x"}))
+    with a.read() as va, b.read() as vb:
+        da, db = store_digest(va), store_digest(vb)
+    assert "replication" not in da and "replication" in db
+    assert {k: v for k, v in db.items() if k != "replication"} == da
+    a.close()
+    b.close()

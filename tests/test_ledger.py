@@ -2,10 +2,10 @@
 with the effect observed through the Checker (the same pipeline the server uses)."""
 
 import pytest
-from conftest import PEPPER, apply, day, doc, event, iso, list_org, list_person, make_ric, make_uscc
+from conftest import PEPPER, apply, day, doc, event, feed_lines, iso, list_org, list_person, make_ric, make_uscc
 
 from sanction_service.checker import Checker, CheckQuery
-from sanction_service.ledger import APPLIED, DUPLICATE, REJECTED, FeedLine
+from sanction_service.ledger import APPLIED, DUPLICATE, REJECTED, FeedLine, Ledger
 from sanction_service.policy import RailClass, TravelMode, Trip
 from sanction_service.stats import read_stats
 
@@ -287,3 +287,30 @@ def test_a_person_on_two_listings_counts_once_until_both_are_lifted(ledger, stor
     apply(ledger, event("DELIST", "L2", reason="SETTLED", effective_on="2025-01-01"))
     with store.read() as view:
         assert read_stats(view).persons_restricted == 0
+
+
+def test_meta_updates_commit_with_their_batch_and_not_without_it(store):
+    """A replica records its stream position through meta_updates: in the batch's own
+    transaction, so a batch that fails leaves neither its events nor the position."""
+    ledger = Ledger(store, PEPPER)
+    seen = []
+
+    def updates(batch, outcomes):
+        seen.append([o.status for o in outcomes])
+        return {b"replication:stream_seq": str(batch[-1].line).encode()}
+
+    lines = feed_lines([list_person("M1", make_ric("110105", "19800101", 41)),
+                        event("DELIST", "nope", reason="SETTLED", effective_on="2025-01-01")])
+    assert [o.status for o in ledger.apply(lines, meta_updates=updates)] == ["APPLIED", "REJECTED"]
+    assert seen == [["APPLIED", "REJECTED"]]
+    with store.read() as view:
+        assert view.meta(b"replication:stream_seq") == b"2" and view.seq() == 1
+
+    def failing(batch, outcomes):
+        raise RuntimeError("the caller's update fails")
+
+    more = feed_lines([list_person("M2", make_ric("110105", "19800101", 42))])
+    with pytest.raises(RuntimeError):
+        list(ledger.apply(more, meta_updates=failing))
+    with store.read() as view:
+        assert view.seq() == 1 and view.listing("M2") is None

@@ -2,15 +2,19 @@
 
 Start-up order is fail-closed: the store is opened (and its pepper verified) before the
 port is bound, so a missing, corrupt or foreign store never serves at all; health stays
-NOT_SERVING until the prefilter covers the store.
+NOT_SERVING until the prefilter covers the store. For a replica (`--follow-lag-max N`),
+health also follows the follower: NOT_SERVING while it is more than N events behind the
+stream or silent (replication/status.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +74,8 @@ class Service:
     server: grpc.Server
     health: health.HealthServicer
     port: int
+    # For a replica: (serving?, why) from the follower's status; None: no follower.
+    follower_gate: Callable[[], tuple[bool, str]] | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def set_serving(self, serving: bool) -> None:
@@ -79,8 +85,35 @@ class Service:
 
     def warm_up(self) -> str:
         how = self.checker.warm_up()
-        self.set_serving(True)
+        self.set_serving(self.follower_gate()[0] if self.follower_gate else True)
         return how
+
+    def watch_follower(self, every: float = 0.5) -> None:
+        """Keep health in step with the follower (after warm_up); logs each change."""
+        gate = self.follower_gate
+        if gate is None:
+            return
+
+        last = None
+
+        def evaluate() -> None:
+            nonlocal last
+            try:
+                serving, why = gate()
+            except Exception as exc:  # an unreadable store or status: not serving
+                serving, why = False, f"cannot read the follower's state: {exc}"
+            kind = (serving, re.sub(r"[\d.]+", "N", why))  # a new reason, not every new lag figure
+            if kind != last:
+                log.info("health %s: %s", "SERVING" if serving else "NOT_SERVING", why)
+                last = kind
+            self.set_serving(serving)
+
+        def loop() -> None:
+            while not self._stopping.wait(every):
+                evaluate()
+
+        evaluate()
+        threading.Thread(target=loop, name="follower-health", daemon=True).start()
 
     def flush_counters_periodically(self) -> None:
         def loop() -> None:
@@ -127,9 +160,25 @@ def build_service(settings: Settings, *, store: Store | None = None, pepper: byt
     port = _bind(server, settings)
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")
-    service = Service(settings, store, checker, server, health_servicer, port)
+    service = Service(settings, store, checker, server, health_servicer, port,
+                      follower_gate=make_follower_gate(settings, store) if settings.follow_lag_max >= 0 else None)
     service.set_serving(False)
     return service
+
+
+def make_follower_gate(settings: Settings, store: Store) -> Callable[[], tuple[bool, str]]:
+    from ..replication.position import read_position
+    from ..replication.status import follower_health, read_status, status_path
+
+    path = status_path(settings.data_dir)
+
+    def gate() -> tuple[bool, str]:
+        with store.read() as view:
+            where = read_position(view)
+        return follower_health(read_status(path), where.seq if where else None, lag_max=settings.follow_lag_max,
+                               stale_seconds=settings.follow_stale_seconds)
+
+    return gate
 
 
 def _bind(server: grpc.Server, settings: Settings) -> int:
@@ -178,6 +227,7 @@ def serve_one(settings: Settings, worker: str = "") -> int:
     with service.store.read() as view:
         log.info("%sSERVING at data version %d; prefilter %s", worker, view.seq(), how)
     service.flush_counters_periodically()
+    service.watch_follower()
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
