@@ -50,8 +50,7 @@ from nats.js.errors import APIError
 
 from loaders.feed import decode_line
 
-from ..events import EventRejected, content_digest, parse_event
-from ..ledger import raw_event_id
+from ..events import EventRejected, content_digest
 from ..settings import NatsSettings
 from .connect import NatsUnavailable, connect
 from .stream import MSG_ID_HEADER, PEPPER_HEADER, ensure_stream, stream_state, subject_for
@@ -104,16 +103,13 @@ def _validate(feed: Path, rejects_path: Path, summary: PublishSummary, max_paylo
             line = decode_line(number, raw)
             if line is None:
                 continue
-            error, event_id = line.error, line.event_id or raw_event_id(line.raw)
+            # decode_line parses the event too (or says why not), exactly as `sanction load`.
+            error, event_id, event = line.error, line.event_id, line.event
             if error is None:
-                try:
-                    event = parse_event(line.raw)
-                    if tail_msg_id is not None and event.digest.hex() == tail_msg_id:
-                        tail_line = number
-                    if len(raw.strip()) + 256 > max_payload:
-                        error = EventRejected("", f"larger than the NATS server's max_payload ({max_payload} bytes)")
-                except EventRejected as exc:
-                    error = exc
+                if tail_msg_id is not None and event.digest.hex() == tail_msg_id:
+                    tail_line = number
+                if len(raw.strip()) + 256 > max_payload:
+                    error = EventRejected("", f"larger than the NATS server's max_payload ({max_payload} bytes)")
             if error is not None:
                 rejected.add(number)
                 summary.rejected += 1
