@@ -108,8 +108,14 @@ class Checker:
     def check(self, query: CheckQuery) -> CheckResult:
         return self.check_many([query])[0]
 
-    def check_many(self, queries: list[CheckQuery]) -> list[CheckResult | Exception]:
-        """One read snapshot for all; a bad item yields its exception, not a failed batch."""
+    def check_many(self, queries: list[CheckQuery], *, count_refusals: bool = True,
+                   between_chunks=None, chunk: int = 100) -> list[CheckResult | Exception]:
+        """One read snapshot for all; a bad item yields its exception, not a failed batch.
+
+        count_refusals=False leaves counting to the caller (`refusals.add_results`), so a
+        server counts only the answers it actually sends, not those past their deadline.
+        between_chunks() is called before every further `chunk` queries and may raise to
+        abandon the batch (the server's deadline check)."""
         if not self.ready:
             raise NotReady("prefilter is loading")
         results: list[CheckResult | Exception] = []
@@ -121,13 +127,17 @@ class Checker:
                     self._rebuild_in_background()
             today = today_in_shanghai()  # once per snapshot: a batch answers for one moment
             observe = metrics.CHECK_LATENCY.observe
-            for query in queries:
+            for i, query in enumerate(queries):
+                if between_chunks is not None and i and not i % chunk:
+                    between_chunks()
                 started = time.perf_counter()
                 try:
                     results.append(self._check_one(view, seq, query, today))
                 except (InvalidDocument, InvalidTrip) as exc:
                     results.append(exc)
                 observe(time.perf_counter() - started)
+        if count_refusals:
+            self.refusals.add_results(results)
         return results
 
     def _check_one(self, view: ReadView, seq: int, query: CheckQuery, today: date) -> CheckResult:
@@ -144,8 +154,6 @@ class Checker:
             decision = NOT_LISTED
         mode = trip.mode.value if trip else "NONE"
         _decision_counter(mode, decision.decision).inc()
-        if decision.decision == DENY and trip is not None:
-            self.refusals.add(mode)
         if _debug():
             log.debug("check %s %s mode=%s day=%s -> %s restricted=%s listings=%s (data version %d)",
                       document.type.value, document.masked(), mode, day, decision.decision, decision.restricted,
@@ -207,6 +215,13 @@ class RefusalTally:
     def add(self, mode: str) -> None:
         with self._lock:
             self._pending[mode] += 1
+
+    def add_results(self, results: list) -> None:
+        """Counts the refusals among check results: DENY answers to checks that carry a trip."""
+        modes = [r.mode for r in results if isinstance(r, CheckResult) and r.decision.decision == DENY and r.mode != "NONE"]
+        if modes:
+            with self._lock:
+                self._pending.update(modes)
 
     def flush(self, store: Store) -> None:
         with self._lock:
