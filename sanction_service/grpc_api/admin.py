@@ -23,6 +23,7 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
         self.ledger = ledger
 
     def ApplyEvents(self, request, context):
+        _in_time(context)
         lines = [_decode(n, text) for n, text in enumerate(request.events, 1)]
         summary = admin_pb2.ApplyEventsResponse()
         for outcome in self.ledger.apply(lines):
@@ -40,6 +41,7 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
         return summary
 
     def GetListing(self, request, context):
+        _in_time(context)
         if not request.listing_id:
             errors.abort(context, errors.bad_request("listing_id", "is required"))
         with self.checker.store.read() as view:
@@ -51,6 +53,7 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
             return listing_message(listing, exemptions, view.seq())
 
     def LookupPerson(self, request, context):
+        _in_time(context)
         doc = request.document
         try:
             if not request.HasField("document") or doc.type == pb.DOCUMENT_TYPE_UNSPECIFIED:
@@ -63,6 +66,7 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
                                               listings=[match_message(f) for f in found], data_version=seq)
 
     def GetStats(self, request, context):
+        _in_time(context)
         self.checker.refusals.flush(self.checker.store)
         with self.checker.store.read() as view:
             stats = read_stats(view)
@@ -76,6 +80,12 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
             last_event_time=stats.last_event_time,
             active_listings=stats.active_listings,
         )
+
+
+def _in_time(context) -> None:
+    status = errors.late(context)
+    if status is not None:
+        errors.abort(context, status)
 
 
 def _decode(line: int, text: str) -> FeedLine:

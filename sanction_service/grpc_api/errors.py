@@ -26,6 +26,15 @@ def unavailable(message: str, retry_seconds: int = 1) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
 
 
+def late(context: grpc.ServicerContext) -> status_pb2.Status | None:
+    """DEADLINE_EXCEEDED once the caller's deadline has passed, else None: nobody waits
+    for the answer any more, so doing (and counting) the work would be waste."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message="the deadline passed before the answer")
+    return None
+
+
 def not_found(message: str) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.NOT_FOUND, message=message)
 

@@ -1,4 +1,10 @@
-"""RestrictionService: messages in, Checker calls, messages out. Nothing else."""
+"""RestrictionService: messages in, Checker calls, messages out.
+
+Deadlines: the time left is checked before each request's work, every 100 items of a
+batch (inside its one read snapshot) and before an answer goes out; once it has passed
+the call ends DEADLINE_EXCEEDED without further work. Refusals (DENY to a check with a
+trip) are counted only for answers sent.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,12 @@ from .convert import InvalidField, check_response, to_query
 
 log = logging.getLogger(__name__)
 CALLER_ERRORS = (InvalidDocument, InvalidTrip, InvalidField)
+# Batch items checked between two looks at the deadline: a few milliseconds of work.
+CHUNK = 100
+
+
+class _Late(Exception):
+    """The caller's deadline passed in the middle of a batch."""
 
 
 class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
@@ -26,25 +38,31 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
         self.checker = checker
 
     def CheckRestriction(self, request, context):
+        _in_time(context)
         outcome = self._answer([request])
         if isinstance(outcome, status_pb2.Status):
             errors.abort(context, outcome)
-        item = outcome[0]
-        if isinstance(item, status_pb2.Status):
-            errors.abort(context, item)
-        return item
+        (answer,), results = outcome
+        if isinstance(answer, status_pb2.Status):
+            errors.abort(context, answer)
+        _in_time(context)
+        self.checker.refusals.add_results(results)
+        return answer
 
     def BatchCheckRestriction(self, request, context):
         if len(request.checks) > MAX_BATCH:
             errors.abort(context, errors.bad_request("checks", f"a batch holds at most {MAX_BATCH} checks"))
-        outcome = self._answer(list(request.checks))
+        _in_time(context)
+        outcome = self._answer(list(request.checks), context)
         if isinstance(outcome, status_pb2.Status):
             errors.abort(context, outcome)
-        items = [
+        answers, results = outcome
+        _in_time(context)
+        self.checker.refusals.add_results(results)
+        return pb.BatchCheckResponse(items=[
             pb.BatchCheckItem(error=item) if isinstance(item, status_pb2.Status) else pb.BatchCheckItem(result=item)
-            for item in outcome
-        ]
-        return pb.BatchCheckResponse(items=items)
+            for item in answers
+        ])
 
     def StreamCheckRestriction(self, request_iterator, context):
         for request in request_iterator:
@@ -53,15 +71,23 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
                 _count_error(status)
                 yield pb.StreamCheckResponse(error=status)
                 continue
+            _in_time(context)
             outcome = self._answer([request.check])
-            item = outcome if isinstance(outcome, status_pb2.Status) else outcome[0]
-            if isinstance(item, status_pb2.Status):
-                yield pb.StreamCheckResponse(request_id=request.request_id, error=item)
-            else:
-                yield pb.StreamCheckResponse(request_id=request.request_id, result=item)
+            if isinstance(outcome, status_pb2.Status):
+                yield pb.StreamCheckResponse(request_id=request.request_id, error=outcome)
+                continue
+            (answer,), results = outcome
+            if isinstance(answer, status_pb2.Status):
+                yield pb.StreamCheckResponse(request_id=request.request_id, error=answer)
+                continue
+            yield pb.StreamCheckResponse(request_id=request.request_id, result=answer)
+            # grpc asks for the next answer only once this one is sent.
+            self.checker.refusals.add_results(results)
 
-    def _answer(self, requests: list[pb.CheckRequest]) -> list | status_pb2.Status:
-        """Per-item answers (CheckResponse or error Status), or one Status when we cannot answer at all."""
+    def _answer(self, requests, context=None) -> tuple[list, list] | status_pb2.Status:
+        """Per-item answers (CheckResponse or error Status) with the checker's results (to
+        count refusals once they are sent), or one Status when we cannot answer at all.
+        With `context`, a batch stops once the caller's deadline has passed."""
         answers: list = [None] * len(requests)
         queries, positions = [], []
         for i, request in enumerate(requests):
@@ -70,8 +96,18 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
                 positions.append(i)
             except CALLER_ERRORS as exc:
                 answers[i] = errors.bad_request(exc.field, exc.reason)
+
+        def stop_if_late() -> None:
+            if errors.late(context) is not None:
+                raise _Late
+
         try:
-            results = self.checker.check_many(queries) if queries else []
+            results = self.checker.check_many(queries, count_refusals=False, chunk=CHUNK,
+                                              between_chunks=stop_if_late if context else None) if queries else []
+        except _Late:
+            status = errors.late(context)
+            _count_error(status)
+            return status
         except NotReady as exc:
             status = errors.unavailable(f"not ready: {exc}")
             _count_error(status)
@@ -89,7 +125,14 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
         for answer in answers:
             if isinstance(answer, status_pb2.Status):
                 _count_error(answer)
-        return answers
+        return answers, results
+
+
+def _in_time(context) -> None:
+    status = errors.late(context)
+    if status is not None:
+        _count_error(status)
+        errors.abort(context, status)
 
 
 def _count_error(status: status_pb2.Status) -> None:
