@@ -59,7 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pin-cpus", action="store_true", default=defaults.pin_cpus,
                    help="pin each server process to one CPU (worker i to the i-th) [SANCTION_PIN_CPUS=on]")
     p.add_argument("--no-prefilter", action="store_true", help="answer every check from LMDB [SANCTION_PREFILTER=off]")
-    p.add_argument("--threads", type=int, default=defaults.grpc_threads, help="gRPC worker threads (%(default)s)")
+    p.add_argument("--threads", type=int, default=defaults.grpc_threads,
+                   help="gRPC threads for checks and admin reads; streams, admin writes and health "
+                        "have their own [SANCTION_GRPC_THREADS] (%(default)s)")
+    p.add_argument("--max-streams", type=int, default=defaults.max_streams,
+                   help="open check streams per process; more get RESOURCE_EXHAUSTED [SANCTION_MAX_STREAMS] "
+                        "(%(default)s)")
+    p.add_argument("--stream-idle-seconds", type=float, default=defaults.stream_idle_seconds,
+                   help="end a stream idle this long with UNAVAILABLE, 0 never [SANCTION_STREAM_IDLE_SECONDS] "
+                        "(%(default)s)")
     p.add_argument("--tls-cert", default=defaults.tls_cert, help="PEM certificate chain: serve TLS [SANCTION_TLS_CERT]")
     p.add_argument("--tls-key", default=defaults.tls_key, help="PEM private key [SANCTION_TLS_KEY]")
     p.add_argument("--tls-client-ca", default=defaults.tls_client_ca,
@@ -149,6 +157,8 @@ def cmd_serve(args) -> int:
     settings.listen = args.listen
     settings.metrics_port = args.metrics_port
     settings.grpc_threads = args.threads
+    settings.max_streams = args.max_streams
+    settings.stream_idle_seconds = args.stream_idle_seconds
     settings.pin_cpus = args.pin_cpus
     settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
     settings.tokens_file = args.tokens_file

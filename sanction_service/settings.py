@@ -48,7 +48,13 @@ class Settings:
     workers: int = field(default_factory=lambda: env_int("SANCTION_WORKERS", 1))
     # Pin each server process (worker i to the i-th allowed CPU): less GIL contention.
     pin_cpus: bool = field(default_factory=lambda: env_str("SANCTION_PIN_CPUS", "off") == "on")
+    # Threads for checks and admin reads; streams, admin writes and health have their own.
     grpc_threads: int = field(default_factory=lambda: env_int("SANCTION_GRPC_THREADS", 16))
+    # Open StreamCheckRestriction streams per process (each holds two threads, mostly
+    # asleep); more get RESOURCE_EXHAUSTED with a RetryInfo.
+    max_streams: int = field(default_factory=lambda: env_int("SANCTION_MAX_STREAMS", 100))
+    # A stream that sends nothing for this long is ended with UNAVAILABLE (frees its slot); 0: never.
+    stream_idle_seconds: float = field(default_factory=lambda: env_float("SANCTION_STREAM_IDLE_SECONDS", 60.0))
     # How often refused-check counts are written to the store (they survive restarts).
     counter_flush_seconds: float = field(default_factory=lambda: env_float("SANCTION_COUNTER_FLUSH_SECONDS", 2.0))
     # TLS on the gRPC port; with a client CA, clients must present a certificate it signed.

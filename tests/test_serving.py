@@ -1,11 +1,16 @@
-"""`sanction serve` under pressure, with real processes: deadlines."""
+"""`sanction serve` under pressure, with real processes: idle streams, a stream bound,
+deadlines."""
 
 import json
+import threading
 import time
 
 import grpc
 import pytest
 from conftest import list_person, make_ric
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 from processes import ServerProcess, sanction
 from sanction.v1 import restriction_pb2 as pb
 from sanction.v1 import restriction_pb2_grpc
@@ -14,6 +19,8 @@ from clients.sanction_client import Passenger, RestrictionClient, Trip, check_re
 
 PERSON = make_ric("110105", "19800101", 123)
 FLIGHT = Trip("FLIGHT")
+HEALTH = health_pb2.HealthCheckRequest()
+SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 def make_store(path, *events):
@@ -29,6 +36,65 @@ def make_store(path, *events):
 def data(tmp_path_factory):
     """A store listing PERSON, shared by the tests that only read (and count refusals as deltas)."""
     return make_store(tmp_path_factory.mktemp("serving") / "data", list_person("L1", PERSON))
+
+
+def stream_request(i: int) -> pb.StreamCheckRequest:
+    return pb.StreamCheckRequest(request_id=str(i), check=check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT))
+
+
+def open_idle_streams(channel, count: int, release: threading.Event, timeout: float = 10):
+    """`count` streams, each answered once and then idle until `release` is set."""
+    stub = restriction_pb2_grpc.RestrictionServiceStub(channel)
+
+    def one_then_idle(i):
+        yield stream_request(i)
+        release.wait()
+
+    calls = [stub.StreamCheckRestriction(one_then_idle(i), timeout=timeout) for i in range(count)]
+    return calls, [next(call) for call in calls]
+
+
+def test_64_idle_streams_leave_unary_checks_and_health_answering_within_a_second(data):
+    release = threading.Event()
+    with ServerProcess("--data-dir", str(data)) as server:
+        target = server.wait_serving()
+        streams = grpc.insecure_channel(target)
+        try:
+            calls, first = open_idle_streams(streams, 64, release, timeout=5)
+            assert all(answer.result.decision == pb.DENY for answer in first)
+            started = time.monotonic()
+            with RestrictionClient(target, timeout=1) as client:
+                assert client.check(Passenger("RESIDENT_ID", PERSON), FLIGHT).decision == "DENY"
+            health = health_pb2_grpc.HealthStub(grpc.insecure_channel(target))
+            assert health.Check(HEALTH, timeout=1).status == SERVING
+            assert time.monotonic() - started < 1
+        finally:
+            release.set()
+            streams.close()
+
+
+def test_a_stream_beyond_the_bound_is_refused_with_a_retry_hint_and_idle_streams_are_ended(data):
+    release = threading.Event()
+    env = {"SANCTION_MAX_STREAMS": "2", "SANCTION_STREAM_IDLE_SECONDS": "1"}
+    with ServerProcess("--data-dir", str(data), env=env) as server:
+        target = server.wait_serving()
+        channel = grpc.insecure_channel(target)
+        try:
+            calls, _ = open_idle_streams(channel, 2, release)
+            with pytest.raises(grpc.RpcError) as refused:
+                open_idle_streams(channel, 1, release)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            details = rpc_status.from_call(refused.value).details
+            assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in details)
+            # Idle past the limit, both open streams are ended, and their slots are free again.
+            for call in calls:
+                with pytest.raises(grpc.RpcError) as ended:
+                    next(call)
+                assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and "idle" in ended.value.details()
+            open_idle_streams(channel, 2, release)
+        finally:
+            release.set()
+            channel.close()
 
 
 def refused_flights(target: str) -> int:

@@ -1,4 +1,9 @@
-"""ListAdminService: apply events, read listings, look up persons, statistics."""
+"""ListAdminService: apply events, read listings, look up persons, statistics.
+
+ApplyEvents and GetStats (which first persists the refusal counters) write, so they may
+wait for LMDB's one write lock, which a loader holds for seconds: server.py runs them on a
+small pool of their own, where that wait cannot take the threads checks need.
+"""
 
 from __future__ import annotations
 

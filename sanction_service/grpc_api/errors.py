@@ -21,9 +21,11 @@ def bad_request(field: str, description: str) -> status_pb2.Status:
 
 
 def unavailable(message: str, retry_seconds: int = 1) -> status_pb2.Status:
-    detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.RetryInfo(retry_delay={"seconds": retry_seconds}))
-    return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
+    return _retry_later(code_pb2.UNAVAILABLE, message, retry_seconds)
+
+
+def resource_exhausted(message: str, retry_seconds: int = 1) -> status_pb2.Status:
+    return _retry_later(code_pb2.RESOURCE_EXHAUSTED, message, retry_seconds)
 
 
 def late(context: grpc.ServicerContext) -> status_pb2.Status | None:
@@ -33,6 +35,12 @@ def late(context: grpc.ServicerContext) -> status_pb2.Status | None:
     if remaining is not None and remaining <= 0:
         return status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message="the deadline passed before the answer")
     return None
+
+
+def _retry_later(code: int, message: str, retry_seconds: int) -> status_pb2.Status:
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay={"seconds": retry_seconds}))
+    return status_pb2.Status(code=code, message=message, details=[detail])
 
 
 def not_found(message: str) -> status_pb2.Status:

@@ -1,5 +1,14 @@
 """RestrictionService: messages in, Checker calls, messages out.
 
+Streams. The sync server runs a call on a pool thread, and a stream holds its thread for
+its whole life: 16 idle streams used to take all 16 threads, and unary checks and health
+timed out. Streams now run on a pool of their own (server.py), at most `max_streams` at
+a time; the next ones get RESOURCE_EXHAUSTED with a RetryInfo. And a handler blocked
+reading its next request could only be cancelled from outside, never ended with a status
+of our choosing; so a reader thread per stream moves the requests into a small queue, and
+the handler waits on that queue with a timeout: it ends the stream with UNAVAILABLE when
+it stays idle too long or the server is closing (`close_streams`).
+
 Deadlines: the time left is checked before each request's work, every 100 items of a
 batch (inside its one read snapshot) and before an answer goes out; once it has passed
 the call ends DEADLINE_EXCEEDED without further work. Refusals (DENY to a check with a
@@ -9,6 +18,8 @@ trip) are counted only for answers sent.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 
 from google.rpc import status_pb2
 from sanction.v1 import restriction_pb2 as pb
@@ -27,6 +38,11 @@ log = logging.getLogger(__name__)
 CALLER_ERRORS = (InvalidDocument, InvalidTrip, InvalidField)
 # Batch items checked between two looks at the deadline: a few milliseconds of work.
 CHUNK = 100
+# Requests a reader thread takes ahead of its handler: beyond, HTTP/2 flow control makes
+# the client wait, as when the handler read them itself.
+STREAM_READ_AHEAD = 32
+END = object()  # no more requests (client half-closed, cancelled, or the call is over)
+CLOSING = object()  # the server is shutting down
 
 
 class _Late(Exception):
@@ -34,8 +50,17 @@ class _Late(Exception):
 
 
 class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
-    def __init__(self, checker: Checker):
+    def __init__(self, checker: Checker, *, max_streams: int = 100, stream_idle_seconds: float = 60.0):
         self.checker = checker
+        self.max_streams = max_streams
+        self.stream_idle_seconds = stream_idle_seconds
+        self._lock = threading.Lock()
+        self._inboxes: set[queue.Queue] = set()  # one per open stream
+        self._closing = False
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._inboxes)
 
     def CheckRestriction(self, request, context):
         _in_time(context)
@@ -65,24 +90,70 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
         ])
 
     def StreamCheckRestriction(self, request_iterator, context):
-        for request in request_iterator:
-            if not request.request_id:
-                status = errors.bad_request("request_id", "is required to match the answer")
-                _count_error(status)
-                yield pb.StreamCheckResponse(error=status)
-                continue
-            _in_time(context)
-            outcome = self._answer([request.check])
-            if isinstance(outcome, status_pb2.Status):
-                yield pb.StreamCheckResponse(request_id=request.request_id, error=outcome)
-                continue
-            (answer,), results = outcome
-            if isinstance(answer, status_pb2.Status):
-                yield pb.StreamCheckResponse(request_id=request.request_id, error=answer)
-                continue
-            yield pb.StreamCheckResponse(request_id=request.request_id, result=answer)
-            # grpc asks for the next answer only once this one is sent.
-            self.checker.refusals.add_results(results)
+        inbox: queue.Queue = queue.Queue(STREAM_READ_AHEAD)
+        with self._lock:
+            if self._closing:
+                refused = errors.unavailable("the server is shutting down")
+            elif len(self._inboxes) >= self.max_streams:
+                refused = errors.resource_exhausted(f"this server process has its {self.max_streams} streams open")
+            else:
+                refused = None
+                self._inboxes.add(inbox)
+        if refused is not None:
+            _count_error(refused)
+            errors.abort(context, refused)
+        done = threading.Event()
+        threading.Thread(target=_read_requests, args=(request_iterator, inbox, done), name="stream-reader",
+                         daemon=True).start()
+        try:
+            while True:
+                request = self._next_request(inbox, context)
+                if request is END:
+                    return
+                if not request.request_id:
+                    status = errors.bad_request("request_id", "is required to match the answer")
+                    _count_error(status)
+                    yield pb.StreamCheckResponse(error=status)
+                    continue
+                _in_time(context)
+                outcome = self._answer([request.check])
+                if isinstance(outcome, status_pb2.Status):
+                    yield pb.StreamCheckResponse(request_id=request.request_id, error=outcome)
+                    continue
+                (answer,), results = outcome
+                if isinstance(answer, status_pb2.Status):
+                    yield pb.StreamCheckResponse(request_id=request.request_id, error=answer)
+                    continue
+                yield pb.StreamCheckResponse(request_id=request.request_id, result=answer)
+                # grpc asks for the next answer only once this one is sent.
+                self.checker.refusals.add_results(results)
+        finally:
+            done.set()
+            with self._lock:
+                self._inboxes.discard(inbox)
+
+    def _next_request(self, inbox: queue.Queue, context):
+        """The stream's next request or END; UNAVAILABLE once idle past the limit or closing."""
+        try:
+            request = inbox.get(timeout=self.stream_idle_seconds if self.stream_idle_seconds > 0 else None)
+        except queue.Empty:
+            errors.abort(context, errors.unavailable(
+                f"stream idle for more than {self.stream_idle_seconds:g} s; open a new one"))
+        if request is not END and (request is CLOSING or self._closing):
+            errors.abort(context, errors.unavailable("the server is shutting down"))
+        return request
+
+    def close_streams(self) -> None:
+        """Refuse new streams and end the open ones with UNAVAILABLE (those busy with a
+        request, once they have answered it)."""
+        with self._lock:
+            self._closing = True
+            inboxes = list(self._inboxes)
+        for inbox in inboxes:
+            try:
+                inbox.put_nowait(CLOSING)
+            except queue.Full:
+                pass  # its handler has requests to take, and sees _closing at the next one
 
     def _answer(self, requests, context=None) -> tuple[list, list] | status_pb2.Status:
         """Per-item answers (CheckResponse or error Status) with the checker's results (to
@@ -126,6 +197,30 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
             if isinstance(answer, status_pb2.Status):
                 _count_error(answer)
         return answers, results
+
+
+def _read_requests(request_iterator, inbox: queue.Queue, done: threading.Event) -> None:
+    """A stream's reader thread: requests into `inbox`, then END. Ends with the call (its
+    iterator stops or raises once the handler has sent the status) or with the handler."""
+    try:
+        for request in request_iterator:
+            while not done.is_set():
+                try:
+                    inbox.put(request, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            if done.is_set():
+                return
+    except Exception:  # the client cancelled or the call ended: the handler learns it from END
+        pass
+    finally:
+        while not done.is_set():
+            try:
+                inbox.put(END, timeout=0.5)
+                break
+            except queue.Full:
+                continue
 
 
 def _in_time(context) -> None:

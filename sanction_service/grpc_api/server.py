@@ -3,6 +3,19 @@
 Start-up order is fail-closed: the store is opened (and its pepper verified) before the
 port is bound, so a missing, corrupt or foreign store never serves at all; health stays
 NOT_SERVING until the prefilter covers the store.
+
+Server model: grpc's sync server (a call runs on a pool thread), with separate pools so
+no kind of call can take the threads another needs:
+  - checks, admin reads, reflection: the main pool (`--threads`);
+  - StreamCheckRestriction: a pool of `max_streams` threads plus a few to refuse more
+    (restriction.py: bound, idle limit, UNAVAILABLE when the server stops);
+  - ApplyEvents and GetStats, which may wait for LMDB's write lock: a pool of their own;
+  - health Check and Watch: two threads of their own, so probes answer whatever else runs.
+A method is put on a pool through grpc's per-handler `experimental_thread_pool`. grpc's
+`maximum_concurrent_rpcs` is not used: one bound over every call, health included, would
+refuse health probes during a burst of checks. grpc.aio was measured as the alternative
+(idle streams cost no thread there) but costs ~90 us more CPU per unary check, about 30 %
+fewer unary checks per second; the check is what this service is for (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +52,10 @@ SERVICE_NAMES = (
     restriction_pb2.DESCRIPTOR.services_by_name["RestrictionService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["ListAdminService"].full_name,
 )
+# Threads beyond max_streams on the stream pool: they only refuse streams, which is quick.
+STREAM_SPARE_THREADS = 4
+WRITE_THREADS = 2
+HEALTH_THREADS = 2
 
 
 def open_store(settings: Settings, *, create: bool = False) -> tuple[Store, bytes]:
@@ -61,8 +79,13 @@ class Service:
     checker: Checker
     server: grpc.Server
     health: health.HealthServicer
+    restriction: RestrictionServicer
+    pools: list[futures.ThreadPoolExecutor]
     port: int
     _stopping: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self.server.start()
 
     def set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -87,7 +110,7 @@ class Service:
     def stop(self, grace: float = 5.0) -> None:
         self._stopping.set()
         self.set_serving(False)
-        self.server.stop(grace).wait()
+        self.stop_server(grace)
         self.checker.refusals.flush(self.store)
         try:
             self.checker.save_prefilter()
@@ -95,28 +118,66 @@ class Service:
             log.exception("could not persist the prefilter (it will be rebuilt at next start)")
         self.store.close()
 
+    def stop_server(self, grace: float = 0.0) -> None:
+        """Stop accepting calls, end open streams with UNAVAILABLE, give in-flight calls
+        `grace` seconds, and wait for any write still running (the store stays open)."""
+        started = time.monotonic()
+        self.restriction.close_streams()
+        self.server.stop(grace).wait()
+        # A write (ApplyEvents) cut off by the grace period still runs in its thread and
+        # must finish before anyone closes the store.
+        for pool in self.pools:
+            pool.shutdown(wait=True)
+        log.info("server stopped in %.1f s", time.monotonic() - started)
+
+
+def run_on(pool: futures.ThreadPoolExecutor, servicer, *names: str) -> None:
+    """Have grpc run these methods of `servicer` on `pool` instead of the main pool: grpc
+    reads a handler function's `experimental_thread_pool`, and an instance attribute wins
+    over the class's method when the generated add_*_to_server looks the handler up."""
+    for name in names:
+        method = getattr(servicer, name)
+
+        def handler(*args, method=method, **kwargs):
+            return method(*args, **kwargs)
+
+        handler.experimental_thread_pool = pool
+        # Non-blocking handlers (health's Watch) get a send_response_callback and hold no thread.
+        handler.experimental_non_blocking = getattr(method, "experimental_non_blocking", False)
+        setattr(servicer, name, handler)
+
 
 def build_service(settings: Settings, *, store: Store | None = None, pepper: bytes | None = None) -> Service:
     if store is None:
         store, pepper = open_store(settings)
     checker = make_checker(settings, store, pepper)
-    ledger = Ledger(store, pepper)
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ]
     interceptors = [TokenAuthInterceptor(load_tokens(settings.tokens_file))] if settings.tokens_file else []
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_threads), options=options,
-                         interceptors=interceptors)
-    restriction_pb2_grpc.add_RestrictionServiceServicer_to_server(RestrictionServicer(checker), server)
-    admin_pb2_grpc.add_ListAdminServiceServicer_to_server(ListAdminServicer(checker, ledger), server)
+    main, streams, writes, probes = pools = [
+        futures.ThreadPoolExecutor(max(1, settings.grpc_threads), thread_name_prefix="grpc"),
+        futures.ThreadPoolExecutor(max(0, settings.max_streams) + STREAM_SPARE_THREADS, thread_name_prefix="stream"),
+        futures.ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="admin-write"),
+        futures.ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health"),
+    ]
+    server = grpc.server(main, options=options, interceptors=interceptors)
+    restriction = RestrictionServicer(checker, max_streams=settings.max_streams,
+                                      stream_idle_seconds=settings.stream_idle_seconds)
+    run_on(streams, restriction, "StreamCheckRestriction")
+    restriction_pb2_grpc.add_RestrictionServiceServicer_to_server(restriction, server)
+    admin = ListAdminServicer(checker, Ledger(store, pepper))
+    run_on(writes, admin, "ApplyEvents", "GetStats")
+    admin_pb2_grpc.add_ListAdminServiceServicer_to_server(admin, server)
     health_servicer = health.HealthServicer()
+    run_on(probes, health_servicer, "Check", "Watch")
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = _bind(server, settings)
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")
-    service = Service(settings, store, checker, server, health_servicer, port)
+    service = Service(settings, store, checker, server, health_servicer, restriction, pools, port)
     service.set_serving(False)
     return service
 
