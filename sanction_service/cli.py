@@ -148,8 +148,10 @@ def _settings(args) -> Settings:
 
 
 def cmd_serve(args) -> int:
+    """Exit codes: 0 stopped by SIGTERM/SIGINT, 1 a worker died, 2 refused to serve (store,
+    pepper, tokens, TLS files, address), 3 (EXIT_IN_USE) port or data dir taken."""
     from .grpc_api.auth import TokenFileError
-    from .grpc_api.server import serve
+    from .grpc_api.server import EXIT_IN_USE, AddressInUse, serve
     from .pepper import PepperError
     from .store import StoreError
 
@@ -166,6 +168,9 @@ def cmd_serve(args) -> int:
         settings.prefilter_enabled = False
     try:
         return serve(settings, workers=args.workers)
+    except AddressInUse as exc:
+        log.error("refusing to serve: %s", exc)
+        return EXIT_IN_USE
     except (StoreError, PepperError, TokenFileError, OSError) as exc:
         log.error("refusing to serve: %s", exc)
         return 2

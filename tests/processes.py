@@ -37,7 +37,8 @@ class ServerProcess:
         self._serving = threading.Event()
         self.serving_count = 0
         self.expected_serving = 1
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
 
     def _drain(self) -> None:
         for line in self.proc.stderr:
@@ -59,6 +60,12 @@ class ServerProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("server did not start:\n" + "".join(self.lines))
         return f"127.0.0.1:{self.port}"
+
+    def wait(self, timeout: float = 60) -> int:
+        """The exit code, once the process has ended and all its stderr is in `lines`."""
+        code = self.proc.wait(timeout)
+        self._reader.join(10)
+        return code
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -1,5 +1,5 @@
 """`sanction serve` under pressure, with real processes: idle streams, a stream bound,
-deadlines."""
+a taken port, deadlines."""
 
 import json
 import threading
@@ -21,6 +21,7 @@ PERSON = make_ric("110105", "19800101", 123)
 FLIGHT = Trip("FLIGHT")
 HEALTH = health_pb2.HealthCheckRequest()
 SERVING = health_pb2.HealthCheckResponse.SERVING
+EXIT_IN_USE = 3
 
 
 def make_store(path, *events):
@@ -95,6 +96,27 @@ def test_a_stream_beyond_the_bound_is_refused_with_a_retry_hint_and_idle_streams
         finally:
             release.set()
             channel.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_second_instance_on_the_same_port_or_data_dir_is_refused(data, tmp_path, workers):
+    other = make_store(tmp_path / "other")  # empty: were the port shared, some checks would answer ALLOW
+    extra = ("--workers", "2") if workers > 1 else ()
+    with ServerProcess("--data-dir", str(data), *extra) as first:
+        target = first.wait_serving(workers=workers)
+        attempts = [ServerProcess("--data-dir", str(other), "--listen", target, *extra)]
+        if workers > 1:
+            attempts += [ServerProcess("--data-dir", str(other), "--listen", target),  # single process, too
+                         ServerProcess("--data-dir", str(data), *extra)]  # another port, the same data dir
+        for second in attempts:
+            assert second.wait(60) == EXIT_IN_USE, second.lines
+            said = [line for line in second.lines if "ERROR" in line]
+            assert len(said) == 1 and ("in use" in said[0] or "served by another" in said[0]), second.lines
+            assert not any("Traceback" in line for line in second.lines)
+        for _ in range(10):  # a new connection each time: each could have gone to an impostor
+            with RestrictionClient(target, timeout=5) as client:
+                assert client.check(Passenger("RESIDENT_ID", PERSON), FLIGHT).decision == "DENY"
+        assert first.stop() == 0
 
 
 def refused_flights(target: str) -> int:

@@ -16,15 +16,26 @@ A method is put on a pool through grpc's per-handler `experimental_thread_pool`.
 refuse health probes during a burst of checks. grpc.aio was measured as the alternative
 (idle streams cost no thread there) but costs ~90 us more CPU per unary check, about 30 %
 fewer unary checks per second; the check is what this service is for (BENCHMARKS.md).
+
+Port: one process binds exclusively (grpc.so_reuseport=0: gRPC's default of 1 let a second
+server with another store start on the same port and answer a share of the checks). With
+--workers the parent holds the port with SO_REUSEPORT for its workers only, after making
+sure nobody else has it (see `_reserve_for_workers`). Either way a second instance exits
+with EXIT_IN_USE and one line saying why.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import logging
 import os
 import signal
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,10 +63,17 @@ SERVICE_NAMES = (
     restriction_pb2.DESCRIPTOR.services_by_name["RestrictionService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["ListAdminService"].full_name,
 )
+# Exit code of `sanction serve` when the port (or, with --workers, the data dir) is taken.
+EXIT_IN_USE = 3
+SERVE_LOCK_FILE = "serve.lock"
 # Threads beyond max_streams on the stream pool: they only refuse streams, which is quick.
 STREAM_SPARE_THREADS = 4
 WRITE_THREADS = 2
 HEALTH_THREADS = 2
+
+
+class AddressInUse(Exception):
+    """Another process has the port, or another `serve --workers` the data dir."""
 
 
 def open_store(settings: Settings, *, create: bool = False) -> tuple[Store, bytes]:
@@ -147,36 +165,59 @@ def run_on(pool: futures.ThreadPoolExecutor, servicer, *names: str) -> None:
         setattr(servicer, name, handler)
 
 
-def build_service(settings: Settings, *, store: Store | None = None, pepper: bytes | None = None) -> Service:
-    if store is None:
-        store, pepper = open_store(settings)
-    checker = make_checker(settings, store, pepper)
+def server_options(settings: Settings, *, reuse_port: bool) -> list[tuple[str, int]]:
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
-    interceptors = [TokenAuthInterceptor(load_tokens(settings.tokens_file))] if settings.tokens_file else []
-    main, streams, writes, probes = pools = [
-        futures.ThreadPoolExecutor(max(1, settings.grpc_threads), thread_name_prefix="grpc"),
-        futures.ThreadPoolExecutor(max(0, settings.max_streams) + STREAM_SPARE_THREADS, thread_name_prefix="stream"),
-        futures.ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="admin-write"),
-        futures.ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health"),
-    ]
-    server = grpc.server(main, options=options, interceptors=interceptors)
-    restriction = RestrictionServicer(checker, max_streams=settings.max_streams,
-                                      stream_idle_seconds=settings.stream_idle_seconds)
-    run_on(streams, restriction, "StreamCheckRestriction")
-    restriction_pb2_grpc.add_RestrictionServiceServicer_to_server(restriction, server)
-    admin = ListAdminServicer(checker, Ledger(store, pepper))
-    run_on(writes, admin, "ApplyEvents", "GetStats")
-    admin_pb2_grpc.add_ListAdminServiceServicer_to_server(admin, server)
-    health_servicer = health.HealthServicer()
-    run_on(probes, health_servicer, "Check", "Watch")
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = _bind(server, settings)
-    if port == 0:
-        raise OSError(f"cannot listen on {settings.listen}")
+    return options
+
+
+def build_service(settings: Settings, *, store: Store | None = None, pepper: bytes | None = None,
+                  reuse_port: bool = False) -> Service:
+    """Open the store (unless given), bind the port, leave health NOT_SERVING; not started.
+
+    reuse_port: share the port with sibling workers (only serve_workers asks for it)."""
+    owns_store = store is None
+    if store is None:
+        store, pepper = open_store(settings)
+    pools: list[futures.ThreadPoolExecutor] = []
+    try:
+        checker = make_checker(settings, store, pepper)
+        interceptors = [TokenAuthInterceptor(load_tokens(settings.tokens_file))] if settings.tokens_file else []
+        if not reuse_port:
+            _check_port_free(settings.listen)
+        main, streams, writes, probes = pools = [
+            futures.ThreadPoolExecutor(max(1, settings.grpc_threads), thread_name_prefix="grpc"),
+            futures.ThreadPoolExecutor(max(0, settings.max_streams) + STREAM_SPARE_THREADS, thread_name_prefix="stream"),
+            futures.ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="admin-write"),
+            futures.ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health"),
+        ]
+        server = grpc.server(main, options=server_options(settings, reuse_port=reuse_port), interceptors=interceptors)
+        restriction = RestrictionServicer(checker, max_streams=settings.max_streams,
+                                          stream_idle_seconds=settings.stream_idle_seconds)
+        run_on(streams, restriction, "StreamCheckRestriction")
+        restriction_pb2_grpc.add_RestrictionServiceServicer_to_server(restriction, server)
+        admin = ListAdminServicer(checker, Ledger(store, pepper))
+        run_on(writes, admin, "ApplyEvents", "GetStats")
+        admin_pb2_grpc.add_ListAdminServiceServicer_to_server(admin, server)
+        health_servicer = health.HealthServicer()
+        run_on(probes, health_servicer, "Check", "Watch")
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        try:
+            port = _bind(server, settings)
+        except RuntimeError:  # grpc says only "Failed to bind"; _check_port_free saw it free just before
+            raise AddressInUse(f"cannot listen on {settings.listen}: taken by another process meanwhile") from None
+        if port == 0:
+            raise AddressInUse(f"cannot listen on {settings.listen}")
+    except BaseException:
+        for pool in pools:
+            pool.shutdown(wait=False)
+        if owns_store:
+            store.close()
+        raise
     service = Service(settings, store, checker, server, health_servicer, restriction, pools, port)
     service.set_serving(False)
     return service
@@ -190,6 +231,40 @@ def _bind(server: grpc.Server, settings: Settings) -> int:
     credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
                                               require_client_auth=client_ca is not None)
     return server.add_secure_port(settings.listen, credentials)
+
+
+def _split_listen(listen: str) -> tuple[str, int] | None:
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        return None  # not host:port (e.g. unix:path): grpc's own bind reports any problem
+    return host.strip("[]"), int(port)
+
+
+def _check_port_free(listen: str) -> None:
+    """Refuse, with a clear message, a port that something else listens on: gRPC would
+    only say "Failed to bind" (and with its default SO_REUSEPORT would even succeed)."""
+    parsed = _split_listen(listen)
+    if parsed is None or parsed[1] == 0:
+        return
+    host, port = parsed
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {listen}: {exc.strerror}") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            # SO_REUSEADDR as gRPC sets it: connections of a previous run in TIME_WAIT are no conflict.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            _bind_or_refuse(probe, address, listen)
+
+
+def _bind_or_refuse(sock: socket.socket, address, listen: str) -> None:
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(f"{listen} is already in use (another `sanction serve`?)") from None
+        raise OSError(f"cannot listen on {listen}: {exc.strerror}") from None
 
 
 def register_store_gauges(store: Store) -> None:
@@ -211,17 +286,23 @@ def serve(settings: Settings, workers: int = 1) -> int:
     return serve_one(settings)
 
 
-def serve_one(settings: Settings, worker: str = "") -> int:
+def serve_one(settings: Settings, worker: str = "", *, reuse_port: bool = False) -> int:
     if settings.pin_cpus and not worker:
         log.info("pinned to CPU %d", pin_to_cpu(0))
-    service = build_service(settings)
+    service = build_service(settings, reuse_port=reuse_port)
     service.server.start()
     host = settings.listen.rsplit(":", 1)[0]
     log.info("listening on %s:%d (health NOT_SERVING until the prefilter is ready)", host, service.port)
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        try:
+            start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        except OSError as exc:
+            service.stop(0)
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUse(f"metrics port {settings.metrics_port} is already in use") from None
+            raise
         register_store_gauges(service.store)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     how = service.warm_up()
@@ -241,27 +322,23 @@ def serve_one(settings: Settings, worker: str = "") -> int:
 def serve_workers(settings: Settings, workers: int) -> int:
     """N processes on one port (SO_REUSEPORT), after grpc's multiprocessing example.
 
-    The parent verifies the store and makes the persisted prefilter current, closes
-    everything, and only then forks: no gRPC server and no LMDB environment may cross a
-    fork. Each worker opens LMDB itself and serves metrics on metrics_port + its index.
-    If one worker dies the others are stopped too, so a supervisor sees the failure.
+    The parent reserves the port and the data dir (a second instance exits EXIT_IN_USE),
+    verifies the store and makes the persisted prefilter current, closes everything, and
+    only then forks: no gRPC server and no LMDB environment may cross a fork. Each worker
+    opens LMDB itself and serves metrics on metrics_port + its index. If one worker dies
+    the others are stopped too, so a supervisor sees the failure.
     """
     import multiprocessing
-    import socket
     from dataclasses import replace
 
-    store, pepper = open_store(settings)
-    checker = make_checker(settings, store, pepper)
-    log.info("prefilter for the workers: %s", checker.warm_up())
-    store.close()
-
-    host, port = settings.listen.rsplit(":", 1)
-    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Holding the port with SO_REUSEPORT reserves it (also when port 0 asked for any free
-        # one) while letting the workers bind it too.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host.strip("[]"), int(port)))
-        bound = sock.getsockname()[1]
+    with _reserve_for_workers(settings) as bound:
+        store, pepper = open_store(settings)
+        try:
+            checker = make_checker(settings, store, pepper)
+            log.info("prefilter for the workers: %s", checker.warm_up())
+        finally:
+            store.close()
+        host = settings.listen.rsplit(":", 1)[0]
         context = multiprocessing.get_context("fork")
         processes = []
         for index in range(workers):
@@ -287,11 +364,68 @@ def serve_workers(settings: Settings, workers: int) -> int:
     return 0 if stop.is_set() else 1
 
 
+@contextlib.contextmanager
+def _reserve_for_workers(settings: Settings) -> Iterator[int]:
+    """Hold the data dir and the port for this instance's workers; yields the port.
+
+    gRPC binds with SO_REUSEPORT, which lets any process of this user share a port, so a
+    second `serve --workers` would quietly take half the connections. Instead: a lock file
+    in the data dir; a plain bind that fails if anything listens on the port; a lock named
+    after the port (an abstract Unix socket, released when the last holder exits) so two
+    instances starting together cannot both pass that probe; and only then the
+    SO_REUSEPORT socket the workers share (not listening: it only keeps the port ours, also
+    when port 0 asked for any free one). The workers inherit the locks.
+    """
+    parsed = _split_listen(settings.listen)
+    if parsed is None:
+        raise OSError(f"--workers needs host:port to listen on, not {settings.listen}")
+    host, port = parsed
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_data_dir_lock(settings.data_dir))
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            _bind_or_refuse(probe, (host, port), settings.listen)
+            port = probe.getsockname()[1]
+            lock = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            try:
+                lock.bind(f"\0sanction-serve {host}:{port}")
+            except OSError:
+                raise AddressInUse(f"{host}:{port} is being taken by another `sanction serve`") from None
+        holder = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        _bind_or_refuse(holder, (host, port), settings.listen)
+        yield port
+
+
+@contextlib.contextmanager
+def _data_dir_lock(data_dir: str) -> Iterator[None]:
+    """flock on <data dir>/serve.lock (holding our pid, for the message of the next one)."""
+    path = Path(data_dir) / SERVE_LOCK_FILE
+    if not path.parent.is_dir():
+        yield  # no store there: open_store refuses with its own message
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise AddressInUse(f"data dir {data_dir} is served by another `sanction serve --workers` "
+                               f"(pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _worker_main(settings: Settings, index: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; SIGTERM stops us
     if settings.pin_cpus:
         pin_to_cpu(index)
-    raise SystemExit(serve_one(settings, worker=f"worker {index} "))
+    raise SystemExit(serve_one(settings, worker=f"worker {index} ", reuse_port=True))
 
 
 def pin_to_cpu(index: int) -> int:
