@@ -55,6 +55,10 @@ class Settings:
     max_streams: int = field(default_factory=lambda: env_int("SANCTION_MAX_STREAMS", 100))
     # A stream that sends nothing for this long is ended with UNAVAILABLE (frees its slot); 0: never.
     stream_idle_seconds: float = field(default_factory=lambda: env_float("SANCTION_STREAM_IDLE_SECONDS", 60.0))
+    # On SIGTERM/SIGINT: health NOT_SERVING, keep serving this long so load balancers move
+    # away, then stop accepting and give in-flight calls the grace period to finish.
+    drain_seconds: float = field(default_factory=lambda: env_float("SANCTION_DRAIN_SECONDS", 5.0))
+    shutdown_grace_seconds: float = field(default_factory=lambda: env_float("SANCTION_SHUTDOWN_GRACE_SECONDS", 10.0))
     # How often refused-check counts are written to the store (they survive restarts).
     counter_flush_seconds: float = field(default_factory=lambda: env_float("SANCTION_COUNTER_FLUSH_SECONDS", 2.0))
     # TLS on the gRPC port; with a client CA, clients must present a certificate it signed.

@@ -1,11 +1,13 @@
 """`sanction serve` under pressure, with real processes: idle streams, a stream bound,
-a taken port, deadlines."""
+a taken port, deadlines, signals and shutdown."""
 
 import json
+import signal
 import threading
 import time
 
 import grpc
+import lmdb
 import pytest
 from conftest import list_person, make_ric
 from google.rpc import error_details_pb2
@@ -18,9 +20,10 @@ from sanction.v1 import restriction_pb2_grpc
 from clients.sanction_client import Passenger, RestrictionClient, Trip, check_request
 
 PERSON = make_ric("110105", "19800101", 123)
+OTHER = make_ric("320102", "19900101", 7)
 FLIGHT = Trip("FLIGHT")
 HEALTH = health_pb2.HealthCheckRequest()
-SERVING = health_pb2.HealthCheckResponse.SERVING
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 EXIT_IN_USE = 3
 
 
@@ -147,3 +150,67 @@ def test_answers_past_their_deadline_are_neither_worked_out_nor_counted(data):
                 expired += 1
         assert expired >= 1 and received >= 1000
         assert refused_flights(target) - before == received
+
+
+def test_sigterm_drains_then_lets_the_call_in_flight_finish_and_exits_0(tmp_path):
+    data = make_store(tmp_path / "data", list_person("L1", PERSON))
+    release = threading.Event()
+    env = {"SANCTION_DRAIN_SECONDS": "1", "SANCTION_SHUTDOWN_GRACE_SECONDS": "30"}
+    with ServerProcess("--data-dir", str(data), env=env) as server:
+        target = server.wait_serving()
+        stream_channel = grpc.insecure_channel(target)
+        (stream,), _ = open_idle_streams(stream_channel, 1, release, timeout=60)
+        # A real slow call: ApplyEvents waits for LMDB's write lock, which we hold as a loader would.
+        env = lmdb.open(str(data), max_dbs=16, readahead=False)
+        writing = env.begin(write=True)
+        applied = {}
+
+        def apply():
+            with RestrictionClient(target, timeout=60) as client:
+                applied["response"] = client.apply_events([list_person("L2", OTHER)])
+
+        in_flight = threading.Thread(target=apply)
+        in_flight.start()
+        time.sleep(0.3)
+        server.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(target))
+        while health.Check(HEALTH, timeout=1).status != NOT_SERVING:
+            assert time.monotonic() - signalled < 1
+        with RestrictionClient(target, timeout=1) as client:  # still serving while load balancers move away
+            assert client.check(Passenger("RESIDENT_ID", PERSON), FLIGHT).decision == "DENY"
+        probe = restriction_pb2_grpc.RestrictionServiceStub(grpc.insecure_channel(target))  # no retries
+        while True:
+            try:
+                probe.CheckRestriction(check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT), timeout=1)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                break
+            time.sleep(0.05)
+        assert time.monotonic() - signalled > 0.9  # the drain delay
+        with pytest.raises(grpc.RpcError) as ended:
+            next(stream)
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert in_flight.is_alive() and server.proc.poll() is None
+        writing.abort()
+        env.close()
+        in_flight.join(30)
+        assert applied["response"].applied == 1
+        assert server.wait(30) == 0
+        release.set()
+    assert not any("Traceback" in line for line in server.lines)
+
+
+@pytest.mark.parametrize("signum, moment", [(signal.SIGTERM, "now stop the server cleanly"),
+                                            (signal.SIGINT, "now stop the server cleanly"),
+                                            (signal.SIGTERM, "listening on"),
+                                            (signal.SIGINT, "SERVING at")])
+def test_a_signal_at_any_moment_of_start_up_exits_0_without_a_traceback(data, signum, moment):
+    server = ServerProcess("--data-dir", str(data), "--log-level", "DEBUG")
+    deadline = time.monotonic() + 60
+    while not any(moment in line for line in server.lines):
+        assert server.proc.poll() is None and time.monotonic() < deadline, server.lines
+        time.sleep(0.001)
+    server.proc.send_signal(signum)
+    assert server.wait(30) == 0, server.lines
+    assert not any("Traceback" in line for line in server.lines), server.lines

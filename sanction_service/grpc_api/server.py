@@ -8,7 +8,7 @@ Server model: grpc's sync server (a call runs on a pool thread), with separate p
 no kind of call can take the threads another needs:
   - checks, admin reads, reflection: the main pool (`--threads`);
   - StreamCheckRestriction: a pool of `max_streams` threads plus a few to refuse more
-    (restriction.py: bound, idle limit, UNAVAILABLE when the server stops);
+    (restriction.py: bound, idle limit, UNAVAILABLE at shutdown);
   - ApplyEvents and GetStats, which may wait for LMDB's write lock: a pool of their own;
   - health Check and Watch: two threads of their own, so probes answer whatever else runs.
 A method is put on a pool through grpc's per-handler `experimental_thread_pool`. grpc's
@@ -22,6 +22,11 @@ server with another store start on the same port and answer a share of the check
 --workers the parent holds the port with SO_REUSEPORT for its workers only, after making
 sure nobody else has it (see `_reserve_for_workers`). Either way a second instance exits
 with EXIT_IN_USE and one line saying why.
+
+Shutdown (SIGTERM/SIGINT): health NOT_SERVING, keep serving `drain_seconds` so load
+balancers move away, then stop accepting calls, end open streams with UNAVAILABLE (the
+client retries elsewhere), give in-flight calls `shutdown_grace_seconds`, persist counters
+and the prefilter, exit 0. A second signal skips the rest of the drain delay.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from ..identity import pepper_fingerprint
 from ..ledger import Ledger
 from ..pepper import load_pepper
 from ..settings import MAX_MESSAGE_BYTES, PEPPER_FILE, PREFILTER_FILE, Settings
+from ..signals import Interrupted, StopSignals
 from ..stats import read_stats
 from ..store import Store
 from .admin import ListAdminServicer
@@ -125,9 +131,16 @@ class Service:
 
         threading.Thread(target=loop, name="counter-flush", daemon=True).start()
 
-    def stop(self, grace: float = 5.0) -> None:
+    def drain_and_close(self, hurry: threading.Event | None = None) -> None:
+        """Health NOT_SERVING, keep serving for the drain delay (cut short by `hurry`), then close."""
+        self.health.enter_graceful_shutdown()
+        log.info("health NOT_SERVING; serving %g s more while load balancers move away", self.settings.drain_seconds)
+        (hurry or threading.Event()).wait(self.settings.drain_seconds)
+        self.close(self.settings.shutdown_grace_seconds)
+
+    def close(self, grace: float = 0.0) -> None:
+        """Stop the server (in-flight calls get `grace` seconds), then persist and release everything."""
         self._stopping.set()
-        self.set_serving(False)
         self.stop_server(grace)
         self.checker.refusals.flush(self.store)
         try:
@@ -279,89 +292,117 @@ def register_store_gauges(store: Store) -> None:
     metrics.JOURNAL_SEQUENCE.set_function(stat(lambda s: s.data_version))
 
 
-def serve(settings: Settings, workers: int = 1) -> int:
-    """Run until SIGINT/SIGTERM. Raises StoreError/PepperError before binding if the store is unusable."""
+def serve(settings: Settings, workers: int = 1, signals: StopSignals | None = None) -> int:
+    """Run until SIGINT/SIGTERM. Raises StoreError/PepperError before binding if the store
+    is unusable, AddressInUse if another instance has the port (or the data dir)."""
+    signals = signals or StopSignals()
     if workers > 1:
-        return serve_workers(settings, workers)
-    return serve_one(settings)
+        return serve_workers(settings, workers, signals)
+    return serve_one(settings, signals=signals)
 
 
-def serve_one(settings: Settings, worker: str = "", *, reuse_port: bool = False) -> int:
-    if settings.pin_cpus and not worker:
-        log.info("pinned to CPU %d", pin_to_cpu(0))
-    service = build_service(settings, reuse_port=reuse_port)
-    service.server.start()
-    host = settings.listen.rsplit(":", 1)[0]
-    log.info("listening on %s:%d (health NOT_SERVING until the prefilter is ready)", host, service.port)
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
+def serve_one(settings: Settings, worker: str = "", *, signals: StopSignals, reuse_port: bool = False) -> int:
+    service = None
+    try:
+        if settings.pin_cpus and not worker:
+            log.info("pinned to CPU %d", pin_to_cpu(0))
+        service = build_service(settings, reuse_port=reuse_port)
+        service.start()
+        host = settings.listen.rsplit(":", 1)[0]
+        log.info("listening on %s:%d (health NOT_SERVING until the prefilter is ready)", host, service.port)
+        if settings.metrics_port:
+            from prometheus_client import start_http_server
 
-        try:
-            start_http_server(settings.metrics_port, addr=settings.metrics_host)
-        except OSError as exc:
-            service.stop(0)
-            if exc.errno == errno.EADDRINUSE:
-                raise AddressInUse(f"metrics port {settings.metrics_port} is already in use") from None
-            raise
-        register_store_gauges(service.store)
-        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
-    how = service.warm_up()
-    with service.store.read() as view:
-        log.info("%sSERVING at data version %d; prefilter %s", worker, view.seq(), how)
-    service.flush_counters_periodically()
-
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-    log.info("shutting down")
-    service.stop()
+            try:
+                start_http_server(settings.metrics_port, addr=settings.metrics_host)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressInUse(f"metrics port {settings.metrics_port} is already in use") from None
+                raise
+            register_store_gauges(service.store)
+            log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+        how = service.warm_up()
+        with service.store.read() as view:
+            log.info("%sSERVING at data version %d; prefilter %s", worker, view.seq(), how)
+        service.flush_counters_periodically()
+        signals.serving()
+    except BaseException as exc:
+        if service is not None:
+            service.close(grace=0)
+        if isinstance(exc, Interrupted):
+            log.info("%s%s during start-up: stopped", worker, exc)
+            return 0
+        raise
+    signals.stop.wait()
+    log.info("%s%s: shutting down", worker, signals.name)
+    service.drain_and_close(signals.hurry)
+    log.info("%sstopped", worker)
     return 0
 
 
-def serve_workers(settings: Settings, workers: int) -> int:
+def serve_workers(settings: Settings, workers: int, signals: StopSignals) -> int:
     """N processes on one port (SO_REUSEPORT), after grpc's multiprocessing example.
 
     The parent reserves the port and the data dir (a second instance exits EXIT_IN_USE),
     verifies the store and makes the persisted prefilter current, closes everything, and
     only then forks: no gRPC server and no LMDB environment may cross a fork. Each worker
     opens LMDB itself and serves metrics on metrics_port + its index. If one worker dies
-    the others are stopped too, so a supervisor sees the failure.
+    the others are stopped too, so a supervisor sees the failure. On SIGTERM/SIGINT each
+    worker drains (see serve_one); a second signal is passed on to hurry them.
     """
     import multiprocessing
     from dataclasses import replace
 
-    with _reserve_for_workers(settings) as bound:
-        store, pepper = open_store(settings)
-        try:
-            checker = make_checker(settings, store, pepper)
-            log.info("prefilter for the workers: %s", checker.warm_up())
-        finally:
-            store.close()
-        host = settings.listen.rsplit(":", 1)[0]
-        context = multiprocessing.get_context("fork")
-        processes = []
-        for index in range(workers):
-            worker_settings = replace(settings, listen=f"{host}:{bound}",
-                                      metrics_port=settings.metrics_port + index if settings.metrics_port else 0)
-            process = context.Process(target=_worker_main, args=(worker_settings, index), name=f"worker-{index}")
-            process.start()
-            processes.append(process)
-        log.info("%d workers on %s:%d (pids %s)", workers, host, bound, [p.pid for p in processes])
+    processes: list = []
+    try:
+        with _reserve_for_workers(settings) as bound:
+            store, pepper = open_store(settings)
+            try:
+                checker = make_checker(settings, store, pepper)
+                log.info("prefilter for the workers: %s", checker.warm_up())
+            finally:
+                store.close()
+            host = settings.listen.rsplit(":", 1)[0]
+            context = multiprocessing.get_context("fork")
+            for index in range(workers):
+                worker_settings = replace(settings, listen=f"{host}:{bound}",
+                                          metrics_port=settings.metrics_port + index if settings.metrics_port else 0)
+                process = context.Process(target=_worker_main, args=(worker_settings, index), name=f"worker-{index}")
+                process.start()
+                processes.append(process)
+            log.info("%d workers on %s:%d (pids %s)", workers, host, bound, [p.pid for p in processes])
+            signals.serving()
+            while not signals.stop.wait(0.5):
+                if any(not p.is_alive() for p in processes):
+                    log.error("a worker exited; stopping the others")
+                    break
+            _stop_workers(processes, settings, signals)
+    except Interrupted as exc:
+        log.info("%s during start-up: stopped", exc)
+        _stop_workers(processes, settings, signals)
+        return 0
+    return 0 if signals.stop.is_set() else 1
 
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        while not stop.wait(0.5):
-            if any(not p.is_alive() for p in processes):
-                log.error("a worker exited; stopping the others")
-                break
-        for p in processes:
-            if p.is_alive():
-                p.terminate()
-        for p in processes:
-            p.join(15)
-    return 0 if stop.is_set() else 1
+
+def _stop_workers(processes: list, settings: Settings, signals: StopSignals) -> None:
+    """SIGTERM each worker (it drains), pass a second signal on, kill what outlives drain + grace."""
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + settings.drain_seconds + settings.shutdown_grace_seconds + 10
+    hurried = False
+    while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+        if signals.hurry.is_set() and not hurried:
+            hurried = True
+            for p in processes:
+                if p.is_alive():
+                    p.terminate()
+        time.sleep(0.05)
+    for p in processes:
+        if p.is_alive():
+            log.error("worker %s did not stop in time; killing it", p.name)
+            p.kill()
+        p.join()
 
 
 @contextlib.contextmanager
@@ -422,10 +463,13 @@ def _data_dir_lock(data_dir: str) -> Iterator[None]:
 
 
 def _worker_main(settings: Settings, index: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; SIGTERM stops us
+    # SIGINT is ignored: a Ctrl-C reaches the whole process group, and the parent decides
+    # (it sends SIGTERM). SIGTERM drains.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signals = StopSignals((signal.SIGTERM,))
     if settings.pin_cpus:
         pin_to_cpu(index)
-    raise SystemExit(serve_one(settings, worker=f"worker {index} ", reuse_port=True))
+    raise SystemExit(serve_one(settings, worker=f"worker {index} ", signals=signals, reuse_port=True))
 
 
 def pin_to_cpu(index: int) -> int:
