@@ -1,5 +1,5 @@
-"""`sanction serve` under pressure, with real processes: idle streams, a stream bound,
-a taken port, deadlines, signals and shutdown."""
+"""`sanction serve` under pressure, with real processes: idle streams, a stream bound, a
+taken port, deadlines, signals and shutdown, keepalive pings and connection age."""
 
 import json
 import signal
@@ -214,3 +214,40 @@ def test_a_signal_at_any_moment_of_start_up_exits_0_without_a_traceback(data, si
     server.proc.send_signal(signum)
     assert server.wait(30) == 0, server.lines
     assert not any("Traceback" in line for line in server.lines), server.lines
+
+
+def connection_states(channel) -> list:
+    states: list = []
+    channel.subscribe(states.append, try_to_connect=True)
+    grpc.channel_ready_future(channel).result(timeout=10)
+    return states
+
+
+def test_a_client_pinging_every_second_keeps_its_idle_connection(data):
+    with ServerProcess("--data-dir", str(data)) as server:
+        target = server.wait_serving()
+        channel = grpc.insecure_channel(target, options=[("grpc.keepalive_time_ms", 1000),
+                                                          ("grpc.keepalive_permit_without_calls", 1),
+                                                          ("grpc.http2.max_pings_without_data", 0)])
+        states = connection_states(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        assert health.Check(HEALTH, timeout=2).status == SERVING
+        time.sleep(11)  # gRPC's default policy sent GOAWAY too_many_pings after ~4 s
+        assert states[-1] == grpc.ChannelConnectivity.READY and states.count(grpc.ChannelConnectivity.READY) == 1
+        assert health.Check(HEALTH, timeout=2).status == SERVING
+        channel.close()
+
+
+def test_connections_are_recycled_at_their_maximum_age_without_failing_calls(data):
+    env = {"SANCTION_MAX_CONNECTION_AGE_SECONDS": "1", "SANCTION_MAX_CONNECTION_AGE_GRACE_SECONDS": "1"}
+    with ServerProcess("--data-dir", str(data), env=env) as server:
+        target = server.wait_serving()
+        with RestrictionClient(target, timeout=5) as client:
+            states = connection_states(client.channel)
+            ended = time.monotonic() + 3.5
+            while time.monotonic() < ended:
+                assert client.check(Passenger("RESIDENT_ID", PERSON), FLIGHT).decision == "DENY"
+                time.sleep(0.05)
+        # GOAWAY after ~1 s (±10 % jitter): the channel went back to IDLE and reconnected.
+        assert states.count(grpc.ChannelConnectivity.READY) >= 2, states
+

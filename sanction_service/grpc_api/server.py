@@ -179,11 +179,26 @@ def run_on(pool: futures.ThreadPoolExecutor, servicer, *names: str) -> None:
 
 
 def server_options(settings: Settings, *, reuse_port: bool) -> list[tuple[str, int]]:
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.keepalive_time_ms", ms(settings.keepalive_seconds)),
+        ("grpc.keepalive_timeout_ms", ms(settings.keepalive_timeout_seconds)),
+        # On a server these two only govern the client's pings: how often, and whether also
+        # with no call open. gRPC's defaults (5 min, no) answer a client that keeps an idle
+        # connection warm with GOAWAY too_many_pings after its third ping.
+        ("grpc.http2.min_ping_interval_without_data_ms", ms(settings.client_ping_min_seconds)),
+        ("grpc.keepalive_permit_without_calls", int(settings.client_ping_without_calls)),
     ]
+    if settings.max_connection_age_seconds > 0:
+        options += [
+            ("grpc.max_connection_age_ms", ms(settings.max_connection_age_seconds)),
+            ("grpc.max_connection_age_grace_ms", ms(settings.max_connection_age_grace_seconds)),
+        ]
     return options
 
 
