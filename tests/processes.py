@@ -29,12 +29,14 @@ class ServerProcess:
     """`sanction serve` on an ephemeral loopback port; its stderr is collected in `lines`.
 
     The drain delay on SIGTERM is cut to 0.1 s (the default 5 s would add up over the
-    suite); pass SANCTION_DRAIN_SECONDS in `env` to test it."""
+    suite); pass SANCTION_DRAIN_SECONDS in `env` to test it. `cwd` and `command` let the
+    benchmarks run another tree's server, or another server that logs the same lines."""
 
-    def __init__(self, *args: str, env: dict | None = None):
+    def __init__(self, *args: str, env: dict | None = None, cwd: Path = ROOT, command: list[str] | None = None):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sanction_service", "serve", "--listen", "127.0.0.1:0", "--metrics-port", "0", *args],
-            cwd=ROOT, env=_env({"SANCTION_DRAIN_SECONDS": "0.1", **(env or {})}), stderr=subprocess.PIPE,
+            command or [sys.executable, "-m", "sanction_service", "serve", "--listen", "127.0.0.1:0",
+                        "--metrics-port", "0", *args],
+            cwd=cwd, env=_env({"SANCTION_DRAIN_SECONDS": "0.1", **(env or {})}), stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL, text=True)
         self.lines: list[str] = []
         self.port: int | None = None
