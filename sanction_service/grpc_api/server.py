@@ -14,8 +14,9 @@ no kind of call can take the threads another needs:
 A method is put on a pool through grpc's per-handler `experimental_thread_pool`. grpc's
 `maximum_concurrent_rpcs` is not used: one bound over every call, health included, would
 refuse health probes during a burst of checks. grpc.aio was measured as the alternative
-(idle streams cost no thread there) but costs ~90 us more CPU per unary check, about 30 %
-fewer unary checks per second; the check is what this service is for (BENCHMARKS.md).
+(idle streams cost no thread there) but costs ~80 us more CPU per unary check, 28 % fewer
+unary checks per second pinned; the check is what this service is for (BENCHMARKS.md,
+benchmarks/server_model.py).
 
 Port: one process binds exclusively (grpc.so_reuseport=0: gRPC's default of 1 let a second
 server with another store start on the same port and answer a share of the checks). With
@@ -24,9 +25,9 @@ sure nobody else has it (see `_reserve_for_workers`). Either way a second instan
 with EXIT_IN_USE and one line saying why.
 
 Shutdown (SIGTERM/SIGINT): health NOT_SERVING, keep serving `drain_seconds` so load
-balancers move away, then stop accepting calls, end open streams with UNAVAILABLE (the
-client retries elsewhere), give in-flight calls `shutdown_grace_seconds`, persist counters
-and the prefilter, exit 0. A second signal skips the rest of the drain delay.
+balancers move away, then stop accepting calls, end open streams with UNAVAILABLE (a
+client opens a new one, elsewhere), give in-flight calls `shutdown_grace_seconds`, persist
+counters and the prefilter, exit 0. A second signal skips the rest of the drain delay.
 """
 
 from __future__ import annotations
