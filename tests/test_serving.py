@@ -1,6 +1,7 @@
 """`sanction serve` under pressure, with real processes: idle streams, a stream bound, a
 taken port, deadlines, signals and shutdown, keepalive pings and connection age."""
 
+import contextlib
 import json
 import signal
 import threading
@@ -105,13 +106,14 @@ def test_a_stream_beyond_the_bound_is_refused_with_a_retry_hint_and_idle_streams
 def test_a_second_instance_on_the_same_port_or_data_dir_is_refused(data, tmp_path, workers):
     other = make_store(tmp_path / "other")  # empty: were the port shared, some checks would answer ALLOW
     extra = ("--workers", "2") if workers > 1 else ()
-    with ServerProcess("--data-dir", str(data), *extra) as first:
+    with ServerProcess("--data-dir", str(data), *extra) as first, contextlib.ExitStack() as started:
         target = first.wait_serving(workers=workers)
-        attempts = [ServerProcess("--data-dir", str(other), "--listen", target, *extra)]
+        attempts = [("--data-dir", str(other), "--listen", target, *extra)]
         if workers > 1:
-            attempts += [ServerProcess("--data-dir", str(other), "--listen", target),  # single process, too
-                         ServerProcess("--data-dir", str(data), *extra)]  # another port, the same data dir
-        for second in attempts:
+            attempts += [("--data-dir", str(other), "--listen", target),  # a single process, too
+                         ("--data-dir", str(data), *extra)]  # another port, the same data dir
+        for args in attempts:
+            second = started.enter_context(ServerProcess(*args))  # stopped however the test ends
             assert second.wait(60) == EXIT_IN_USE, second.lines
             said = [line for line in second.lines if "ERROR" in line]
             assert len(said) == 1 and ("in use" in said[0] or "served by another" in said[0]), second.lines
@@ -206,13 +208,13 @@ def test_sigterm_drains_then_lets_the_call_in_flight_finish_and_exits_0(tmp_path
                                             (signal.SIGTERM, "listening on"),
                                             (signal.SIGINT, "SERVING at")])
 def test_a_signal_at_any_moment_of_start_up_exits_0_without_a_traceback(data, signum, moment):
-    server = ServerProcess("--data-dir", str(data), "--log-level", "DEBUG")
-    deadline = time.monotonic() + 60
-    while not any(moment in line for line in server.lines):
-        assert server.proc.poll() is None and time.monotonic() < deadline, server.lines
-        time.sleep(0.001)
-    server.proc.send_signal(signum)
-    assert server.wait(30) == 0, server.lines
+    with ServerProcess("--data-dir", str(data), "--log-level", "DEBUG") as server:
+        deadline = time.monotonic() + 60
+        while not any(moment in line for line in server.lines):
+            assert server.proc.poll() is None and time.monotonic() < deadline, server.lines
+            time.sleep(0.001)
+        server.proc.send_signal(signum)
+        assert server.wait(30) == 0, server.lines
     assert not any("Traceback" in line for line in server.lines), server.lines
 
 
