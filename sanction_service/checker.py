@@ -162,18 +162,28 @@ class Checker:
                     self._rebuild_in_background()
             yield view, view.seq(), prefilter, self.clock()
 
-    def check_many(self, queries: list[CheckQuery]) -> list[CheckResult | Exception]:
-        """One read snapshot for all; a bad item yields its exception, not a failed batch."""
+    def check_many(self, queries: list[CheckQuery], *, count_refusals: bool = True,
+                   between_chunks=None, chunk: int = 100) -> list[CheckResult | Exception]:
+        """One read snapshot for all; a bad item yields its exception, not a failed batch.
+
+        count_refusals=False leaves counting to the caller (`refusals.add_results`), so a
+        server counts only the answers it actually sends, not those past their deadline.
+        between_chunks() is called before every further `chunk` queries and may raise to
+        abandon the batch (the server's deadline check)."""
         results: list[CheckResult | Exception] = []
         with self._snapshot() as (view, seq, prefilter, today):
             observe = metrics.CHECK_LATENCY.observe
-            for query in queries:
+            for i, query in enumerate(queries):
+                if between_chunks is not None and i and not i % chunk:
+                    between_chunks()
                 started = time.perf_counter()
                 try:
                     results.append(self._check_one(view, seq, query, today, prefilter))
                 except (InvalidDocument, InvalidTrip) as exc:
                     results.append(exc)
                 observe(time.perf_counter() - started)
+        if count_refusals:
+            self.refusals.add_results(results)
         return results
 
     def check_plain_batch(self, positions: list[int], numbers: list[bytes], names: list[str], trip: Trip | None,
@@ -234,8 +244,6 @@ class Checker:
             decision = NOT_LISTED
         mode = trip.mode.value if trip else "NONE"
         _decision_counter(mode, decision.decision).inc()
-        if decision.decision == DENY and trip is not None:
-            self.refusals.add(mode)
         if _debug():
             log.debug("check %s %s mode=%s day=%s -> %s restricted=%s listings=%s (data version %d)",
                       document.type.value, document.masked(), mode, day, decision.decision, decision.restricted,
@@ -312,6 +320,13 @@ class RefusalTally:
     def pending(self) -> dict[str, int]:
         with self._lock:
             return dict(self._pending)
+
+    def add_results(self, results) -> None:
+        """Counts the refusals among check results: DENY answers to checks that carry a trip."""
+        modes = [r.mode for r in results if isinstance(r, CheckResult) and r.decision.decision == DENY and r.mode != "NONE"]
+        if modes:
+            with self._lock:
+                self._pending.update(modes)
 
     def flush(self, store: Store, *, wait: bool | float = False) -> bool:
         """Persist the pending counts; False (counts kept) when another process is writing."""

@@ -67,7 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pin-cpus", action="store_true", default=defaults.pin_cpus,
                    help="pin each server process to one CPU (worker i to the i-th) [SANCTION_PIN_CPUS=on]")
     p.add_argument("--no-prefilter", action="store_true", help="answer every check from LMDB [SANCTION_PREFILTER=off]")
-    p.add_argument("--threads", type=int, default=defaults.grpc_threads, help="gRPC worker threads (%(default)s)")
+    p.add_argument("--threads", type=int, default=defaults.grpc_threads,
+                   help="gRPC threads for checks and admin reads; streams, admin writes and health "
+                        "have their own [SANCTION_GRPC_THREADS] (%(default)s)")
+    p.add_argument("--max-streams", type=int, default=defaults.max_streams,
+                   help="open check streams per process; more get RESOURCE_EXHAUSTED [SANCTION_MAX_STREAMS] "
+                        "(%(default)s)")
+    p.add_argument("--stream-idle-seconds", type=float, default=defaults.stream_idle_seconds,
+                   help="end a stream idle this long with UNAVAILABLE, 0 never [SANCTION_STREAM_IDLE_SECONDS] "
+                        "(%(default)s)")
+    p.add_argument("--drain-seconds", type=float, default=defaults.drain_seconds,
+                   help="on SIGTERM/SIGINT keep serving this long with health NOT_SERVING "
+                        "[SANCTION_DRAIN_SECONDS] (%(default)s)")
+    p.add_argument("--grace-seconds", type=float, default=defaults.shutdown_grace_seconds,
+                   help="then give in-flight calls this long to finish [SANCTION_SHUTDOWN_GRACE_SECONDS] "
+                        "(%(default)s)")
     p.add_argument("--tls-cert", default=defaults.tls_cert, help="PEM certificate chain: serve TLS [SANCTION_TLS_CERT]")
     p.add_argument("--tls-key", default=defaults.tls_key, help="PEM private key [SANCTION_TLS_KEY]")
     p.add_argument("--tls-client-ca", default=defaults.tls_client_ca,
@@ -221,26 +235,43 @@ def _settings(args) -> Settings:
 
 
 def cmd_serve(args) -> int:
-    from .grpc_api.auth import TokenFileError
-    from .grpc_api.server import serve
-    from .pepper import PepperError
-    from .store import StoreError
+    """Exit codes: 0 stopped by SIGTERM/SIGINT, 1 a worker died, 2 refused to serve (store,
+    pepper, tokens, TLS files, address), 3 (EXIT_IN_USE) port or data dir taken."""
+    from .signals import Interrupted, StopSignals
 
-    settings = _settings(args)
-    settings.listen = args.listen
-    settings.metrics_port = args.metrics_port
-    settings.grpc_threads = args.threads
-    settings.pin_cpus = args.pin_cpus
-    settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
-    settings.tokens_file = args.tokens_file
-    settings.follow_lag_max, settings.follow_stale_seconds = args.follow_lag_max, args.follow_stale_seconds
-    if args.no_prefilter:
-        settings.prefilter_enabled = False
+    signals = StopSignals()  # first: a signal while grpc is still being imported stops cleanly too
+    log.debug("start-up: SIGTERM/SIGINT now stop the server cleanly")
     try:
-        return serve(settings, workers=args.workers)
-    except (StoreError, PepperError, TokenFileError, OSError) as exc:
-        log.error("refusing to serve: %s", exc)
-        return 2
+        from .grpc_api.auth import TokenFileError
+        from .grpc_api.server import EXIT_IN_USE, AddressInUse, serve
+        from .pepper import PepperError
+        from .store import StoreError
+
+        settings = _settings(args)
+        settings.listen = args.listen
+        settings.metrics_port = args.metrics_port
+        settings.grpc_threads = args.threads
+        settings.max_streams = args.max_streams
+        settings.stream_idle_seconds = args.stream_idle_seconds
+        settings.drain_seconds = args.drain_seconds
+        settings.shutdown_grace_seconds = args.grace_seconds
+        settings.pin_cpus = args.pin_cpus
+        settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
+        settings.tokens_file = args.tokens_file
+        settings.follow_lag_max, settings.follow_stale_seconds = args.follow_lag_max, args.follow_stale_seconds
+        if args.no_prefilter:
+            settings.prefilter_enabled = False
+        try:
+            return serve(settings, workers=args.workers, signals=signals)
+        except AddressInUse as exc:
+            log.error("refusing to serve: %s", exc)
+            return EXIT_IN_USE
+        except (StoreError, PepperError, TokenFileError, OSError) as exc:
+            log.error("refusing to serve: %s", exc)
+            return 2
+    except Interrupted as exc:  # serve() handles its own start-up; this covers the imports before it
+        log.info("%s during start-up: stopped", exc)
+        return 0
 
 
 def cmd_init(args) -> int:

@@ -76,7 +76,32 @@ class Settings:
     workers: int = field(default_factory=lambda: env_int("SANCTION_WORKERS", 1))
     # Pin each server process (worker i to the i-th allowed CPU): less GIL contention.
     pin_cpus: bool = field(default_factory=lambda: env_str("SANCTION_PIN_CPUS", "off") == "on")
+    # Threads for checks and admin reads; streams, admin writes and health have their own.
     grpc_threads: int = field(default_factory=lambda: env_int("SANCTION_GRPC_THREADS", 16))
+    # Open StreamCheckRestriction streams per process (each holds two threads, mostly
+    # asleep); more get RESOURCE_EXHAUSTED with a RetryInfo.
+    max_streams: int = field(default_factory=lambda: env_int("SANCTION_MAX_STREAMS", 100))
+    # A stream that sends nothing for this long is ended with UNAVAILABLE (frees its slot); 0: never.
+    stream_idle_seconds: float = field(default_factory=lambda: env_float("SANCTION_STREAM_IDLE_SECONDS", 60.0))
+    # On SIGTERM/SIGINT: health NOT_SERVING, keep serving this long so load balancers move
+    # away, then stop accepting and give in-flight calls the grace period to finish.
+    drain_seconds: float = field(default_factory=lambda: env_float("SANCTION_DRAIN_SECONDS", 5.0))
+    shutdown_grace_seconds: float = field(default_factory=lambda: env_float("SANCTION_SHUTDOWN_GRACE_SECONDS", 10.0))
+    # HTTP/2 keepalive: the server pings an idle connection this often and drops it when
+    # no answer comes within the timeout (a dead client or a silent NAT).
+    keepalive_seconds: float = field(default_factory=lambda: env_float("SANCTION_KEEPALIVE_SECONDS", 60.0))
+    keepalive_timeout_seconds: float = field(default_factory=lambda: env_float("SANCTION_KEEPALIVE_TIMEOUT_SECONDS", 20.0))
+    # Clients may ping this often, also with no call open (keeps connections warm through
+    # NATs and load balancers); faster pingers get GOAWAY too_many_pings.
+    client_ping_min_seconds: float = field(default_factory=lambda: env_float("SANCTION_CLIENT_PING_MIN_SECONDS", 0.5))
+    client_ping_without_calls: bool = field(
+        default_factory=lambda: env_str("SANCTION_CLIENT_PING_WITHOUT_CALLS", "on") != "off")
+    # Connections get GOAWAY after this age (gRPC adds ±10 % jitter) and then the grace to
+    # finish their calls, so clients reconnect and spread over --workers; 0: no limit.
+    max_connection_age_seconds: float = field(
+        default_factory=lambda: env_float("SANCTION_MAX_CONNECTION_AGE_SECONDS", 300.0))
+    max_connection_age_grace_seconds: float = field(
+        default_factory=lambda: env_float("SANCTION_MAX_CONNECTION_AGE_GRACE_SECONDS", 30.0))
     # How often refused-check counts are written to the store (they survive restarts).
     counter_flush_seconds: float = field(default_factory=lambda: env_float("SANCTION_COUNTER_FLUSH_SECONDS", 2.0))
     # TLS on the gRPC port; with a client CA, clients must present a certificate it signed.

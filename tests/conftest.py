@@ -102,9 +102,9 @@ def service(tmp_path, store):
     """A real gRPC server on an ephemeral loopback port, not yet warmed up."""
     settings = Settings(data_dir=str(store.path), listen="127.0.0.1:0", metrics_port=0)
     svc = build_service(settings, store=store, pepper=PEPPER)
-    svc.server.start()
+    svc.start()
     yield svc
-    svc.server.stop(0).wait()
+    svc.stop_server()
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def start(store, ledger, **settings_kwargs):
     apply(ledger, list_person("L1", PERSON))
     settings = Settings(data_dir=str(store.path), listen="127.0.0.1:0", metrics_port=0, **settings_kwargs)
     service = build_service(settings, store=store, pepper=PEPPER)
-    service.server.start()
+    service.start()
     service.warm_up()
     return service
 
@@ -81,7 +81,7 @@ def test_tls_server_answers_a_tls_client_and_not_a_plaintext_one(store, ledger, 
                 deny_check(plain)
             assert exc.value.code == "UNAVAILABLE"
     finally:
-        service.server.stop(0)
+        service.stop_server()
 
 
 def test_mutual_tls_requires_a_client_certificate(store, ledger, pki):
@@ -96,7 +96,7 @@ def test_mutual_tls_requires_a_client_certificate(store, ledger, pki):
         with RestrictionClient(target, credentials=tls_credentials(pki["ca"], client_cert, client_key), timeout=5) as c:
             assert deny_check(c) == "DENY"
     finally:
-        service.server.stop(0)
+        service.stop_server()
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def token_service(store, ledger, tmp_path):
     ]}))
     service = start(store, ledger, tokens_file=str(tokens))
     yield f"127.0.0.1:{service.port}"
-    service.server.stop(0)
+    service.stop_server()
 
 
 def test_missing_or_unknown_token_is_unauthenticated(token_service):

@@ -1,4 +1,9 @@
-"""ListAdminService: apply events, read listings, look up persons, statistics."""
+"""ListAdminService: apply events, read listings, look up persons, statistics.
+
+ApplyEvents and GetStats (which first persists the refusal counters) write, so they may
+wait for LMDB's one write lock, which a loader holds for seconds: server.py runs them on a
+small pool of their own, where that wait cannot take the threads checks need.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
         self.writer_wait_seconds = writer_wait_seconds
 
     def ApplyEvents(self, request, context):
+        _in_time(context)
         lines = [_decode(n, text) for n, text in enumerate(request.events, 1)]
         try:
             outcomes = list(self.ledger.apply(lines, wait=self.writer_wait_seconds))
@@ -56,6 +62,7 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
         return summary
 
     def GetListing(self, request, context):
+        _in_time(context)
         if not request.listing_id:
             errors.abort(context, errors.bad_request("listing_id", "is required"))
         with self.checker.store.read() as view:
@@ -67,6 +74,7 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
             return listing_message(listing, exemptions, view.seq())
 
     def LookupPerson(self, request, context):
+        _in_time(context)
         doc = request.document
         try:
             if not request.HasField("document") or doc.type == pb.DOCUMENT_TYPE_UNSPECIFIED:
@@ -83,6 +91,7 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
                                               listings=[match_message(f) for f in found], data_version=seq)
 
     def GetStats(self, request, context):
+        _in_time(context)
         # Refusals counted in this process and not yet persisted (a loader may hold the
         # writer lock) are added to what the store has, so the answer is never behind.
         self.checker.refusals.flush(self.checker.store)
@@ -100,6 +109,12 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
             last_event_time=stats.last_event_time,
             active_listings=stats.active_listings,
         )
+
+
+def _in_time(context) -> None:
+    status = errors.late(context)
+    if status is not None:
+        errors.abort(context, status)
 
 
 def _decode(line: int, text: str) -> FeedLine:

@@ -29,13 +29,26 @@ def bad_request(field: str, description: str) -> status_pb2.Status:
 
 
 def unavailable(message: str, retry_seconds: int = 1) -> status_pb2.Status:
+    return _retry_later(code_pb2.UNAVAILABLE, message, retry_seconds)
+
+
+def resource_exhausted(message: str, retry_seconds: int = 1) -> status_pb2.Status:
+    return _retry_later(code_pb2.RESOURCE_EXHAUSTED, message, retry_seconds)
+
+
+def late(context: grpc.ServicerContext) -> status_pb2.Status | None:
+    """DEADLINE_EXCEEDED once the caller's deadline has passed, else None: nobody waits
+    for the answer any more, so doing (and counting) the work would be waste."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message="the deadline passed before the answer")
+    return None
+
+
+def _retry_later(code: int, message: str, retry_seconds: int) -> status_pb2.Status:
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.RetryInfo(retry_delay={"seconds": retry_seconds}))
-    return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
-
-
-def resource_exhausted(message: str) -> status_pb2.Status:
-    return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message)
+    return status_pb2.Status(code=code, message=message, details=[detail])
 
 
 def not_found(message: str) -> status_pb2.Status:
