@@ -2,12 +2,19 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATA_DIR ?= data/demo
+# Settings come from the SANCTION_* environment variables, as for every `sanction` command
+# (README "Configuration"): e.g. `SANCTION_LISTEN=127.0.0.1:6000 SANCTION_METRICS_PORT=0 make run`
+# or `make run SANCTION_DATA_DIR=/srv/demo`.
+SANCTION_DATA_DIR ?= data/demo
+export SANCTION_DATA_DIR
+$(foreach old,DATA_DIR LISTEN METRICS_PORT,$(if $(filter command line,$(origin $(old))),\
+	$(error $(old) is not read any more: set SANCTION_$(old) instead)))
 DEMO_LISTINGS ?= 20000
-# A fixed start keeps the demo reproducible; listings fall in the three years before it.
-DEMO_START ?= 2026-11-01
-LISTEN ?= 127.0.0.1:50051
-METRICS_PORT ?= 9464
+# The demo is a list as of today: listings fall in the three years before DEMO_START and
+# their follow-ups (delistings, exemptions, ...) come at most 30 days after them, so a start
+# 31 days back puts the last event just before today and `sanction stats` shows no event
+# from the future. The showcase listings have fixed dates (README "Check a passenger").
+DEMO_START ?= $(shell $(PYTHON) -c 'import datetime as d; print(d.date.today() - d.timedelta(days=31))')
 PROTOS := $(wildcard proto/sanction/v1/*.proto)
 STUBS := gen/sanction/v1/restriction_pb2.py
 INSTALLED := $(VENV)/.installed
@@ -34,16 +41,17 @@ $(INSTALLED): pyproject.toml $(STUBS)
 	touch $@
 
 demo: $(INSTALLED)
-	@if [ ! -f $(DATA_DIR)/data.mdb ]; then \
-		echo "making a demo list of $(DEMO_LISTINGS) listings in $(DATA_DIR)"; \
-		$(VENV)/bin/sanction init --data-dir $(DATA_DIR) && \
-		$(VENV)/bin/sanction synth --seed 1 --listings $(DEMO_LISTINGS) --start $(DEMO_START) --out $(DATA_DIR)/demo-feed.jsonl \
-			--probes $(DATA_DIR)/demo-probes.jsonl && \
-		$(VENV)/bin/sanction load --data-dir $(DATA_DIR) $(DATA_DIR)/demo-feed.jsonl; \
+	@if [ ! -f $(SANCTION_DATA_DIR)/data.mdb ]; then \
+		echo "making a demo list of $(DEMO_LISTINGS) listings as of $(DEMO_START) in $(SANCTION_DATA_DIR)"; \
+		$(VENV)/bin/sanction init && \
+		$(VENV)/bin/sanction synth --seed 1 --listings $(DEMO_LISTINGS) --start $(DEMO_START) \
+			--out $(SANCTION_DATA_DIR)/demo-feed.jsonl --probes $(SANCTION_DATA_DIR)/demo-probes.jsonl && \
+		$(VENV)/bin/sanction load $(SANCTION_DATA_DIR)/demo-feed.jsonl; \
 	fi
 
+# Listens on SANCTION_LISTEN, metrics on SANCTION_METRICS_PORT, store SANCTION_DATA_DIR (README).
 run: demo
-	$(VENV)/bin/sanction serve --data-dir $(DATA_DIR) --listen $(LISTEN) --metrics-port $(METRICS_PORT)
+	$(VENV)/bin/sanction serve
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q
