@@ -53,9 +53,10 @@ demo: $(INSTALLED)
 run: demo
 	$(VENV)/bin/sanction serve
 
-# buf (tests/test_buf.py: lint and breaking checks of the API) from npm, into .tools/, when
-# none is on PATH; as bench-tools gets Debian packages, a registry that cannot be reached
-# does not fail the build: those tests then skip, saying why.
+# From npm: buf (tests/test_buf.py: lint and breaking checks of the API) into .tools/ when
+# none is on PATH, and the Node example's packages (clients/node/package-lock.json). As
+# bench-tools gets Debian packages, a registry that cannot be reached does not fail the
+# build: those tests then skip, saying why.
 BUF_VERSION := 1.75.0
 TOOLS := .tools
 
@@ -63,6 +64,9 @@ tools:
 	@command -v buf >/dev/null || [ -x $(TOOLS)/node_modules/.bin/buf ] || \
 		npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION) >/dev/null 2>&1 || \
 		echo "could not install buf with npm: the buf lint and breaking tests will be skipped"
+	@[ -d clients/node/node_modules/@grpc/grpc-js ] || \
+		npm ci --silent --no-audit --no-fund --prefix clients/node >/dev/null 2>&1 || \
+		echo "could not install the Node example's packages with npm: tests/test_node_client.py will be skipped"
 
 test: $(INSTALLED) tools
 	$(PY) -m pytest -q
@@ -86,4 +90,4 @@ bench: $(INSTALLED) bench-tools
 	BENCH_SIZE=$(BENCH_SIZE) $(PY) benchmarks/load.py
 
 clean:
-	rm -rf gen $(VENV) .pytest_cache $(TOOLS)
+	rm -rf gen $(VENV) .pytest_cache $(TOOLS) clients/node/node_modules

@@ -35,10 +35,10 @@ def write_feed(path, events) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def serve_world(tmp_path_factory):
     """A store with a listed person (with a bound passport), an exempted one, an
-    organisation's legal representative and a lifted listing, served by a real server."""
+    organisation's legal representative and a lifted listing, served by a real server
+    (a generator for module-scoped fixtures, here and in tests/test_node_client.py)."""
     tmp = tmp_path_factory.mktemp("cli")
     feed = write_feed(tmp / "feed.jsonl", [
         list_person("L-LISTED", LISTED, case_number="(2024)京0105执1号",
@@ -56,6 +56,11 @@ def world(tmp_path_factory):
     with ServerProcess("--data-dir", str(data), env=ENV) as server:
         target = server.wait_serving()
         yield {"target": target, "data": data, "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    yield from serve_world(tmp_path_factory)
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
