@@ -2,17 +2,24 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATA_DIR ?= data/demo
+# Settings come from the SANCTION_* environment variables, as for every `sanction` command
+# (README "Configuration"): e.g. `SANCTION_LISTEN=127.0.0.1:6000 SANCTION_METRICS_PORT=0 make run`
+# or `make run SANCTION_DATA_DIR=/srv/demo`.
+SANCTION_DATA_DIR ?= data/demo
+export SANCTION_DATA_DIR
+$(foreach old,DATA_DIR LISTEN METRICS_PORT,$(if $(filter command line,$(origin $(old))),\
+	$(error $(old) is not read any more: set SANCTION_$(old) instead)))
 DEMO_LISTINGS ?= 20000
-# A fixed start keeps the demo reproducible; listings fall in the three years before it.
-DEMO_START ?= 2026-11-01
-LISTEN ?= 127.0.0.1:50051
-METRICS_PORT ?= 9464
+# The demo is a list as of today: listings fall in the three years before DEMO_START and
+# their follow-ups (delistings, exemptions, ...) come at most 30 days after them, so a start
+# 31 days back puts the last event just before today and `sanction stats` shows no event
+# from the future. The showcase listings have fixed dates (README "Check a passenger").
+DEMO_START ?= $(shell $(PYTHON) -c 'import datetime as d; print(d.date.today() - d.timedelta(days=31))')
 PROTOS := $(wildcard proto/sanction/v1/*.proto)
 STUBS := gen/sanction/v1/restriction_pb2.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test proto lint demo clean bench bench-tools nats-server
+.PHONY: run test proto lint demo clean bench bench-tools tools nats-server
 
 # grpcio-tools is bootstrapped first because the package (which includes the stubs)
 # cannot be installed before the stubs exist.
@@ -34,16 +41,17 @@ $(INSTALLED): pyproject.toml $(STUBS)
 	touch $@
 
 demo: $(INSTALLED)
-	@if [ ! -f $(DATA_DIR)/data.mdb ]; then \
-		echo "making a demo list of $(DEMO_LISTINGS) listings in $(DATA_DIR)"; \
-		$(VENV)/bin/sanction init --data-dir $(DATA_DIR) && \
-		$(VENV)/bin/sanction synth --seed 1 --listings $(DEMO_LISTINGS) --start $(DEMO_START) --out $(DATA_DIR)/demo-feed.jsonl \
-			--probes $(DATA_DIR)/demo-probes.jsonl && \
-		$(VENV)/bin/sanction load --data-dir $(DATA_DIR) $(DATA_DIR)/demo-feed.jsonl; \
+	@if [ ! -f $(SANCTION_DATA_DIR)/data.mdb ]; then \
+		echo "making a demo list of $(DEMO_LISTINGS) listings as of $(DEMO_START) in $(SANCTION_DATA_DIR)"; \
+		$(VENV)/bin/sanction init && \
+		$(VENV)/bin/sanction synth --seed 1 --listings $(DEMO_LISTINGS) --start $(DEMO_START) \
+			--out $(SANCTION_DATA_DIR)/demo-feed.jsonl --probes $(SANCTION_DATA_DIR)/demo-probes.jsonl && \
+		$(VENV)/bin/sanction load $(SANCTION_DATA_DIR)/demo-feed.jsonl; \
 	fi
 
+# Listens on SANCTION_LISTEN, metrics on SANCTION_METRICS_PORT, store SANCTION_DATA_DIR (README).
 run: demo
-	$(VENV)/bin/sanction serve --data-dir $(DATA_DIR) --listen $(LISTEN) --metrics-port $(METRICS_PORT)
+	$(VENV)/bin/sanction serve
 
 # The replication tests start a real JetStream server (Debian's nats-server); they are
 # skipped, saying why, only if it cannot be installed.
@@ -52,7 +60,23 @@ nats-server:
 		{ apt-get update -qq && apt-get install -y -qq nats-server >/dev/null; } || \
 		echo "could not install nats-server: the replication tests will be skipped"
 
-test: $(INSTALLED) nats-server
+
+# From npm: buf (tests/test_buf.py: lint and breaking checks of the API) into .tools/ when
+# none is on PATH, and the Node example's packages (clients/node/package-lock.json). As
+# bench-tools gets Debian packages, a registry that cannot be reached does not fail the
+# build: those tests then skip, saying why.
+BUF_VERSION := 1.75.0
+TOOLS := .tools
+
+tools:
+	@command -v buf >/dev/null || [ -x $(TOOLS)/node_modules/.bin/buf ] || \
+		npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION) >/dev/null 2>&1 || \
+		echo "could not install buf with npm: the buf lint and breaking tests will be skipped"
+	@[ -d clients/node/node_modules/@grpc/grpc-js ] || \
+		npm ci --silent --no-audit --no-fund --prefix clients/node >/dev/null 2>&1 || \
+		echo "could not install the Node example's packages with npm: tests/test_node_client.py will be skipped"
+
+test: $(INSTALLED) tools nats-server
 	$(PY) -m pytest -q
 
 lint: $(INSTALLED)
@@ -74,4 +98,4 @@ bench: $(INSTALLED) bench-tools
 	BENCH_SIZE=$(BENCH_SIZE) $(PY) benchmarks/load.py
 
 clean:
-	rm -rf gen $(VENV) .pytest_cache
+	rm -rf gen $(VENV) .pytest_cache $(TOOLS) clients/node/node_modules

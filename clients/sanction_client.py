@@ -65,6 +65,8 @@ class Passenger:
 
 @dataclass(frozen=True)
 class Match:
+    """One ListingMatch, every field (proto names; enums as names, dates as `date`, unset None)."""
+
     listing_id: str
     case_number: str
     court: str
@@ -76,16 +78,25 @@ class Match:
     exemption_applied: bool
     caused_denial: bool
     active: bool
+    exemption_reference: str = ""  # the EXEMPT's reference when exemption_applied
+    lifted_reason: str = ""        # LookupPerson only
+    lifted_on: date | None = None  # LookupPerson only
+    listed_name: str = ""          # the name the listing gives the person
+    # Set when the listing names the person under another (bound) document: that document, masked.
+    matched_document: str = ""
 
 
 @dataclass(frozen=True)
 class CheckOutcome:
+    """One CheckResponse, every field."""
+
     decision: str                  # ALLOW or DENY
     restricted: bool
     masked_document: str
     name_mismatch: bool
     data_version: int
     matches: list[Match] = field(default_factory=list)
+    travel_date: date | None = None  # the day the answer is for
 
     @property
     def allowed(self) -> bool:
@@ -110,6 +121,9 @@ def _match(m: pb.ListingMatch) -> Match:
         list_type=pb.ListType.Name(m.list_type), role=pb.Role.Name(m.role), organization_name=m.organization_name,
         listed_on=_date(m.listed_on, m.HasField("listed_on")), expires_on=_date(m.expires_on, m.HasField("expires_on")),
         exemption_applied=m.exemption_applied, caused_denial=m.caused_denial, active=m.active,
+        exemption_reference=m.exemption_reference, lifted_reason=m.lifted_reason,
+        lifted_on=_date(m.lifted_on, m.HasField("lifted_on")), listed_name=m.listed_name,
+        matched_document=m.matched_document,
     )
 
 
@@ -120,6 +134,7 @@ def outcome_from(response: pb.CheckResponse) -> CheckOutcome:
         decision=pb.Decision.Name(response.decision), restricted=response.restricted,
         masked_document=response.masked_document, name_mismatch=response.name_mismatch,
         data_version=response.data_version, matches=[_match(m) for m in response.matches],
+        travel_date=_date(response.travel_date, response.HasField("travel_date")),
     )
 
 

@@ -5,22 +5,88 @@ CLI flags override these; each flag's help names its environment variable.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting does not accept. The message is
+    one line naming the variable and what it accepts (the CLI prints it and exits 78)."""
+
+
+def _refuse(name: str, raw: str, accepted: str) -> SettingsError:
+    shown = raw if len(raw) <= 40 else raw[:37] + "..."
+    return SettingsError(f"{name}={shown!r} is not accepted: {accepted}")
+
+
+def _range(low: float | None, high: float | None, exclusive: bool = False) -> str:
+    above, below = ("greater than", "less than") if exclusive else ("at least", "at most")
+    if low is not None and high is not None:
+        return f" {above} {low} and {below} {high}" if exclusive else f" from {low} to {high}"
+    if low is not None:
+        return f" {above} {low}"
+    return f" {below} {high}" if high is not None else ""
 
 
 def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
-    return int(raw) if raw else default
+    if not raw:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise _refuse(name, raw, "a whole number" + _range(minimum, maximum))
+    return value
 
 
-def env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float, minimum: float | None = None, maximum: float | None = None,
+              *, exclusive: bool = False) -> float:
+    """A finite number within the bounds; `exclusive`: the bounds themselves are refused."""
     raw = os.environ.get(name)
-    return float(raw) if raw else default
+    if not raw:
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = math.nan
+    low_ok = minimum is None or (value > minimum if exclusive else value >= minimum)
+    high_ok = maximum is None or (value < maximum if exclusive else value <= maximum)
+    if not (math.isfinite(value) and low_ok and high_ok):
+        raise _refuse(name, raw, "a number" + _range(minimum, maximum, exclusive))
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """`on` or `off` (also true/false, yes/no, 1/0), any letter case."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    word = raw.strip().lower()
+    if word in ("on", "true", "yes", "1"):
+        return True
+    if word in ("off", "false", "no", "0"):
+        return False
+    raise _refuse(name, raw, "on or off")
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (upper case), any letter case."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    if raw.strip().upper() not in choices:
+        raise _refuse(name, raw, "one of " + ", ".join(choices) + " (any letter case)")
+    return raw.strip().upper()
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 # Fixed limits of the API. docs/INPUT_LIMITS.md lists each with its rejection text.
@@ -56,7 +122,7 @@ class Settings:
     data_dir: str = field(default_factory=lambda: env_str("SANCTION_DATA_DIR", "data/demo"))
     listen: str = field(default_factory=lambda: env_str("SANCTION_LISTEN", "127.0.0.1:50051"))
     # 0 disables the metrics endpoint.
-    metrics_port: int = field(default_factory=lambda: env_int("SANCTION_METRICS_PORT", 9464))
+    metrics_port: int = field(default_factory=lambda: env_int("SANCTION_METRICS_PORT", 9464, 0, 65535))
     metrics_host: str = field(default_factory=lambda: env_str("SANCTION_METRICS_HOST", "127.0.0.1"))
     # The pepper: a file (default: <data_dir>/pepper) or hex in SANCTION_PEPPER.
     pepper_file: str = field(default_factory=lambda: env_str("SANCTION_PEPPER_FILE"))
@@ -64,20 +130,21 @@ class Settings:
     # LMDB's map is address space, not disk (on Linux the file grows only as pages are
     # written), so a generous fixed map costs nothing and spares growing it at run time,
     # which would disturb concurrent readers. A write that finds it full fails clearly.
-    map_size: int = field(default_factory=lambda: env_int("SANCTION_MAP_SIZE", 256 << 30))
-    prefilter_error_rate: float = field(default_factory=lambda: env_float("SANCTION_PREFILTER_ERROR_RATE", 0.001))
+    map_size: int = field(default_factory=lambda: env_int("SANCTION_MAP_SIZE", 256 << 30, 1 << 20))
+    prefilter_error_rate: float = field(
+        default_factory=lambda: env_float("SANCTION_PREFILTER_ERROR_RATE", 0.001, 0, 1, exclusive=True))
     # The smallest prefilter built; it is rebuilt larger at 80 % full.
-    prefilter_min_capacity: int = field(default_factory=lambda: env_int("SANCTION_PREFILTER_MIN_CAPACITY", 100_000))
+    prefilter_min_capacity: int = field(default_factory=lambda: env_int("SANCTION_PREFILTER_MIN_CAPACITY", 100_000, 1))
     # How long ApplyEvents waits for another writer (a loader) before answering UNAVAILABLE.
-    writer_wait_seconds: float = field(default_factory=lambda: env_float("SANCTION_WRITER_WAIT_SECONDS", 5.0))
+    writer_wait_seconds: float = field(default_factory=lambda: env_float("SANCTION_WRITER_WAIT_SECONDS", 5.0, 0))
     # BatchCheckRestriction's columnar fast path (grpc_api/batch_fast.py); off: item by item.
-    fast_batches: bool = field(default_factory=lambda: env_str("SANCTION_FAST_BATCHES", "on") != "off")
-    prefilter_enabled: bool = field(default_factory=lambda: env_str("SANCTION_PREFILTER", "on") != "off")
-    workers: int = field(default_factory=lambda: env_int("SANCTION_WORKERS", 1))
+    fast_batches: bool = field(default_factory=lambda: env_bool("SANCTION_FAST_BATCHES", True))
+    prefilter_enabled: bool = field(default_factory=lambda: env_bool("SANCTION_PREFILTER", True))
+    workers: int = field(default_factory=lambda: env_int("SANCTION_WORKERS", 1, 1))
     # Pin each server process (worker i to the i-th allowed CPU): less GIL contention.
-    pin_cpus: bool = field(default_factory=lambda: env_str("SANCTION_PIN_CPUS", "off") == "on")
+    pin_cpus: bool = field(default_factory=lambda: env_bool("SANCTION_PIN_CPUS", False))
     # Threads for checks and admin reads; streams, admin writes and health have their own.
-    grpc_threads: int = field(default_factory=lambda: env_int("SANCTION_GRPC_THREADS", 16))
+    grpc_threads: int = field(default_factory=lambda: env_int("SANCTION_GRPC_THREADS", 16, 1))
     # Open StreamCheckRestriction streams per process (each holds two threads, mostly
     # asleep); more get RESOURCE_EXHAUSTED with a RetryInfo.
     max_streams: int = field(default_factory=lambda: env_int("SANCTION_MAX_STREAMS", 100))
@@ -103,14 +170,15 @@ class Settings:
     max_connection_age_grace_seconds: float = field(
         default_factory=lambda: env_float("SANCTION_MAX_CONNECTION_AGE_GRACE_SECONDS", 30.0))
     # How often refused-check counts are written to the store (they survive restarts).
-    counter_flush_seconds: float = field(default_factory=lambda: env_float("SANCTION_COUNTER_FLUSH_SECONDS", 2.0))
+    counter_flush_seconds: float = field(
+        default_factory=lambda: env_float("SANCTION_COUNTER_FLUSH_SECONDS", 2.0, 0, exclusive=True))
     # TLS on the gRPC port; with a client CA, clients must present a certificate it signed.
     tls_cert: str = field(default_factory=lambda: env_str("SANCTION_TLS_CERT"))
     tls_key: str = field(default_factory=lambda: env_str("SANCTION_TLS_KEY"))
     tls_client_ca: str = field(default_factory=lambda: env_str("SANCTION_TLS_CLIENT_CA"))
     # Bearer tokens with roles (see grpc_api/auth.py); empty: no token required.
     tokens_file: str = field(default_factory=lambda: env_str("SANCTION_TOKENS_FILE"))
-    log_level: str = field(default_factory=lambda: env_str("SANCTION_LOG_LEVEL", "INFO"))
+    log_level: str = field(default_factory=lambda: env_choice("SANCTION_LOG_LEVEL", "INFO", LOG_LEVELS))
     # serve: with a follower feeding the store, health is NOT_SERVING while the follower's
     # lag exceeds this many events or its status is older than follow_stale_seconds
     # (docs/REPLICATION.md). -1: the store has no follower, health ignores it.

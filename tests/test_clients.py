@@ -1,9 +1,11 @@
 """The client library and the two example callers against a real server."""
 
 import socket
+from dataclasses import fields
 
 import pytest
-from conftest import apply, list_person, make_ric
+from conftest import apply, day, doc, event, iso, list_person, make_ric
+from sanction.v1 import restriction_pb2 as pb
 
 from clients.examples.airline_order import ticket
 from clients.examples.rail_order import sell
@@ -41,3 +43,18 @@ def test_client_raises_unavailable_when_no_server_answers():
         with pytest.raises(ServiceError) as exc:
             client.check(Passenger("RESIDENT_ID", CLEAN), Trip("FLIGHT"))
     assert exc.value.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+
+
+def test_typed_results_carry_every_field_of_the_answer(ledger, client):
+    apply(ledger, list_person("L1", LISTED, extra=[doc("E12345678", "PASSPORT", "CHN")]),
+          list_person("L2", CLEAN, name="王芳"),
+          event("EXEMPT", "L2", document=doc(CLEAN), modes=["FLIGHT"], valid_from=iso(-1), valid_to=iso(30),
+                reference="(2024)粤0305执89号之一"))
+    bound = client.check(Passenger("PASSPORT", "E12345678", "CHN"), Trip("FLIGHT"))
+    assert bound.travel_date == day() and bound.matches[0].listed_name == "张伟"
+    assert bound.matches[0].matched_document == LISTED[:10] + "****" + LISTED[-4:]
+    exempted = client.check(Passenger("RESIDENT_ID", CLEAN), Trip("FLIGHT"))
+    assert exempted.allowed and exempted.matches[0].exemption_reference == "(2024)粤0305执89号之一"
+    # Every field of the messages, under the proto's own names.
+    assert {f.name for f in fields(type(bound))} == {f.name for f in pb.CheckResponse.DESCRIPTOR.fields}
+    assert {f.name for f in fields(type(bound.matches[0]))} == {f.name for f in pb.ListingMatch.DESCRIPTOR.fields}

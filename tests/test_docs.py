@@ -11,7 +11,8 @@
   other pages do not restate those numbers;
 - the worked example of docs/DECISIONS.md (bindings, exemptions, `matched_document`) is
   what the real check pipeline answers on the store loaded from docs/FEED.md's feed;
-- the exit status table of docs/FEED.md and README's exit codes name the codes cli.py uses;
+- the exit status table of docs/FEED.md names the codes `sanction load` exits with, and
+  README's "Exit codes" table those of every command (cli.EXIT_CODES);
 - the policy table of docs/DECISIONS.md names only classes the proto and policy.py define,
   covers every class, and agrees with `purchase_is_restricted`.
 """
@@ -432,18 +433,31 @@ def test_worked_example_lookup_lists_every_listing_of_the_person(feed_checker):
 # --------------------------------------------------------------------------- exit codes
 
 
+def readme_exit_codes() -> dict[str, set[int]]:
+    """README's "Exit codes" table: the codes each command is documented to exit with."""
+    by_command: dict[str, set[int]] = {name: set() for name in cli.EXIT_CODES}
+    for code, commands, _ in table_rows((ROOT / "README.md").read_text(encoding="utf-8"), "| code | commands |"):
+        for name in cli.EXIT_CODES if commands == "all" else ticked(commands):
+            by_command[name].add(int(code))
+    return by_command
+
+
 def test_exit_status_tables_name_the_codes_cli_uses():
-    codes = {cli.EXIT_OK, cli.EXIT_REJECTS, cli.EXIT_STORE, cli.EXIT_WRITER_BUSY, cli.EXIT_STORE_FULL}
-    feed_rows = table_rows((DOCS / "FEED.md").read_text(encoding="utf-8"), "| status | when |")
-    readme_rows = table_rows((ROOT / "README.md").read_text(encoding="utf-8"), "| code | meaning |")
-    for where, rows in (("docs/FEED.md", feed_rows), ("README.md", readme_rows)):
-        by_code: dict[int, str] = {}
-        for code, text in rows:
-            by_code[int(code)] = by_code.get(int(code), "") + " " + text
-        assert set(by_code) == codes, f"{where}: exit codes {sorted(by_code)}, cli.py uses {sorted(codes)}"
-        assert "--no-wait" in by_code[cli.EXIT_WRITER_BUSY], where
-        assert "full" in by_code[cli.EXIT_STORE_FULL], where
-        assert "rejected" in by_code[cli.EXIT_REJECTS], where
+    load_codes = set(cli.EXIT_CODES["load"])
+    assert {cli.EXIT_OK, cli.EXIT_REJECTS, cli.EXIT_STORE, cli.EXIT_WRITER_BUSY, cli.EXIT_STORE_FULL} <= load_codes
+    by_code: dict[int, str] = {}
+    for code, text in table_rows((DOCS / "FEED.md").read_text(encoding="utf-8"), "| status | when |"):
+        by_code[int(code)] = by_code.get(int(code), "") + " " + text
+    assert set(by_code) == load_codes, f"docs/FEED.md: exit codes {sorted(by_code)}, cli.py uses {sorted(load_codes)}"
+    assert "--no-wait" in by_code[cli.EXIT_WRITER_BUSY]
+    assert "full" in by_code[cli.EXIT_STORE_FULL]
+    assert "rejected" in by_code[cli.EXIT_REJECTS]
+    documented = readme_exit_codes()
+    for name, codes in cli.EXIT_CODES.items():
+        assert documented[name] == set(codes), f"README.md Exit codes, sanction {name}: documented " \
+                                               f"{sorted(documented[name])}, cli.py {sorted(codes)}"
+    constants = {value for name, value in vars(cli).items() if name.startswith("EXIT_") and isinstance(value, int)}
+    assert constants == set().union(*documented.values()) - {1} | {cli.EXIT_REJECTS}, "an EXIT_ constant is undocumented"
 
 
 # --------------------------------------------------------------------------- DECISIONS.md policy table

@@ -6,16 +6,21 @@ failed answer holds the ticket: an error is never read as ALLOW.
 
     python -m clients.examples.airline_order --flight CA1501 --cabin Y \
         --passenger RESIDENT_ID:110105198001010011:张伟 --passenger PASSPORT:E12345678:王芳
+
+The server is --target, by default SANCTION_LISTEN (as for `sanction check`). Exit codes:
+0 every passenger ticketed, 1 at least one passenger denied or held, 69 the service gave
+no answer at all (nothing ticketed), 64 a command line it does not accept, 78 a bad
+SANCTION_* variable.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import date
 
-from clients.examples.rail_order import parse_passenger
-from clients.sanction_client import DEFAULT_TARGET, Passenger, RestrictionClient, ServiceError, Trip, check_request
+from clients.examples.rail_order import EXIT_ALL_SOLD, EXIT_SOME_REFUSED, add_common, settings_or_exit
+from clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip, check_request
+from sanction_service.cli import EXIT_UNAVAILABLE, UsageParser
 
 
 def ticket(client: RestrictionClient, passengers: list[Passenger], trip: Trip, travel_date: date | None) -> int:
@@ -37,21 +42,19 @@ def ticket(client: RestrictionClient, passengers: list[Passenger], trip: Trip, t
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", default=DEFAULT_TARGET)
+    defaults = settings_or_exit()
+    parser = UsageParser(prog="python -m clients.examples.airline_order", description=__doc__.split("\n\n")[0])
+    add_common(parser, defaults)
     parser.add_argument("--flight", required=True, help="flight number (informational)")
-    parser.add_argument("--cabin", default="Y")
-    parser.add_argument("--date", type=date.fromisoformat, help="travel date (default today)")
-    parser.add_argument("--passenger", action="append", required=True, type=parse_passenger,
-                        help="TYPE:NUMBER[:NAME], repeatable")
+    parser.add_argument("--cabin", default="Y", help="cabin (informational: every cabin is restricted) (%(default)s)")
     args = parser.parse_args(argv)
     with RestrictionClient(args.target) as client:
         try:
             refused = ticket(client, args.passenger, Trip("FLIGHT", cabin=args.cabin), args.date)
         except ServiceError as exc:
             print(f"booking held: restriction service gave no answer ({exc}); nothing ticketed", file=sys.stderr)
-            return 2
-    return 1 if refused else 0
+            return EXIT_UNAVAILABLE
+    return EXIT_SOME_REFUSED if refused else EXIT_ALL_SOLD
 
 
 if __name__ == "__main__":
