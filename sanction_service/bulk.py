@@ -119,7 +119,7 @@ class BulkLedger(Ledger):
         else:
             txn.put(key, value, db=db)
 
-    def _reindex(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> list[bytes]:
+    def _reindex(self, txn: lmdb.Transaction, tally, old: dict | None, new: dict) -> list[bytes]:
         lid = new["listing_id"].encode()
         before = lifecycle.index_entries(old) if old and old["status"] == lifecycle.ACTIVE else {}
         after = lifecycle.index_entries(new) if new["status"] == lifecycle.ACTIVE else {}

@@ -1,10 +1,18 @@
 """Applies feed events to the store: the one place where write transactions live.
 
-Each event is applied in its own nested transaction inside a batch transaction, so an
-event's writes (record, indexes, exemptions, counters, dedupe row, journal entry) commit
-together or not at all, and a rejected event leaves nothing behind. The dedupe row is
-written in the same transaction as the effects, which is what makes a re-run after a
-crash idempotent: an event is either fully applied and known, or neither.
+Events are applied in batches, one write transaction per batch: an event's writes
+(record, indexes, exemptions, counters, dedupe row, journal entry) commit together with
+its batch or not at all. Each event is first checked against the store (`_plan`: reads
+only; every rejection is raised there) and only then written (`_write`: raises no
+rejection), so a rejected event leaves nothing behind without a nested transaction of its
+own; anything else that goes wrong aborts the whole batch. The dedupe row is written in
+the same transaction as the effects, which is what makes a re-run after a crash
+idempotent: an event is either fully applied and known, or neither.
+
+Per batch, the journal sequence, its chain, the last event time and the counters are read
+once, kept in a `_Tally` while the batch runs and written once before the commit: the
+same values the event-by-event writes would leave. `ledger_reference.ReferenceLedger` is
+the former one-nested-transaction-per-event code, kept for the tests to compare with.
 
 A Ledger writes only while it holds the store's writer lock (taken for the whole of
 `apply` unless the caller already holds it for longer, as a whole-feed load does).
@@ -14,7 +22,6 @@ raises StoreFull, which names the cause.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,13 +34,13 @@ from .identity import Document, document_key
 from .store import (
     GENESIS_CHAIN,
     Store,
-    add_counter,
     binding_key,
     decode_u64,
     dumps,
     encode_u64,
     exemption_key,
     exemption_prefix,
+    loads,
     next_chain,
     persons_of,
 )
@@ -73,6 +80,46 @@ def raw_event_id(raw: object) -> str:
     return event_id if isinstance(event_id, str) else ""
 
 
+class _Tally:
+    """What a batch changes in meta and counters, written once at its end (`flush`).
+    Counters keep add_counter's rule (never below 0) at every step."""
+
+    __slots__ = ("seq", "chain", "last_event_time", "counters", "_db")
+
+
+    def __init__(self, txn: lmdb.Transaction, store: Store):
+        self.seq = decode_u64(txn.get(b"seq", db=store.meta))
+        self.chain = txn.get(b"journal_chain", db=store.meta) or GENESIS_CHAIN
+        self.last_event_time: bytes | None = None
+        self.counters: dict[str, int] = {}
+        self._db = store.counters
+
+    def add(self, txn: lmdb.Transaction, name: str, delta: int) -> None:
+        value = self.counters.get(name)
+        if value is None:
+            raw = txn.get(name.encode(), db=self._db)
+            value = decode_u64(raw) if raw else 0
+        self.counters[name] = max(value + delta, 0)
+
+    def flush(self, txn: lmdb.Transaction, store: Store, *, meta: bool = True) -> None:
+        for name, value in self.counters.items():
+            txn.put(name.encode(), encode_u64(value), db=store.counters)
+        if meta and self.last_event_time is not None:
+            txn.put(b"journal_chain", self.chain, db=store.meta)
+            txn.put(b"seq", encode_u64(self.seq), db=store.meta)
+            txn.put(b"last_event_time", self.last_event_time, db=store.meta)
+
+
+class _Plan:
+    """An event checked against the store: what `_write` needs."""
+
+    __slots__ = ("event", "old", "new", "exemption", "exempt_person")
+
+    def __init__(self, event, old, new, exemption=None, exempt_person=None):
+        self.event, self.old, self.new = event, old, new
+        self.exemption, self.exempt_person = exemption, exempt_person
+
+
 class Ledger:
     def __init__(self, store: Store, pepper: bytes, *, writer: str = "applying events"):
         self.store = store
@@ -103,11 +150,11 @@ class Ledger:
             view.require_complete()
 
     def _apply_batch(self, batch: list[FeedLine]) -> list[Outcome]:
-        outcomes = []
         txn = self.store.begin_write()
         try:
-            for line in batch:
-                outcomes.append(self._apply_line(txn, line))
+            tally = self._tally(txn)
+            outcomes = [self._apply_line(txn, tally, line) for line in batch]
+            self._end_batch(txn, tally)
             txn.commit()
         except lmdb.Error as exc:
             txn.abort()
@@ -120,77 +167,80 @@ class Ledger:
             raise
         return outcomes
 
-    def _apply_line(self, parent: lmdb.Transaction, line: FeedLine) -> Outcome:
-        event_id = line.event_id or raw_event_id(line.raw)
+    def _tally(self, txn: lmdb.Transaction) -> _Tally:
+        return _Tally(txn, self.store)
+
+    def _end_batch(self, txn: lmdb.Transaction, tally: _Tally) -> None:
+        tally.flush(txn, self.store)
+
+    def _apply_line(self, txn: lmdb.Transaction, tally: _Tally, line: FeedLine) -> Outcome:
         if line.error is not None:
-            return Outcome(line.line, REJECTED, event_id, line.error.reason, line.error.field)
+            return Outcome(line.line, REJECTED, line.event_id or raw_event_id(line.raw), line.error.reason,
+                           line.error.field)
         event = line.event
         if event is None:
             try:
                 event = parse_event(line.raw)
             except EventRejected as exc:
-                return Outcome(line.line, REJECTED, event_id, exc.reason, exc.field)
-        child = self.store.begin_write(parent=parent)
+                return Outcome(line.line, REJECTED, line.event_id or raw_event_id(line.raw), exc.reason, exc.field)
         try:
-            status, seq = self._apply_event(child, event)
+            plan = self._plan(txn, event)
         except EventRejected as exc:
-            child.abort()
             log.debug("line %d: rejected %s: %s %s", line.line, event.event_id, exc.field, exc.reason)
             return Outcome(line.line, REJECTED, event.event_id, exc.reason, exc.field)
-        except BaseException:
-            child.abort()
-            raise
-        child.commit()
+        if isinstance(plan, int):
+            return Outcome(line.line, DUPLICATE, event.event_id, seq=plan)
+        seq = self._write(txn, tally, plan)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("line %d: %s %s %s listing %s (seq %d)", line.line, status.lower(), event.type.value,
+            log.debug("line %d: applied %s %s listing %s (seq %d)", line.line, event.type.value,
                       event.event_id, event.listing_id, seq)
-        return Outcome(line.line, status, event.event_id, seq=seq)
+        return Outcome(line.line, APPLIED, event.event_id, seq=seq)
 
-    def _apply_event(self, txn: lmdb.Transaction, event: Event) -> tuple[str, int]:
+    def _plan(self, txn: lmdb.Transaction, event: Event) -> _Plan | int:
+        """Check the event against the store (reads only): the sequence of its first
+        application if it is a duplicate, else what to write. Every rejection is raised here."""
         s = self.store
         known = self._get(txn, s.events, event.event_id.encode())
         if known is not None:
             if known[:16] == event.digest:
-                return DUPLICATE, decode_u64(known[16:])
+                return decode_u64(known[16:])
             raise EventRejected("event_id", "already applied with different content (conflict)")
 
         raw_old = self._get(txn, s.listings, event.listing_id.encode())
-        old = None if raw_old is None else json.loads(raw_old)
-        exemption = None
+        old = None if raw_old is None else loads(raw_old)
         if event.type is EventType.LIST:
             if old is not None:
                 raise EventRejected("listing_id", "already used by another listing")
-            new = lifecycle.new_listing(event, self.key_of)
-        else:
-            lifecycle.require_active(old)
-            if event.type in (EventType.DELIST, EventType.PERFORM):
-                new = lifecycle.lifted(old, event)
-            elif event.type is EventType.EXTEND:
-                new = lifecycle.extended(old, event)
-            elif event.type is EventType.CORRECT:
-                new = lifecycle.corrected(old, event, self.key_of)
-            else:
-                new = old
-                exemption, exempt_person = lifecycle.exemption(
-                    old, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document)))
+            return _Plan(event, None, lifecycle.new_listing(event, self.key_of))
+        lifecycle.require_active(old)
+        if event.type in (EventType.DELIST, EventType.PERFORM):
+            return _Plan(event, old, lifecycle.lifted(old, event))
+        if event.type is EventType.EXTEND:
+            return _Plan(event, old, lifecycle.extended(old, event))
+        if event.type is EventType.CORRECT:
+            return _Plan(event, old, lifecycle.corrected(old, event, self.key_of))
+        exemption, exempt_person = lifecycle.exemption(
+            old, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document)))
+        return _Plan(event, old, old, exemption, exempt_person)
 
-        seq = decode_u64(txn.get(b"seq", db=s.meta)) + 1
-        new = lifecycle.with_event(new, event.event_id)
-        added = self._reindex(txn, old, new)
-        if exemption is not None:
-            txn.put(exemption_key(exempt_person, event.listing_id, event.reference), dumps(exemption), db=s.exemptions)
+    def _write(self, txn: lmdb.Transaction, tally: _Tally, plan: _Plan) -> int:
+        """Write a checked event; raises no rejection. Returns its sequence."""
+        s = self.store
+        event, old = plan.event, plan.old
+        tally.seq = seq = tally.seq + 1
+        new = lifecycle.with_event(plan.new, event.event_id)
+        added = self._reindex(txn, tally, old, new)
+        if plan.exemption is not None:
+            txn.put(exemption_key(plan.exempt_person, event.listing_id, event.reference), dumps(plan.exemption),
+                    db=s.exemptions)
         self._put(txn, s.listings, event.listing_id.encode(), dumps(new))
-        self._count(txn, event, old, new)
-        journal = {"event_id": event.event_id, "type": event.type.value, "listing_id": event.listing_id,
-                   "added": [k.hex() for k in added]}
-        chain = next_chain(txn.get(b"journal_chain", db=s.meta) or GENESIS_CHAIN, dumps(journal))
-        journal["chain"] = chain.hex()
-        self._put(txn, s.journal, encode_u64(seq), dumps(journal))
-        txn.put(b"journal_chain", chain, db=s.meta)
+        self._count(txn, tally, event, old, new)
+        entry, tally.chain = journal_entry(tally.chain, event.event_id, event.type.value, event.listing_id,
+                                           [k.hex() for k in added])
+        self._put(txn, s.journal, encode_u64(seq), entry)
         self._put(txn, s.events, event.event_id.encode(), event.digest + encode_u64(seq))
-        txn.put(b"seq", encode_u64(seq), db=s.meta)
-        txn.put(b"last_event_time", event.occurred_at.encode(), db=s.meta)
-        return APPLIED, seq
+        tally.last_event_time = event.occurred_at.encode()
+        return seq
 
     def _get(self, txn: lmdb.Transaction, db, key: bytes) -> bytes | None:
         return txn.get(key, db=db)
@@ -198,14 +248,17 @@ class Ledger:
     def _put(self, txn: lmdb.Transaction, db, key: bytes, value: bytes) -> None:
         txn.put(key, value, db=db)
 
-    def _reindex(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> list[bytes]:
+    def _reindex(self, txn: lmdb.Transaction, tally: _Tally, old: dict | None, new: dict) -> list[bytes]:
         """Bring the person indexes in line with `new`; return keys newly in force."""
         s = self.store
         lid = new["listing_id"].encode()
-        before = lifecycle.index_entries(old) if old and old["status"] == lifecycle.ACTIVE else {}
-        after = lifecycle.index_entries(new) if new["status"] == lifecycle.ACTIVE else {}
         named_before = lifecycle.index_entries(old) if old else {}
         named_after = lifecycle.index_entries(new)
+        before = named_before if old and old["status"] == lifecycle.ACTIVE else {}
+        after = named_after if new["status"] == lifecycle.ACTIVE else {}
+        if before == after and named_before == named_after:
+            # Nothing of the indexes changes (an EXTEND, an EXEMPT, a CORRECT of texts).
+            return sorted(self._rebind(txn, old, new))
         affected = before.keys() | after.keys()
         counted_before = {k for k in affected if _counted_as_person(txn, s.persons_active, k)}
         for key in before.keys() - after.keys():
@@ -218,11 +271,12 @@ class Ledger:
             txn.delete(key + lid, db=s.persons_all)
             _delete_prefix(txn, s.exemptions, exemption_prefix(key, new["listing_id"]))
         for key, kind in named_after.items():
-            txn.put(key + lid, kind, db=s.persons_all)
+            if named_before.get(key) != kind:
+                txn.put(key + lid, kind, db=s.persons_all)
         counted_after = {k for k in affected if _counted_as_person(txn, s.persons_active, k)}
         delta = len(counted_after - counted_before) - len(counted_before - counted_after)
         if delta:
-            add_counter(txn, s.counters, "persons_restricted", delta)
+            tally.add(txn, "persons_restricted", delta)
         return sorted((after.keys() - before.keys()) | self._rebind(txn, old, new))
 
     def _rebind(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> set[bytes]:
@@ -238,17 +292,24 @@ class Ledger:
             txn.put(binding_key(document, person, lid), b"", db=self.store.bindings)
         return {document for document, _ in after - before}
 
-    def _count(self, txn: lmdb.Transaction, event: Event, old: dict | None, new: dict) -> None:
-        db = self.store.counters
+    def _count(self, txn: lmdb.Transaction, tally: _Tally, event: Event, old: dict | None, new: dict) -> None:
         was_active = old is not None and old["status"] == lifecycle.ACTIVE
         is_active = new["status"] == lifecycle.ACTIVE
         if is_active and not was_active:
-            add_counter(txn, db, f"active:{new['list_type']}", 1)
+            tally.add(txn, f"active:{new['list_type']}", 1)
         elif was_active and not is_active:
-            add_counter(txn, db, f"active:{new['list_type']}", -1)
-            add_counter(txn, db, f"delisted:{new['lifted_reason']}", 1)
+            tally.add(txn, f"active:{new['list_type']}", -1)
+            tally.add(txn, f"delisted:{new['lifted_reason']}", 1)
             if event.type is EventType.PERFORM:
-                add_counter(txn, db, "voluntary_performances", 1)
+                tally.add(txn, "voluntary_performances", 1)
+
+
+def journal_entry(chain: bytes, event_id: str, type_: str, listing_id: str, added: list[str]) -> tuple[bytes, bytes]:
+    """A journal entry as stored, and the chain after it: the chain digests the entry
+    without its own `chain` field, which is then appended as the last field."""
+    entry = dumps({"event_id": event_id, "type": type_, "listing_id": listing_id, "added": added})
+    chain = next_chain(chain, entry)
+    return entry[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', chain
 
 
 def _counted_as_person(txn: lmdb.Transaction, db, key: bytes) -> bool:
