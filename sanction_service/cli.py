@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, defaults)
     p.add_argument("feed", help="feed file (JSON Lines; the format is in docs/FEED.md)")
     p.add_argument("--rejects", help="where to write rejected lines (default <feed>.rejects.jsonl)")
-    p.add_argument("--batch-size", type=int, default=1000,
-                   help="events per write transaction (%(default)s; at least 20000 with --bulk)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="events per write transaction (default 1000; 50000 with --bulk)")
     p.add_argument("--create", action="store_true", help="create the store if it does not exist")
     p.add_argument("--bulk", action="store_true",
                    help="fast path for an empty store: sorted appends, indexes written at the end; the store is "
@@ -233,7 +233,7 @@ def cmd_load(args) -> int:
                 if args.bulk:
                     ledger = BulkLedger(store, pepper, writer=what)
                     with ledger.session(f"{what}, pid {os.getpid()}"):
-                        summary = load_feed(ledger, args.feed, rejects, batch_size=max(args.batch_size, 20_000),
+                        summary = load_feed(ledger, args.feed, rejects, batch_size=args.batch_size or BulkLedger.BATCH,
                                             show_progress=args.progress, parse_workers=args.parse_workers)
                         log.info("writing the person indexes and the prefilter")
                         ledger.finish(error_rate=settings.prefilter_error_rate,
@@ -241,7 +241,7 @@ def cmd_load(args) -> int:
                                       progress=lambda n, total: log.info("person index: %d of %d entries", n, total))
                 else:
                     summary = load_feed(Ledger(store, pepper, writer=what), args.feed, rejects,
-                                        batch_size=args.batch_size, show_progress=args.progress)
+                                        batch_size=args.batch_size or 1000, show_progress=args.progress)
                     # Refresh a persisted prefilter so the next server start need not replay the journal.
                     with store.read() as view:
                         try:

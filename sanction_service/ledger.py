@@ -143,6 +143,11 @@ class Ledger:
             if batch:
                 yield from self._apply_batch(batch)
 
+    def data_version(self) -> int:
+        """The store's journal sequence after what this ledger applied."""
+        with self.store.read() as view:
+            return view.seq()
+
     def _require_writable(self) -> None:
         # A process that opened the store before a bulk load began (a server) must not add
         # events to what that load, interrupted, left behind.

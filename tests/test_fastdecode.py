@@ -78,3 +78,40 @@ def test_fast_decoder_gives_the_reference_event_field_by_field_or_falls_back():
     # The fast path takes every valid synthetic line, and the mutated lines exercise both sides.
     assert valid_taken == valid, (valid_taken, valid)
     assert taken[False] > MUTATED // 3 and taken[True] > valid + MUTATED // 10, taken
+
+
+def test_bulk_workers_list_preparation_is_the_reference_record_journal_and_indexes():
+    """bulkprep.prepare_list (struct straight to stored bytes) against the reference way
+    (reference parser, lifecycle.new_listing / with_event, index_entries, declared_bindings),
+    on every line of the random feed: where it takes a line, every byte is the reference's."""
+    import functools
+
+    from sanction_service import lifecycle
+    from sanction_service.bulkprep import prepare_list
+    from sanction_service.identity import document_key
+    from sanction_service.store import dumps
+
+    key_of = functools.partial(document_key, b"k" * 32)
+    lines = _lines()
+    taken = 0
+    for number, text in enumerate(lines, 1):
+        raw = text.encode("utf-8", "surrogatepass")
+        prepared = prepare_list(raw, key_of)
+        reference = decode_line_reference(number, raw)
+        if prepared is None:
+            continue
+        taken += 1
+        event = reference.event
+        assert reference.error is None and event.type.value == "LIST", (number, text)
+        record = lifecycle.with_event(lifecycle.new_listing(event, key_of), event.event_id)
+        entries = lifecycle.index_entries(record)
+        bindings = lifecycle.declared_bindings(record)
+        added = sorted(entries.keys() | {d for d, _ in bindings})
+        journal = dumps({"event_id": event.event_id, "type": "LIST", "listing_id": event.listing_id,
+                         "added": [k.hex() for k in added]})
+        assert prepared == (event.event_id, event.listing_id, event.digest, event.occurred_at, event.list_type.value,
+                            json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode(),
+                            b"".join(k + v for k, v in entries.items()),
+                            b"".join(d + p for d, p in sorted(bindings)), journal), (number, text)
+    lists = sum('"type":"LIST"' in line for line in lines[:len(lines) - MUTATED])
+    assert taken >= lists, (taken, lists)

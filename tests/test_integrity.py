@@ -111,15 +111,23 @@ def test_no_wait_gives_up_at_once_with_its_own_exit_code(tmp_path, synthetic):
     feed, _, _ = synthetic
     data = tmp_path / "data"
     init(data)
-    first = start_load(data, feed)
-    wait_for(lambda: _store_state(data)[0] > 0)
-    started = time.monotonic()
-    refused = sanction("load", "--data-dir", str(data), "--no-wait", str(feed), env=ENV)
-    assert refused.returncode == 3, refused.stderr
-    assert "is being written by pid" in refused.stderr and "Traceback" not in refused.stderr
-    assert time.monotonic() - started < 10
-    first.kill()
-    first.wait()
+    # Another process holds the writer lock for as long as the test needs (a real load of
+    # this feed may finish before the second one starts).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom sanction_service.writer_lock import writer_lock_for\n"
+         "with writer_lock_for(sys.argv[1]).hold('sanction load (a long one)'):\n"
+         "    print('held', flush=True)\n    time.sleep(300)\n", str(data)],
+        cwd=ROOT, env=_env(ENV), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        refused = sanction("load", "--data-dir", str(data), "--no-wait", str(feed), env=ENV)
+        assert refused.returncode == 3, refused.stderr
+        assert "is being written by pid" in refused.stderr and "Traceback" not in refused.stderr
+        assert time.monotonic() - started < 10
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 # 2. A killed bulk load --------------------------------------------------------------
