@@ -47,6 +47,7 @@ import mmap
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import date
 
 import lmdb
 import numpy as np
@@ -54,7 +55,7 @@ import numpy as np
 from . import lifecycle
 from .bulkprep import prepare_list
 from .events import EventRejected, EventType
-from .ledger import APPLIED, DUPLICATE, REJECTED, Ledger, Outcome, _delete_prefix, _Tally
+from .ledger import APPLIED, DUPLICATE, REJECTED, Ledger, Outcome, _delete_prefix, _Tally, journal_entry
 from .prefilter import MIN_CAPACITY, Prefilter
 from .store import (
     DB_NAMES,
@@ -66,17 +67,29 @@ from .store import (
     dumps,
     encode_u64,
     exemption_prefix,
+    loads,
     next_chain,
 )
 
 log = logging.getLogger(__name__)
 
 # A prepared LIST: (line, PREPARED, event_id, listing_id, digest, occurred_at, list_type,
-# record, index entries (key + kind, 17 bytes each), bindings (document key + person key,
+# record, index log records (key + listing id + kind + "+" each), bindings (document key + person key,
 # 32 bytes each), journal entry without its chain). A line to decode again: (line, TEXT,
 # raw bytes). A rejection by the parser: (line, REJECT, event_id, field, reason).
-PREPARED, TEXT, REJECT = 0, 1, 2
+# A DELIST, PERFORM or EXTEND, parsed: (line, FOLLOW, type, event_id, listing_id, digest,
+# occurred_at, reason or None, the date as YYYY-MM-DD).
+PREPARED, TEXT, REJECT, FOLLOW = 0, 1, 2, 3
 _ADD, _REMOVE = b"+", b"-"
+
+
+class _Followup:
+    """What lifecycle.lifted / extended read of a DELIST, PERFORM or EXTEND event."""
+
+    __slots__ = ("reason", "effective_on", "expires_on")
+
+    def __init__(self, reason, day):
+        self.reason, self.effective_on, self.expires_on = reason, day, day
 
 
 class StoreNotEmpty(StoreError):
@@ -101,6 +114,10 @@ def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
     if line.error is not None:
         return (number, REJECT, line.event_id, line.error.field, line.error.reason)
     event = line.event
+    if event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
+        day = event.expires_on if event.type is EventType.EXTEND else event.effective_on
+        return (number, FOLLOW, event.type.value, event.event_id, event.listing_id, event.digest, event.occurred_at,
+                event.reason, day.isoformat())
     if event.type is not EventType.LIST:
         return (number, TEXT, raw)
     try:
@@ -112,8 +129,9 @@ def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
     added = sorted(entries.keys() | {document for document, _ in bindings})
     journal = dumps({"event_id": event.event_id, "type": "LIST", "listing_id": event.listing_id,
                      "added": [k.hex() for k in added]})
+    lid = event.listing_id.encode()
     return (number, PREPARED, event.event_id, event.listing_id, event.digest, event.occurred_at,
-            event.list_type.value, dumps(record), b"".join(k + kind for k, kind in entries.items()),
+            event.list_type.value, dumps(record), b"".join(k + lid + kind + _ADD for k, kind in entries.items()),
             b"".join(d + p for d, p in sorted(bindings)), journal)
 
 
@@ -135,14 +153,13 @@ class _IndexLog:
         buffer += key + lid + kind + op
         self.entries += 1
 
-    def add_many(self, lid: bytes, entries: bytes) -> None:
-        """entries: key + kind, 17 bytes each."""
-        buffer = self._buffers.get(len(lid))
+    def add_records(self, width: int, records: bytes) -> None:
+        """Records of one listing id of `width` bytes, as `add` makes them."""
+        buffer = self._buffers.get(width)
         if buffer is None:
-            buffer = self._buffers[len(lid)] = bytearray()
-        for i in range(0, len(entries), KEY_SIZE + 1):
-            buffer += entries[i:i + KEY_SIZE] + lid + entries[i + KEY_SIZE:i + KEY_SIZE + 1] + _ADD
-            self.entries += 1
+            buffer = self._buffers[width] = bytearray()
+        buffer += records
+        self.entries += len(records) // (KEY_SIZE + width + 2)
 
     def final(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """The entries in force, sorted: composite keys (N x (16 + width) uint8, NUL
@@ -294,6 +311,8 @@ class BulkLedger(Ledger):
         kind = line[1]
         if kind == PREPARED:
             return self._apply_prepared(txn, tally, line)
+        if kind == FOLLOW:
+            return self._apply_follow(txn, tally, line)
         if kind == REJECT:
             return Outcome(line[0], REJECTED, line[2], line[4], line[3])
         from loaders.feed import decode_line
@@ -305,6 +324,37 @@ class BulkLedger(Ledger):
         s = self.store
         number, _, event_id, listing_id, digest, occurred_at, list_type, record, entries, bindings, journal = p
         eid = event_id.encode()
+        lid = listing_id.encode()
+        top = self._max_key
+        events, listings = s.events, s.listings
+        # As _get: a key above every key written cannot be there.
+        known = None if eid > top.get(id(events), b"") else txn.get(eid, db=events)
+        if known is not None:
+            if known[:16] == digest:
+                return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
+            return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)",
+                           "event_id")
+        if lid <= top.get(id(listings), b"") and txn.get(lid, db=listings) is not None:
+            return Outcome(number, REJECTED, event_id, "already used by another listing", "listing_id")
+        tally.seq = seq = tally.seq + 1
+        self._log.add_records(len(lid), entries)
+        for i in range(0, len(bindings), 2 * KEY_SIZE):
+            txn.put(bindings[i:i + 2 * KEY_SIZE] + lid, b"", db=s.bindings)
+        self._put(txn, listings, lid, record)
+        tally.add(txn, "active:" + list_type, 1)
+        tally.chain = chain = next_chain(tally.chain, journal)
+        self._put(txn, s.journal, encode_u64(seq), journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}')
+        self._put(txn, events, eid, digest + encode_u64(seq))
+        tally.last_event_time = occurred_at
+        return Outcome(number, APPLIED, event_id, "", "", seq)
+
+    def _apply_follow(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
+        """A DELIST, PERFORM or EXTEND parsed by a worker: `_plan` and `_write` of these
+        types (the same lifecycle functions), without decoding the line again. Neither
+        changes who a listing names, so the indexes change only by the lifting."""
+        s = self.store
+        number, _, type_, event_id, listing_id, digest, occurred_at, reason, day = p
+        eid = event_id.encode()
         known = self._get(txn, s.events, eid)
         if known is not None:
             if known[:16] == digest:
@@ -312,19 +362,28 @@ class BulkLedger(Ledger):
             return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)",
                            "event_id")
         lid = listing_id.encode()
-        if self._get(txn, s.listings, lid) is not None:
-            return Outcome(number, REJECTED, event_id, "already used by another listing", "listing_id")
+        raw_old = self._get(txn, s.listings, lid)
+        old = None if raw_old is None else loads(raw_old)
+        event = _Followup(reason, date.fromisoformat(day))
+        try:
+            lifecycle.require_active(old)
+            new = lifecycle.extended(old, event) if type_ == "EXTEND" else lifecycle.lifted(old, event)
+        except EventRejected as exc:
+            return Outcome(number, REJECTED, event_id, exc.reason, exc.field)
         tally.seq = seq = tally.seq + 1
-        self._log.add_many(lid, entries)
-        for i in range(0, len(bindings), 2 * KEY_SIZE):
-            txn.put(bindings[i:i + 2 * KEY_SIZE] + lid, b"", db=s.bindings)
-        self._put(txn, s.listings, lid, record)
-        tally.add(txn, f"active:{list_type}", 1)
-        tally.chain = chain = next_chain(tally.chain, journal)
-        self._put(txn, s.journal, encode_u64(seq), journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}')
+        new = lifecycle.with_event(new, event_id)
+        if type_ != "EXTEND":
+            self._log.lifted.add(lid)
+            tally.add(txn, f"active:{new['list_type']}", -1)
+            tally.add(txn, f"delisted:{reason}", 1)
+            if type_ == "PERFORM":
+                tally.add(txn, "voluntary_performances", 1)
+        self._put(txn, s.listings, lid, dumps(new))
+        entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [])
+        self._put(txn, s.journal, encode_u64(seq), entry)
         self._put(txn, s.events, eid, digest + encode_u64(seq))
-        tally.last_event_time = occurred_at.encode()
-        return Outcome(number, APPLIED, event_id, seq=seq)
+        tally.last_event_time = occurred_at
+        return Outcome(number, APPLIED, event_id, "", "", seq)
 
     def _get(self, txn: lmdb.Transaction, db, key: bytes) -> bytes | None:
         # A key above every key written so far cannot exist: skipping the lookup spares
@@ -409,7 +468,7 @@ class BulkLedger(Ledger):
                 if tally.last_event_time is not None:
                     txn.put(b"journal_chain", tally.chain, db=s.meta)
                     txn.put(b"seq", encode_u64(tally.seq), db=s.meta)
-                    txn.put(b"last_event_time", tally.last_event_time, db=s.meta)
+                    txn.put(b"last_event_time", tally.last_event_time.encode(), db=s.meta)
                 prefilter.covered_seq = tally.seq
                 txn.delete(INCOMPLETE, db=s.meta)
         except lmdb.Error as exc:

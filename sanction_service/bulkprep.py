@@ -63,8 +63,9 @@ def _document(doc, where: str, person_only: bool):
 
 
 def prepare_list(line: bytes, key_of) -> tuple | None:
-    """(event_id, listing_id, digest, occurred_at, list_type, record, entries, bindings,
-    journal) of a LIST line the fast path takes in full, else None."""
+    """(event_id, listing_id, digest, occurred_at, list_type, record, index log records
+    (key + listing id + kind + "+" each), bindings (document key + person key each),
+    journal entry without its chain) of a LIST line the fast path takes in full, else None."""
     if len(line) > MAX_FEED_LINE_BYTES // 4:
         return None
     try:
@@ -150,5 +151,7 @@ def _prepare(p: _List, key_of) -> tuple:
     added = sorted(entries.keys() | {document for document, _ in bindings})
     journal = dumps({"event_id": event_id, "type": "LIST", "listing_id": listing_id,
                      "added": [k.hex() for k in added]})
+    lid = listing_id.encode()
     return (event_id, listing_id, _digest(p), occurred_at, list_type.value, dumps(record),
-            b"".join(k + v for k, v in entries.items()), b"".join(d + s for d, s in sorted(bindings)), journal)
+            b"".join(k + lid + v + b"+" for k, v in entries.items()), b"".join(d + s for d, s in sorted(bindings)),
+            journal)

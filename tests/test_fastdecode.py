@@ -111,7 +111,7 @@ def test_bulk_workers_list_preparation_is_the_reference_record_journal_and_index
                          "added": [k.hex() for k in added]})
         assert prepared == (event.event_id, event.listing_id, event.digest, event.occurred_at, event.list_type.value,
                             json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode(),
-                            b"".join(k + v for k, v in entries.items()),
+                            b"".join(k + event.listing_id.encode() + v + b"+" for k, v in entries.items()),
                             b"".join(d + p for d, p in sorted(bindings)), journal), (number, text)
     lists = sum('"type":"LIST"' in line for line in lines[:len(lines) - MUTATED])
     assert taken >= lists, (taken, lists)
