@@ -139,8 +139,8 @@ def _init_range_worker(path: str, pepper: bytes) -> None:
 
 def _parse_range(span: tuple[int, int]) -> bytes:
     """A parse worker: one byte range of the feed (whole lines) to one marshalled blob,
-    (lines in the range, [bulk.prepare_line(...) of each line, line numbers from 1])."""
-    from sanction_service.bulk import prepare_line
+    (lines in the range, [ledger.prepare_line(...) of each line, line numbers from 1])."""
+    from sanction_service.ledger import prepare_line
 
     start, end = span
     with open(_RANGE_WORKER["path"], "rb") as f:
@@ -179,7 +179,7 @@ def feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int
 
 def read_feed_ranges(path: str | os.PathLike, workers: int, pepper: bytes, progress: tqdm | None = None,
                      chunk_bytes: int = 4 << 20) -> Iterator[tuple]:
-    """For the bulk loader: the feed's lines as `bulk.prepare_line` makes them, in feed
+    """For a Ledger's writer: the feed's lines as `ledger.prepare_line` makes them, in feed
     order, parsed by `workers` processes that each read their own byte ranges of the file
     and hand back one marshalled blob per range (tuples of bytes, strings and numbers:
     cheap to pass, unlike pickled objects). At most 3 x workers ranges are in flight, so
@@ -220,7 +220,7 @@ def load_feed(ledger: Ledger, feed_path: str | os.PathLike, rejects_path: str | 
     progress = tqdm(total=size, unit="B", unit_scale=True, desc="loading", disable=not show_progress,
                     file=sys.stderr)
     with progress, open(rejects_path, "w", encoding="utf-8") as rejects:
-        if parse_workers and hasattr(ledger, "read_feed"):
+        if hasattr(ledger, "read_feed"):  # Ledger, BulkLedger: lines prepared for their writer
             lines = ledger.read_feed(feed_path, parse_workers, progress)
         elif parse_workers:
             lines = read_feed_parallel(feed_path, parse_workers, progress)

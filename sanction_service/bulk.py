@@ -53,9 +53,20 @@ import lmdb
 import numpy as np
 
 from . import lifecycle
-from .bulkprep import prepare_list
-from .events import EventRejected, EventType
-from .ledger import APPLIED, DUPLICATE, REJECTED, Ledger, Outcome, _delete_prefix, _Tally, journal_entry
+from .events import EventRejected
+from .ledger import (
+    _ADD,
+    APPLIED,
+    DUPLICATE,
+    REJECTED,
+    Ledger,
+    Outcome,
+    _delete_prefix,
+    _Followup,
+    _Tally,
+    journal_entry,
+    prepare_line,  # noqa: F401 - the parse workers' entry point, re-exported
+)
 from .prefilter import MIN_CAPACITY, Prefilter
 from .store import (
     DB_NAMES,
@@ -72,25 +83,7 @@ from .store import (
 )
 
 log = logging.getLogger(__name__)
-
-# A prepared LIST: (line, PREPARED, event_id, listing_id, digest, occurred_at, list_type,
-# record, index log records (key + listing id + kind + "+" each), bindings (document key + person key,
-# 32 bytes each), journal entry without its chain). A line to decode again: (line, TEXT,
-# raw bytes). A rejection by the parser: (line, REJECT, event_id, field, reason).
-# A DELIST, PERFORM or EXTEND, parsed: (line, FOLLOW, type, event_id, listing_id, digest,
-# occurred_at, reason or None, the date as YYYY-MM-DD).
-PREPARED, TEXT, REJECT, FOLLOW = 0, 1, 2, 3
-_ADD, _REMOVE = b"+", b"-"
-
-
-class _Followup:
-    """What lifecycle.lifted / extended read of a DELIST, PERFORM or EXTEND event."""
-
-    __slots__ = ("reason", "effective_on", "expires_on")
-
-    def __init__(self, reason, day):
-        self.reason, self.effective_on, self.expires_on = reason, day, day
-
+_REMOVE = b"-"
 
 class StoreNotEmpty(StoreError):
     pass
@@ -98,41 +91,6 @@ class StoreNotEmpty(StoreError):
 
 class AppendOutOfOrder(StoreError):
     """MDB_APPEND refused a key: something else wrote the store. The load stops, marked incomplete."""
-
-
-def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
-    """What a parse worker hands the writer for one feed line (see PREPARED/TEXT/REJECT);
-    None for a blank line. Rejections are the reference parser's."""
-    from loaders.feed import decode_line
-
-    prepared = prepare_list(raw, key_of)
-    if prepared is not None:
-        return (number, PREPARED, *prepared)
-    line = decode_line(number, raw)
-    if line is None:
-        return None
-    if line.error is not None:
-        return (number, REJECT, line.event_id, line.error.field, line.error.reason)
-    event = line.event
-    if event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
-        day = event.expires_on if event.type is EventType.EXTEND else event.effective_on
-        return (number, FOLLOW, event.type.value, event.event_id, event.listing_id, event.digest, event.occurred_at,
-                event.reason, day.isoformat())
-    if event.type is not EventType.LIST:
-        return (number, TEXT, raw)
-    try:
-        record = lifecycle.with_event(lifecycle.new_listing(event, key_of), event.event_id)
-    except EventRejected:
-        return (number, TEXT, raw)  # the writer rejects it, after the checks that come first
-    entries = lifecycle.index_entries(record)
-    bindings = lifecycle.declared_bindings(record)
-    added = sorted(entries.keys() | {document for document, _ in bindings})
-    journal = dumps({"event_id": event.event_id, "type": "LIST", "listing_id": event.listing_id,
-                     "added": [k.hex() for k in added]})
-    lid = event.listing_id.encode()
-    return (number, PREPARED, event.event_id, event.listing_id, event.digest, event.occurred_at,
-            event.list_type.value, dumps(record), b"".join(k + lid + kind + _ADD for k, kind in entries.items()),
-            b"".join(d + p for d, p in sorted(bindings)), journal)
 
 
 class _IndexLog:
@@ -223,8 +181,6 @@ class BulkLedger(Ledger):
     BATCH = 50_000
     # Drop the data file's pages from this process's mappings every this many events.
     DROP_PAGES_EVERY = 200_000
-    # Bytes of the feed per parse worker task (one blob back per range).
-    RANGE_BYTES = 4 << 20
 
     def __init__(self, store: Store, pepper: bytes, *, writer: str = "bulk load"):
         super().__init__(store, pepper, writer=writer)
@@ -275,13 +231,6 @@ class BulkLedger(Ledger):
     def apply(self, lines: Iterable, *, batch_size: int = BATCH) -> Iterator[Outcome]:
         yield from super().apply(lines, batch_size=batch_size)
 
-    def read_feed(self, path, workers: int, progress=None) -> Iterator:
-        """The feed's lines as parse workers prepare them (`prepare_line`), each worker
-        reading its own byte ranges of the file."""
-        from loaders.feed import read_feed_ranges
-
-        return read_feed_ranges(path, workers, self._pepper, progress, chunk_bytes=self.RANGE_BYTES)
-
     def data_version(self) -> int:
         # Meta is written by finish(); until then the sequence is the load's own.
         return self._whole.seq if self._whole is not None else super().data_version()
@@ -305,22 +254,9 @@ class BulkLedger(Ledger):
             self._since_drop = 0
         return outcomes
 
-    def _apply_line(self, txn: lmdb.Transaction, tally: _Tally, line) -> Outcome:
-        if type(line) is not tuple:
-            return super()._apply_line(txn, tally, line)
-        kind = line[1]
-        if kind == PREPARED:
-            return self._apply_prepared(txn, tally, line)
-        if kind == FOLLOW:
-            return self._apply_follow(txn, tally, line)
-        if kind == REJECT:
-            return Outcome(line[0], REJECTED, line[2], line[4], line[3])
-        from loaders.feed import decode_line
-
-        return super()._apply_line(txn, tally, decode_line(line[0], line[2]))
-
     def _apply_prepared(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
-        """A LIST prepared by a parse worker: the checks of `_plan`, then the writes of `_write`."""
+        """A LIST prepared by a parse worker: the checks of `_plan`, then the writes of
+        `_write`, the index entries to the log."""
         s = self.store
         number, _, event_id, listing_id, digest, occurred_at, list_type, record, entries, bindings, journal = p
         eid = event_id.encode()
@@ -364,7 +300,7 @@ class BulkLedger(Ledger):
         lid = listing_id.encode()
         raw_old = self._get(txn, s.listings, lid)
         old = None if raw_old is None else loads(raw_old)
-        event = _Followup(reason, date.fromisoformat(day))
+        event = _Followup(type_, reason, date.fromisoformat(day))
         try:
             lifecycle.require_active(old)
             new = lifecycle.extended(old, event) if type_ == "EXTEND" else lifecycle.lifted(old, event)

@@ -25,13 +25,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from typing import NamedTuple
 
 import lmdb
 
 from . import lifecycle
+from .bulkprep import prepare_list
 from .events import Event, EventRejected, EventType, parse_event
-from .identity import Document, document_key
+from .identity import KEY_SIZE, Document, document_key
 from .store import (
     GENESIS_CHAIN,
     Store,
@@ -80,6 +82,82 @@ def raw_event_id(raw: object) -> str:
     """The event id of a line that may not parse, for reporting it."""
     event_id = raw.get("event_id", "") if isinstance(raw, dict) else ""
     return event_id if isinstance(event_id, str) else ""
+
+
+# What a parse worker (or the serial reader) makes of a feed line, for the writer:
+# A prepared LIST: (line, PREPARED, event_id, listing_id, digest, occurred_at, list_type,
+# record, index log records (key + listing id + kind + "+" each), bindings (document key + person key,
+# 32 bytes each), journal entry without its chain). A line to decode again: (line, TEXT,
+# raw bytes). A rejection by the parser: (line, REJECT, event_id, field, reason).
+# A DELIST, PERFORM or EXTEND, parsed: (line, FOLLOW, type, event_id, listing_id, digest,
+# occurred_at, reason or None, the date as YYYY-MM-DD).
+PREPARED, TEXT, REJECT, FOLLOW = 0, 1, 2, 3
+_ADD, _REMOVE = b"+", b"-"
+
+
+class _Followup:
+    """What lifecycle.lifted / extended and `_count` read of a DELIST, PERFORM or EXTEND."""
+
+    __slots__ = ("type", "reason", "effective_on", "expires_on")
+
+    def __init__(self, type_: str, reason, day):
+        self.type = EventType(type_)
+        self.reason, self.effective_on, self.expires_on = reason, day, day
+
+
+_ADD = b"+"
+
+
+def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
+    """What the writer is handed for one feed line (see PREPARED, FOLLOW, TEXT, REJECT);
+    None for a blank line. Rejections are the reference parser's."""
+    from loaders.feed import decode_line  # (loaders.feed imports this module)
+
+    prepared = prepare_list(raw, key_of)
+    if prepared is not None:
+        return (number, PREPARED, *prepared)
+    line = decode_line(number, raw)
+    if line is None:
+        return None
+    if line.error is not None:
+        return (number, REJECT, line.event_id, line.error.field, line.error.reason)
+    event = line.event
+    if event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
+        day = event.expires_on if event.type is EventType.EXTEND else event.effective_on
+        return (number, FOLLOW, event.type.value, event.event_id, event.listing_id, event.digest, event.occurred_at,
+                event.reason, day.isoformat())
+    if event.type is not EventType.LIST:
+        return (number, TEXT, raw)
+    try:
+        record = lifecycle.with_event(lifecycle.new_listing(event, key_of), event.event_id)
+    except EventRejected:
+        return (number, TEXT, raw)  # the writer rejects it, after the checks that come first
+    entries = lifecycle.index_entries(record)
+    bindings = lifecycle.declared_bindings(record)
+    added = sorted(entries.keys() | {document for document, _ in bindings})
+    journal = dumps({"event_id": event.event_id, "type": "LIST", "listing_id": event.listing_id,
+                     "added": [k.hex() for k in added]})
+    lid = event.listing_id.encode()
+    return (number, PREPARED, event.event_id, event.listing_id, event.digest, event.occurred_at,
+            event.list_type.value, dumps(record), b"".join(k + lid + kind + _ADD for k, kind in entries.items()),
+            b"".join(d + p for d, p in sorted(bindings)), journal)
+
+
+def prepare_text(number: int, text: str, key_of):
+    """`prepare_line` for an event given as text (ApplyEvents): the prepared tuple, or the
+    FeedLine of feedline.parse_text (the fast decoder, then the reference parser)."""
+    from .feedline import parse_text
+
+    prepared = prepare_list(text, key_of)
+    if prepared is not None:
+        return (number, PREPARED, *prepared)
+    line = parse_text(number, text)
+    event = line.event
+    if event is not None and event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
+        day = event.expires_on if event.type is EventType.EXTEND else event.effective_on
+        return (number, FOLLOW, event.type.value, event.event_id, event.listing_id, event.digest, event.occurred_at,
+                event.reason, day.isoformat())
+    return line
 
 
 class _Tally:
@@ -180,7 +258,43 @@ class Ledger:
     def _end_batch(self, txn: lmdb.Transaction, tally: _Tally) -> None:
         tally.flush(txn, self.store)
 
-    def _apply_line(self, txn: lmdb.Transaction, tally: _Tally, line: FeedLine) -> Outcome:
+    # Bytes of the feed per parse worker task (one blob back per range).
+    RANGE_BYTES = 4 << 20
+
+    def read_feed(self, path, workers: int = 0, progress=None) -> Iterator:
+        """A feed file's lines as `prepare_line` makes them for this ledger's writer: by
+        `workers` processes that each read their own byte ranges of the file, or here."""
+        if workers:
+            from loaders.feed import read_feed_ranges
+
+            return read_feed_ranges(path, workers, self._pepper, progress, chunk_bytes=self.RANGE_BYTES)
+        return self._read_here(path, progress)
+
+    def prepare_text(self, number: int, text: str):
+        return prepare_text(number, text, self.key_of)
+
+    def _read_here(self, path, progress) -> Iterator:
+        key_of = self.key_of
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                if progress is not None:
+                    progress.update(len(raw))
+                item = prepare_line(number, raw, key_of)
+                if item is not None:
+                    yield item
+
+    def _apply_line(self, txn: lmdb.Transaction, tally: _Tally, line) -> Outcome:
+        if type(line) is tuple:
+            kind = line[1]
+            if kind == PREPARED:
+                return self._apply_prepared(txn, tally, line)
+            if kind == FOLLOW:
+                return self._apply_follow(txn, tally, line)
+            if kind == REJECT:
+                return Outcome(line[0], REJECTED, line[2], line[4], line[3])
+            from loaders.feed import decode_line
+
+            line = decode_line(line[0], line[2])
         if line.error is not None:
             return Outcome(line.line, REJECTED, line.event_id or raw_event_id(line.raw), line.error.reason,
                            line.error.field)
@@ -202,6 +316,76 @@ class Ledger:
             log.debug("line %d: applied %s %s listing %s (seq %d)", line.line, event.type.value,
                       event.event_id, event.listing_id, seq)
         return Outcome(line.line, APPLIED, event.event_id, seq=seq)
+
+    def _known(self, txn: lmdb.Transaction, number: int, event_id: str, eid: bytes, digest: bytes) -> Outcome | None:
+        """The outcome of an event id already applied (duplicate or conflict), else None."""
+        known = self._get(txn, self.store.events, eid)
+        if known is None:
+            return None
+        if known[:16] == digest:
+            return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
+        return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)", "event_id")
+
+    def _apply_prepared(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
+        """A LIST prepared in full (`prepare_line`): the checks of `_plan`, then the writes
+        of `_write` and `_reindex` for a new listing, from the prepared bytes."""
+        s = self.store
+        number, _, event_id, listing_id, digest, occurred_at, list_type, record, records, bindings, journal = p
+        eid, lid = event_id.encode(), listing_id.encode()
+        known = self._known(txn, number, event_id, eid, digest)
+        if known is not None:
+            return known
+        if self._get(txn, s.listings, lid) is not None:
+            return Outcome(number, REJECTED, event_id, "already used by another listing", "listing_id")
+        tally.seq = seq = tally.seq + 1
+        width = KEY_SIZE + len(lid) + 2
+        entries = [(records[i:i + KEY_SIZE], records[i + width - 2:i + width - 1]) for i in range(0, len(records), width)]
+        active, named = s.persons_active, s.persons_all
+        counted_before = {k for k, _ in entries if _counted_as_person(txn, active, k)}
+        for key, kind in entries:
+            txn.put(key + lid, kind, db=active)
+            txn.put(key + lid, kind, db=named)
+        counted_after = {k for k, _ in entries if _counted_as_person(txn, active, k)}
+        delta = len(counted_after - counted_before) - len(counted_before - counted_after)
+        if delta:
+            tally.add(txn, "persons_restricted", delta)
+        for i in range(0, len(bindings), 2 * KEY_SIZE):
+            txn.put(bindings[i:i + 2 * KEY_SIZE] + lid, b"", db=s.bindings)
+        self._put(txn, s.listings, lid, record)
+        tally.add(txn, "active:" + list_type, 1)
+        tally.chain = chain = next_chain(tally.chain, journal)
+        self._put(txn, s.journal, encode_u64(seq), journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}')
+        self._put(txn, s.events, eid, digest + encode_u64(seq))
+        tally.last_event_time = occurred_at
+        return Outcome(number, APPLIED, event_id, "", "", seq)
+
+    def _apply_follow(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
+        """A DELIST, PERFORM or EXTEND already parsed (`prepare_line`): `_plan` and
+        `_write` of these types, with the same lifecycle functions."""
+        s = self.store
+        number, _, type_, event_id, listing_id, digest, occurred_at, reason, day = p
+        eid, lid = event_id.encode(), listing_id.encode()
+        known = self._known(txn, number, event_id, eid, digest)
+        if known is not None:
+            return known
+        raw_old = self._get(txn, s.listings, lid)
+        old = None if raw_old is None else loads(raw_old)
+        event = _Followup(type_, reason, date.fromisoformat(day))
+        try:
+            lifecycle.require_active(old)
+            new = lifecycle.extended(old, event) if type_ == "EXTEND" else lifecycle.lifted(old, event)
+        except EventRejected as exc:
+            return Outcome(number, REJECTED, event_id, exc.reason, exc.field)
+        tally.seq = seq = tally.seq + 1
+        new = lifecycle.with_event(new, event_id)
+        added = self._reindex(txn, tally, old, new)
+        self._put(txn, s.listings, lid, dumps(new))
+        self._count(txn, tally, event, old, new)
+        entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [k.hex() for k in added])
+        self._put(txn, s.journal, encode_u64(seq), entry)
+        self._put(txn, s.events, eid, digest + encode_u64(seq))
+        tally.last_event_time = occurred_at
+        return Outcome(number, APPLIED, event_id, "", "", seq)
 
     def _plan(self, txn: lmdb.Transaction, event: Event) -> _Plan | int:
         """Check the event against the store (reads only): the sequence of its first

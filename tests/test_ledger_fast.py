@@ -30,13 +30,33 @@ def decoded(lines, decode):
             if (line := decode(n, text.encode("utf-8", "surrogatepass"))) is not None]
 
 
-@pytest.mark.parametrize("seed,batch_size", [(3, 1000), (4, 37)])
-def test_event_path_and_reference_ledger_reach_the_same_outcomes_and_digest(tmp_path, seed, batch_size):
+def fast_lines(mode, lines, ledger, tmp_path):
+    """The event path's input, as each of its callers makes it."""
+    if mode == "feedlines":  # decode_line (fast decoder, reference fallback) into FeedLines
+        return decoded(lines, decode_line)
+    if mode == "apply_events":  # ApplyEvents: prepare_text of each event's text
+        return [ledger.prepare_text(n, text) for n, text in enumerate(lines, 1)]
+    feed = tmp_path / "feed.jsonl"
+    feed.write_bytes(b"".join(text.encode("utf-8", "surrogatepass") + b"\n" for text in lines))
+    # `sanction load`: prepared lines (LISTs in full, DELIST/PERFORM/EXTEND parsed), here or by workers
+    return list(ledger.read_feed(feed, 2 if mode == "workers" else 0))
+
+
+@pytest.mark.parametrize("seed,batch_size,mode", [(3, 1000, "feedlines"), (4, 37, "prepared"), (5, 400, "workers"),
+                                                  (6, 300, "apply_events")])
+def test_event_path_and_reference_ledger_reach_the_same_outcomes_and_digest(tmp_path, seed, batch_size, mode):
+    from sanction_service.feedline import parse_text_reference
+
     lines = hostile_feed(seed, 1500)
     ref = Store(tmp_path / "ref", pepper_fingerprint(PEPPER), create=True, map_size=256 << 20)
     fast = Store(tmp_path / "fast", pepper_fingerprint(PEPPER), create=True, map_size=256 << 20)
-    expected = outcomes(ReferenceLedger(ref, PEPPER), decoded(lines, decode_line_reference), batch_size)
-    got = outcomes(Ledger(fast, PEPPER), decoded(lines, decode_line), batch_size)
+    if mode == "apply_events":
+        reference_lines = [parse_text_reference(n, text) for n, text in enumerate(lines, 1)]
+    else:
+        reference_lines = decoded(lines, decode_line_reference)
+    expected = outcomes(ReferenceLedger(ref, PEPPER), reference_lines, batch_size)
+    ledger = Ledger(fast, PEPPER)
+    got = outcomes(ledger, fast_lines(mode, lines, ledger, tmp_path), batch_size)
     assert got == expected
     statuses = {o[1] for o in expected}
     assert statuses == {"APPLIED", "DUPLICATE", "REJECTED"}
