@@ -129,12 +129,10 @@ _RANGE_WORKER: dict = {}
 
 
 def _init_range_worker(path: str, pepper: bytes) -> None:
-    import functools
-
-    from sanction_service.identity import document_key
+    from sanction_service.identity import DocumentKeys
 
     _RANGE_WORKER["path"] = path
-    _RANGE_WORKER["key_of"] = functools.partial(document_key, pepper)
+    _RANGE_WORKER["key_of"] = DocumentKeys(pepper)
 
 
 def _parse_range(span: tuple[int, int]) -> bytes:

@@ -13,6 +13,8 @@ for digest, on random feeds with hostile lines) and by tests/test_fastdecode.py
 
 from __future__ import annotations
 
+import re
+
 from .fastdecode import (
     _DATE,
     _DECODER,
@@ -62,6 +64,38 @@ def _document(doc, where: str, person_only: bool):
         raise _FALLBACK from None
 
 
+_RESIDENT_ID = DocumentType.RESIDENT_ID.value
+_RIC18 = re.compile("[0-9]{17}[0-9X]")
+_DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _canonical_resident_id(doc) -> str | None:
+    """The number of a resident ID that `normalize` would return unchanged (18 characters,
+    the right ISO 7064 check character, a birth date that can be a date, country absent
+    or CHN), else None: `normalize` decides."""
+    number = doc.number
+    if doc.type != _RESIDENT_ID or doc.country not in (UNSET, None, "", "CHN") or not _RIC18.fullmatch(number):
+        return None
+    # stdnum.cn.ric.calc_check_digit, as identity.resident_id_check_char uses it.
+    check = (1 - 2 * int(number[:17], 13)) % 11
+    if number[17] != ("X" if check == 10 else str(check)):
+        return None
+    month, day = int(number[10:12]), int(number[12:14])
+    if not (1 <= month <= 12 and 1 <= day <= _DAYS_IN_MONTH[month]):
+        return None
+    return number
+
+
+def _person_doc(doc, where: str, person_only: bool, key_of, of) -> tuple[str, str, str, bytes]:
+    """(type, country, masked number, key) of a document, as normalize + document_key give them."""
+    if of is not None:
+        number = _canonical_resident_id(doc)
+        if number is not None:
+            return _RESIDENT_ID, "CHN", number[:10] + "****" + number[14:], of(_RESIDENT_ID, "CHN", number)
+    document = _document(doc, where, person_only)
+    return document.type.value, document.country, mask_number(document.type, document.number), key_of(document)
+
+
 def prepare_list(line: bytes, key_of) -> tuple | None:
     """(event_id, listing_id, digest, occurred_at, list_type, record, index log records
     (key + listing id + kind + "+" each), bindings (document key + person key each),
@@ -79,9 +113,9 @@ def prepare_list(line: bytes, key_of) -> tuple | None:
         return None
 
 
-def _person(slot: str, role: str, name: str, doc, key: bytes, kind: str) -> dict:
-    return {"slot": slot, "role": role, "name": name, "doc_type": doc.type.value, "country": doc.country,
-            "masked": mask_number(doc.type, doc.number), "key": key.hex(), "kind": kind}
+def _person(slot: str, role: str, name: str, doc: tuple, kind: str) -> dict:
+    return {"slot": slot, "role": role, "name": name, "doc_type": doc[0], "country": doc[1], "masked": doc[2],
+            "key": doc[3].hex(), "kind": kind}
 
 
 def _prepare(p: _List, key_of) -> tuple:
@@ -103,8 +137,9 @@ def _prepare(p: _List, key_of) -> tuple:
         raise _FALLBACK
     organization = kind.value == "ORGANIZATION"
     name = _text(subject.name, MAX_NAME_CHARS)
-    subject_doc = _document(subject.document, "subject.document", False)
-    if organization is not (subject_doc.type is _USCC):
+    of = getattr(key_of, "of", None)
+    subject_doc = _person_doc(subject.document, "subject.document", False, key_of, of)
+    if organization is not (subject_doc[0] == _USCC.value):
         raise _FALLBACK
     extra_docs = p.extra_documents or ()
     restricted = p.restricted_persons or ()
@@ -121,14 +156,14 @@ def _prepare(p: _List, key_of) -> tuple:
         value = getattr(p, field)
         scalars.append(None if value is UNSET or value is None else _scalar(value, limit))
 
-    subject_key = key_of(subject_doc)
-    persons = [_person("subject", "SUBJECT", name, subject_doc, subject_key, "O" if organization else "P")]
+    subject_key = subject_doc[3]
+    persons = [_person("subject", "SUBJECT", name, subject_doc, "O" if organization else "P")]
     entries = {subject_key: b"O" if organization else b"P"}
     bindings = set()
     for doc in extra_docs:
-        document = _document(doc, "extra_documents", True)
-        key = key_of(document)
-        persons.append(_person("extra", "SUBJECT", name, document, key, "E"))
+        document = _person_doc(doc, "extra_documents", True, key_of, of)
+        key = document[3]
+        persons.append(_person("extra", "SUBJECT", name, document, "E"))
         if key != subject_key:
             bindings.add((key, subject_key))
     for person in restricted:
@@ -136,9 +171,9 @@ def _prepare(p: _List, key_of) -> tuple:
         if role is None:
             raise _FALLBACK
         person_name = _text(person.name, MAX_NAME_CHARS)
-        document = _document(person.document, "restricted_persons.document", True)
-        key = key_of(document)
-        persons.append(_person("restricted", role.value, person_name, document, key, "P"))
+        document = _person_doc(person.document, "restricted_persons.document", True, key_of, of)
+        key = document[3]
+        persons.append(_person("restricted", role.value, person_name, document, "P"))
         if key not in entries:  # (a person's document is never the organisation's USCC)
             entries[key] = b"P"
     record = {

@@ -33,7 +33,7 @@ import lmdb
 from . import lifecycle
 from .bulkprep import prepare_list
 from .events import Event, EventRejected, EventType, parse_event
-from .identity import KEY_SIZE, Document, document_key
+from .identity import KEY_SIZE, Document, DocumentKeys
 from .store import (
     GENESIS_CHAIN,
     Store,
@@ -204,10 +204,11 @@ class Ledger:
     def __init__(self, store: Store, pepper: bytes, *, writer: str = "applying events"):
         self.store = store
         self._pepper = pepper
+        self._keys = DocumentKeys(pepper)
         self.writer = writer
 
     def key_of(self, doc: Document) -> bytes:
-        return document_key(self._pepper, doc)
+        return self._keys(doc)
 
     def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 1000, wait: bool | float = True) -> Iterator[Outcome]:
         """Apply lines in order; yields one Outcome per line once its batch is committed.
@@ -271,10 +272,10 @@ class Ledger:
         return self._read_here(path, progress)
 
     def prepare_text(self, number: int, text: str):
-        return prepare_text(number, text, self.key_of)
+        return prepare_text(number, text, self._keys)
 
     def _read_here(self, path, progress) -> Iterator:
-        key_of = self.key_of
+        key_of = self._keys
         with open(path, "rb") as f:
             for number, raw in enumerate(f, 1):
                 if progress is not None:

@@ -88,15 +88,17 @@ def test_bulk_workers_list_preparation_is_the_reference_record_journal_and_index
 
     from sanction_service import lifecycle
     from sanction_service.bulkprep import prepare_list
-    from sanction_service.identity import document_key
+    from sanction_service.identity import DocumentKeys, document_key
     from sanction_service.store import dumps
 
     key_of = functools.partial(document_key, b"k" * 32)
+    keys = DocumentKeys(b"k" * 32)  # with the keyed-prefix route for canonical resident IDs
     lines = _lines()
     taken = 0
     for number, text in enumerate(lines, 1):
         raw = text.encode("utf-8", "surrogatepass")
-        prepared = prepare_list(raw, key_of)
+        prepared = prepare_list(raw, keys)
+        assert prepared == prepare_list(raw, key_of)
         reference = decode_line_reference(number, raw)
         if prepared is None:
             continue
