@@ -23,6 +23,7 @@ raises StoreFull, which names the cause.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -34,6 +35,7 @@ from . import lifecycle
 from .bulkprep import prepare_list
 from .events import Event, EventRejected, EventType, parse_event
 from .identity import KEY_SIZE, Document, DocumentKeys
+from .settings import TEST_BATCH_PAUSE
 from .store import (
     GENESIS_CHAIN,
     Store,
@@ -242,6 +244,8 @@ class Ledger:
             outcomes = [self._apply_line(txn, tally, line) for line in batch]
             self._end_batch(txn, tally)
             txn.commit()
+            if TEST_BATCH_PAUSE:
+                time.sleep(TEST_BATCH_PAUSE)
         except lmdb.Error as exc:
             txn.abort()
             full = self.store.out_of_room(exc)

@@ -35,6 +35,8 @@ from processes import ServerProcess, _env, sanction  # noqa: E402
 
 PEPPER_HEX = "5e" * 32
 PEPPER = bytes.fromhex(PEPPER_HEX)
+# Killed runs pause after each batch: a load is otherwise over before a kill can land in it.
+KILLED_ENV = {"SANCTION_PEPPER": PEPPER_HEX, "SANCTION_TEST_BATCH_PAUSE": "0.05"}
 
 
 def digest(data: Path) -> dict:
@@ -163,7 +165,7 @@ def killed_loads(work: Path, feed: Path, kills: int, total: int, rnd: random.Ran
         # Somewhere in the first 60 % of what this run has left to apply, so the kill
         # lands before the run ends even with a short feed.
         target = rnd.randrange(floor + 1, floor + max(2, int((total - floor) * 0.6)))
-        proc = subprocess.Popen(load_command(data, feed, bulk=bulk), env=_env({"SANCTION_PEPPER": PEPPER_HEX}),
+        proc = subprocess.Popen(load_command(data, feed, bulk=bulk), env=_env(KILLED_ENV),
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while proc.poll() is None:
             seq, marked = _store_state(data)

@@ -31,7 +31,9 @@ def write_feed(path, events):
 
 def start_load(data, feed, *extra, bulk=False):
     command = load_command(data, feed, bulk=bulk) + list(extra)
-    return subprocess.Popen(command, env=_env(ENV), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    # A pause after each batch keeps the load under way while the test acts on it.
+    return subprocess.Popen(command, env=_env({**ENV, "SANCTION_TEST_BATCH_PAUSE": "0.1"}), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 
@@ -407,7 +409,7 @@ def test_a_full_disk_stops_the_loader_with_its_own_code_and_a_rerun_ends_in_the_
     feed, probes, clean = synthetic
     data = small_disk / "data"
     init(data)
-    loaded = sanction("load", "--data-dir", str(data), "--no-progress", str(feed), env=ENV)
+    loaded = sanction("load", "--data-dir", str(data), "--no-progress", "--batch-size", "1000", str(feed), env=ENV)
     assert loaded.returncode == 4, loaded.stderr
     assert "no space left on device" in loaded.stderr and str(data) in loaded.stderr
     assert "Traceback" not in loaded.stderr
