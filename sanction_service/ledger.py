@@ -346,12 +346,15 @@ class Ledger:
         width = KEY_SIZE + len(lid) + 2
         entries = [(records[i:i + KEY_SIZE], records[i + width - 2:i + width - 1]) for i in range(0, len(records), width)]
         active, named = s.persons_active, s.persons_all
-        counted_before = {k for k, _ in entries if _counted_as_person(txn, active, k)}
+        # A new listing only adds entries: a key is counted after it if it was before or
+        # if this listing names it as a primary person (what _counted_as_person would find).
+        delta = 0
+        for key, kind in entries:
+            if kind == lifecycle.PRIMARY_PERSON and not _counted_as_person(txn, active, key):
+                delta += 1
         for key, kind in entries:
             txn.put(key + lid, kind, db=active)
             txn.put(key + lid, kind, db=named)
-        counted_after = {k for k, _ in entries if _counted_as_person(txn, active, k)}
-        delta = len(counted_after - counted_before) - len(counted_before - counted_after)
         if delta:
             tally.add(txn, "persons_restricted", delta)
         for i in range(0, len(bindings), 2 * KEY_SIZE):
