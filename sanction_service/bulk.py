@@ -18,7 +18,7 @@ and every event type). What differs is how it gets there:
   exist, so its lookup is skipped.
 - The person indexes are not written per event: entries go to an in-memory log of
   fixed-width records (person key + listing id + kind + add/remove), sorted once at the
-  end (numpy) and written with putmulti(append=True); `persons_active` is the same minus
+  end (numpy) and written with putmulti(append=True), a million entries per transaction; `persons_active` is the same minus
   lifted listings, and "persons restricted" is counted from it.
 - The journal sequence, its chain, the last event time and the counters are kept in
   memory and written once, in the last transaction.
@@ -27,8 +27,8 @@ and every event type). What differs is how it gets there:
   pile them up in its RSS.
 
 Crash-safety is coarser, and fails closed: the first transaction marks the store
-incomplete and the last one (which writes the indexes, counters and meta) clears the
-mark, so a bulk load killed midway leaves a store that refuses to serve or take other
+incomplete and the last one (counters and meta, after the transactions that write the
+indexes) clears the mark, so a bulk load killed midway leaves a store that refuses to serve or take other
 writers. Running the bulk load again starts it over: it empties a marked store in its
 first transaction. A store that holds data and no mark is refused.
 
@@ -121,34 +121,38 @@ class _IndexLog:
 
     def final(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """The entries in force, sorted: composite keys (N x (16 + width) uint8, NUL
-        padded), their kinds (N bytes), whether their listing is lifted, and the width."""
+        padded), their kinds (N bytes), whether their listing is lifted, and the width.
+        Empties the log; one array of the composite keys at a time, for the peak RSS."""
         width = max(self._buffers, default=1)
-        parts, kinds = [], []
-        for w, buffer in self._buffers.items():
+        n = sum(len(buffer) // (KEY_SIZE + w + 2) for w, buffer in self._buffers.items())
+        composite = np.zeros((n, KEY_SIZE + width), dtype=np.uint8)
+        tail = np.empty((n, 2), dtype=np.uint8)
+        at = 0
+        for w in sorted(self._buffers):
+            buffer = self._buffers.pop(w)
             rows = np.frombuffer(buffer, dtype=np.uint8).reshape(-1, KEY_SIZE + w + 2)
-            composite = np.zeros((len(rows), KEY_SIZE + width), dtype=np.uint8)
-            composite[:, :KEY_SIZE + w] = rows[:, :KEY_SIZE + w]
-            parts.append((composite, rows[:, KEY_SIZE + w:].copy()))
-        self._buffers.clear()
-        if not parts:
-            empty = np.zeros((0, KEY_SIZE + width), dtype=np.uint8)
-            return empty, np.zeros(0, dtype="S1"), np.zeros(0, dtype=bool), width
-        composite = np.concatenate([p[0] for p in parts])
-        tail = np.concatenate([p[1] for p in parts])
-        del parts
-        keys = composite.view(f"S{KEY_SIZE + width}").ravel()
-        order = np.argsort(keys, kind="stable")
-        keys, composite, tail = keys[order], composite[order], tail[order]
+            composite[at:at + len(rows), :KEY_SIZE + w] = rows[:, :KEY_SIZE + w]
+            tail[at:at + len(rows)] = rows[:, KEY_SIZE + w:]
+            at += len(rows)
+            del rows, buffer
+        order = np.argsort(composite.view(f"S{KEY_SIZE + width}").ravel(), kind="stable")
+        composite = composite[order]
+        tail = tail[order]
         del order
         # The last change of each composite key decides; removed entries go.
-        last = np.ones(len(keys), dtype=bool)
+        keys = composite.view(f"S{KEY_SIZE + width}").ravel()
+        last = np.ones(n, dtype=bool)
         last[:-1] = keys[1:] != keys[:-1]
+        del keys
         last &= tail[:, 1] == _ADD[0]
-        composite, tail = composite[last], tail[last]
-        kinds = tail[:, 0].copy().view("S1")
+        if not last.all():
+            composite = composite[last]
+        kinds = tail[last, 0].copy().view("S1")
+        del tail, last
         lids = np.ascontiguousarray(composite[:, KEY_SIZE:]).view(f"S{width}").ravel()
         lifted = np.isin(lids, np.array(sorted(self.lifted), dtype=f"S{width}")) if self.lifted else \
             np.zeros(len(lids), dtype=bool)
+        self.lifted.clear()
         return composite, kinds, lifted, width
 
 
@@ -179,8 +183,11 @@ class _PageDropper:
 
 class BulkLedger(Ledger):
     BATCH = 50_000
-    # Drop the data file's pages from this process's mappings every this many events.
-    DROP_PAGES_EVERY = 200_000
+    # Drop the data file's pages from this process's mappings every this many events (the
+    # lookups of follow-up events map a few hundred MB of it per 200 000 events).
+    DROP_PAGES_EVERY = 50_000
+    # Index entries per transaction in finish().
+    INDEX_CHUNK = 1_000_000
 
     def __init__(self, store: Store, pepper: bytes, *, writer: str = "bulk load"):
         super().__init__(store, pepper, writer=writer)
@@ -355,10 +362,12 @@ class BulkLedger(Ledger):
 
     def finish(self, *, error_rate: float, min_capacity: int = MIN_CAPACITY, prefilter_path=None,
                progress=None) -> Prefilter:
-        """The last transaction: write the indexes, the counters and meta and clear the
-        incomplete mark together; then build (and save) the prefilter."""
+        """Write the indexes (sorted appends, in transactions of INDEX_CHUNK entries),
+        then the last transaction: the counters and meta, and the incomplete mark cleared;
+        then build (and save) the prefilter."""
         s = self.store
         tally = self._tally(None)
+        self._pages.drop()
         gc_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -382,23 +391,26 @@ class BulkLedger(Ledger):
         distinct = np.ascontiguousarray(keys[starts])
         for i in range(0, len(distinct), 1_000_000):
             prefilter.add_many(distinct[i:i + 1_000_000])
-        del distinct, keys
+        del distinct, keys, first, primary, active
         tally.counters["persons_restricted"] = persons  # never counted per event on this path
         try:
-            with s.begin_write() as txn:
-                done = 0
-                for lo in range(0, n_all, 1_000_000):
-                    hi = min(n_all, lo + 1_000_000)
-                    names = composite[lo:hi].view(f"S{KEY_SIZE + width}").ravel().tolist()
-                    kind_list = kinds[lo:hi].tolist()
-                    pairs = list(zip(names, kind_list))
+            # The indexes in transactions of a million entries (a bounded set of dirty
+            # pages); the store stays marked until the last transaction below.
+            for lo in range(0, n_all, self.INDEX_CHUNK):
+                hi = min(n_all, lo + self.INDEX_CHUNK)
+                names = composite[lo:hi].view(f"S{KEY_SIZE + width}").ravel().tolist()
+                pairs = list(zip(names, kinds[lo:hi].tolist()))
+                del names
+                with s.begin_write() as txn:
                     _putmulti(txn, s.persons_all, pairs, "persons_all")
-                    in_force = lifted[lo:hi]
-                    _putmulti(txn, s.persons_active, [pair for pair, gone in zip(pairs, in_force.tolist()) if not gone],
-                              "persons_active")
-                    done = hi
-                    if progress:
-                        progress(done, n_all)
+                    _putmulti(txn, s.persons_active,
+                              [pair for pair, gone in zip(pairs, lifted[lo:hi].tolist()) if not gone], "persons_active")
+                del pairs
+                self._pages.drop()
+                if progress:
+                    progress(hi, n_all)
+            del composite, kinds, lifted
+            with s.begin_write() as txn:
                 for name, value in tally.counters.items():
                     txn.put(name.encode(), encode_u64(value), db=s.counters)
                 if tally.last_event_time is not None:

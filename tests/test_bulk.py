@@ -118,6 +118,7 @@ def test_bulk_event_and_reference_paths_agree_on_a_hostile_feed_of_every_event_t
     monkeypatch.setattr(BulkLedger, "RANGE_BYTES", 64 << 10)
     monkeypatch.setattr(BulkLedger, "DROP_PAGES_EVERY", 500)
     monkeypatch.setattr(BulkLedger, "BATCH", 700)
+    monkeypatch.setattr(BulkLedger, "INDEX_CHUNK", 1000)  # the indexes in several transactions
     feed = tmp_path / "feed.jsonl"
     feed.write_bytes(b"".join(line.encode("utf-8", "surrogatepass") + b"\n" for line in hostile_feed(seed, 2500))
                      + b'{"event_id":"last-line-without-a-line-feed"')
