@@ -9,6 +9,7 @@ events that did not commit.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ from tqdm import tqdm
 
 from sanction_service import metrics
 from sanction_service.events import EventRejected
-from sanction_service.feedline import parse_text
+from sanction_service.fastdecode import decode_event
+from sanction_service.feedline import parse_text_reference
 from sanction_service.ledger import APPLIED, DUPLICATE, REJECTED, FeedLine, Ledger
 from sanction_service.settings import MAX_FEED_LINE_BYTES
 
@@ -49,7 +51,18 @@ class LoadSummary:
 
 def decode_line(number: int, raw: bytes) -> FeedLine | None:
     """Decode and parse one line into its event, or its rejection; blank: None. Never
-    raises, whatever the line holds (sanction_service.feedline)."""
+    raises, whatever the line holds. The fast decoder (sanction_service.fastdecode) takes
+    the lines it can; every other line, and every rejection, is the reference's
+    (`decode_line_reference`)."""
+    if len(raw) <= MAX_FEED_LINE_BYTES:
+        event = decode_event(raw)
+        if event is not None:
+            return FeedLine(number, event=event, event_id=event.event_id)
+    return decode_line_reference(number, raw)
+
+
+def decode_line_reference(number: int, raw: bytes) -> FeedLine | None:
+    """The reference: UTF-8, then sanction_service.feedline's JSON decoding and events.parse_event."""
     if len(raw) > MAX_FEED_LINE_BYTES:
         return FeedLine(number, error=EventRejected("", f"line longer than {MAX_FEED_LINE_BYTES} bytes"))
     if not raw.strip():
@@ -58,7 +71,7 @@ def decode_line(number: int, raw: bytes) -> FeedLine | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return FeedLine(number, error=EventRejected("", "not valid UTF-8"))
-    return parse_text(number, text)
+    return parse_text_reference(number, text)
 
 
 def read_feed(path: str | os.PathLike, progress: tqdm | None = None) -> Iterator[FeedLine]:
@@ -112,6 +125,90 @@ def read_feed_parallel(path: str | os.PathLike, workers: int, progress: tqdm | N
                 progress.update(size)
 
 
+_RANGE_WORKER: dict = {}
+
+
+def _init_range_worker(path: str, pepper: bytes) -> None:
+    from sanction_service.identity import DocumentKeys
+
+    _RANGE_WORKER["path"] = path
+    _RANGE_WORKER["key_of"] = DocumentKeys(pepper)
+
+
+def _parse_range(span: tuple[int, int]) -> bytes:
+    """A parse worker: one byte range of the feed (whole lines) to one marshalled blob,
+    (lines in the range, [ledger.prepare_line(...) of each line, line numbers from 1])."""
+    from sanction_service.ledger import prepare_line
+
+    start, end = span
+    with open(_RANGE_WORKER["path"], "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    key_of = _RANGE_WORKER["key_of"]
+    items = []
+    number = pos = 0
+    size = len(data)
+    while pos < size:
+        newline = data.find(b"\n", pos)
+        stop = size if newline < 0 else newline + 1
+        number += 1
+        item = prepare_line(number, data[pos:stop], key_of)
+        if item is not None:
+            items.append(item)
+        pos = stop
+    return marshal.dumps((number, items))
+
+
+def feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int, int]]:
+    """Byte ranges of about chunk_bytes that end after a line feed (or at the end of the file)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        start = 0
+        while start < size:
+            if start + chunk_bytes >= size:
+                end = size
+            else:
+                f.seek(start + chunk_bytes - 1)
+                f.readline()  # up to and including the next line feed
+                end = f.tell()
+            yield start, end
+            start = end
+
+
+def read_feed_ranges(path: str | os.PathLike, workers: int, pepper: bytes, progress: tqdm | None = None,
+                     chunk_bytes: int = 4 << 20) -> Iterator[tuple]:
+    """For a Ledger's writer: the feed's lines as `ledger.prepare_line` makes them, in feed
+    order, parsed by `workers` processes that each read their own byte ranges of the file
+    and hand back one marshalled blob per range (tuples of bytes, strings and numbers:
+    cheap to pass, unlike pickled objects). At most 3 x workers ranges are in flight, so
+    memory stays bounded on any feed size."""
+    import multiprocessing
+    from collections import deque
+
+    base = 0
+    with multiprocessing.get_context("fork").Pool(workers, _init_range_worker, (str(path), pepper)) as pool:
+        pending: deque = deque()
+        spans = feed_ranges(path, chunk_bytes)
+
+        def take():
+            nonlocal base
+            result, size = pending.popleft()
+            lines, items = marshal.loads(result.get())
+            if base:
+                items = [(item[0] + base, *item[1:]) for item in items]
+            base += lines
+            if progress is not None:
+                progress.update(size)
+            return items
+
+        for span in spans:
+            pending.append((pool.apply_async(_parse_range, (span,)), span[1] - span[0]))
+            if len(pending) >= 3 * workers:
+                yield from take()
+        while pending:
+            yield from take()
+
+
 def load_feed(ledger: Ledger, feed_path: str | os.PathLike, rejects_path: str | os.PathLike, *,
               batch_size: int = 1000, show_progress: bool | None = None, parse_workers: int = 0) -> LoadSummary:
     summary = LoadSummary(rejects_path=str(rejects_path))
@@ -121,10 +218,13 @@ def load_feed(ledger: Ledger, feed_path: str | os.PathLike, rejects_path: str | 
     progress = tqdm(total=size, unit="B", unit_scale=True, desc="loading", disable=not show_progress,
                     file=sys.stderr)
     with progress, open(rejects_path, "w", encoding="utf-8") as rejects:
-        lines = (read_feed_parallel(feed_path, parse_workers, progress) if parse_workers
-                 else read_feed(feed_path, progress))
+        if hasattr(ledger, "read_feed"):  # Ledger, BulkLedger: lines prepared for their writer
+            lines = ledger.read_feed(feed_path, parse_workers, progress)
+        elif parse_workers:
+            lines = read_feed_parallel(feed_path, parse_workers, progress)
+        else:
+            lines = read_feed(feed_path, progress)
         for outcome in ledger.apply(lines, batch_size=batch_size):
-            metrics.EVENTS.labels(outcome.status.lower()).inc()
             if outcome.status == APPLIED:
                 summary.applied += 1
             elif outcome.status == DUPLICATE:
@@ -136,6 +236,8 @@ def load_feed(ledger: Ledger, feed_path: str | os.PathLike, rejects_path: str | 
                 rejects.write(json.dumps({"line": outcome.line, "event_id": outcome.event_id,
                                           "field": outcome.field, "reason": outcome.reason},
                                          ensure_ascii=False) + "\n")
-    with ledger.store.read() as view:
-        summary.data_version = view.seq()
+    for status, n in ((APPLIED, summary.applied), (DUPLICATE, summary.duplicates), (REJECTED, summary.rejected)):
+        if n:
+            metrics.EVENTS.labels(status.lower()).inc(n)
+    summary.data_version = ledger.data_version()
     return summary

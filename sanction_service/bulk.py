@@ -1,42 +1,91 @@
 """Bulk loading into an empty store: the event-by-event Ledger's semantics, faster.
 
-Same events, same checks, same records, same journal: only the person indexes are
-written differently. Random 16-byte keys inserted one by one into a B-tree that does not
-fit in cache make py-lmdb's insert rate collapse after a few million rows, so the bulk
-path keeps the person index in memory (person key + listing id -> entry kind, for every
-listing: exactly what `persons_all` holds), sorts it once at the end and writes both
-indexes with MDB_APPEND; `persons_active` is the same minus lifted listings, and
-"persons restricted" is counted from it. Keys that only grow (journal sequence, the
-feed's listing and event ids when in order) are appended as they come.
+Same events, same checks, same records, same journal: the end state equals the event
+path's (tests/test_bulk.py compares canonical digests on random feeds with hostile lines
+and every event type). What differs is how it gets there:
 
-The end state equals the event-by-event path's (tests/test_bulk.py compares canonical
-digests). Crash-safety is coarser, and fails closed: the first transaction marks the
-store incomplete and the last one (which writes the indexes) clears the mark, so a bulk
-load killed midway leaves a store that refuses to serve or take other writers. Running
-the bulk load again starts it over: it empties a marked store in its first transaction.
-A store that holds data and no mark is refused.
+- Parsing runs in worker processes, each reading its own byte range of the feed
+  (loaders.feed.read_feed_ranges) and handing back one marshalled blob per range. A LIST
+  is prepared there in full (`prepare_line`): its record and journal entry serialised
+  once, its index entries and bindings as bytes. Every other line comes back as its
+  text (the writer decodes it again: fast decoder, reference parser as the fallback) or,
+  when the parser rejected it, as the reference parser's rejection.
+- The writer checks a prepared LIST against the store exactly as `Ledger._plan` does
+  (duplicate, conflict, listing id used) and then appends its rows; other events go
+  through `Ledger._plan` / `_write`. Write transactions hold BATCH (50 000) events.
+- Keys that only grow (journal sequence, the feed's listing and event ids when in order)
+  are appended (MDB_APPEND, every result checked); a key above every key written cannot
+  exist, so its lookup is skipped.
+- The person indexes are not written per event: entries go to an in-memory log of
+  fixed-width records (person key + listing id + kind + add/remove), sorted once at the
+  end (numpy) and written with putmulti(append=True), a million entries per transaction; `persons_active` is the same minus
+  lifted listings, and "persons restricted" is counted from it.
+- The journal sequence, its chain, the last event time and the counters are kept in
+  memory and written once, in the last transaction.
+- The garbage collector is off during the load, and the data file's pages are dropped
+  from this process's mappings (madvise DONTNEED) after each batch, so lookups do not
+  pile them up in its RSS.
 
-The shortcuts below (skipping lookups of keys above the highest written, MDB_APPEND)
-are sound only because the whole load holds the store's writer lock and began on an
-empty store; every append's result is still checked, so a broken assumption stops the
-load instead of dropping rows.
+Crash-safety is coarser, and fails closed: the first transaction marks the store
+incomplete and the last one (counters and meta, after the transactions that write the
+indexes) clears the mark, so a bulk load killed midway leaves a store that refuses to serve or take other
+writers. Running the bulk load again starts it over: it empties a marked store in its
+first transaction. A store that holds data and no mark is refused.
+
+The shortcuts are sound only because the whole load holds the store's writer lock and
+began on an empty store; every append's result is still checked, so a broken assumption
+stops the load instead of dropping rows.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import logging
+import mmap
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import date
 
 import lmdb
+import numpy as np
 
 from . import lifecycle
-from .ledger import FeedLine, Ledger, Outcome, _delete_prefix
+from .events import EventRejected
+from .ledger import (
+    _ADD,
+    APPLIED,
+    DUPLICATE,
+    REJECTED,
+    Ledger,
+    Outcome,
+    _delete_prefix,
+    _Followup,
+    _Tally,
+    journal_entry,
+    prepare_line,  # noqa: F401 - the parse workers' entry point, re-exported
+)
 from .prefilter import MIN_CAPACITY, Prefilter
-from .store import DB_NAMES, INCOMPLETE, KEY_SIZE, Store, StoreError, add_counter, exemption_prefix
+from .store import (
+    BOUND_TO,
+    DB_NAMES,
+    HOLDS,
+    INCOMPLETE,
+    KEY_SIZE,
+    Store,
+    StoreError,
+    decode_u64,
+    dumps,
+    encode_u64,
+    exemption_prefix,
+    loads,
+    next_chain,
+)
 
 log = logging.getLogger(__name__)
-
+_REMOVE = b"-"
 
 class StoreNotEmpty(StoreError):
     pass
@@ -46,23 +95,125 @@ class AppendOutOfOrder(StoreError):
     """MDB_APPEND refused a key: something else wrote the store. The load stops, marked incomplete."""
 
 
+class _IndexLog:
+    """Every change to persons_all, in order, as fixed-width records (person key, listing
+    id padded with NULs to its width, kind, add or remove), one buffer per listing-id
+    width: a composite key's changes all sit in one buffer, in order. Listing ids hold no
+    NUL (identifiers are printable), so padding keeps the keys' order."""
+
+    def __init__(self):
+        self._buffers: dict[int, bytearray] = {}
+        self.lifted: set[bytes] = set()
+        self.entries = 0
+
+    def add(self, lid: bytes, key: bytes, kind: bytes, op: bytes = _ADD) -> None:
+        buffer = self._buffers.get(len(lid))
+        if buffer is None:
+            buffer = self._buffers[len(lid)] = bytearray()
+        buffer += key + lid + kind + op
+        self.entries += 1
+
+    def add_records(self, width: int, records: bytes) -> None:
+        """Records of one listing id of `width` bytes, as `add` makes them."""
+        buffer = self._buffers.get(width)
+        if buffer is None:
+            buffer = self._buffers[width] = bytearray()
+        buffer += records
+        self.entries += len(records) // (KEY_SIZE + width + 2)
+
+    def final(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """The entries in force, sorted: composite keys (N x (16 + width) uint8, NUL
+        padded), their kinds (N bytes), whether their listing is lifted, and the width.
+        Empties the log; one array of the composite keys at a time, for the peak RSS."""
+        width = max(self._buffers, default=1)
+        n = sum(len(buffer) // (KEY_SIZE + w + 2) for w, buffer in self._buffers.items())
+        composite = np.zeros((n, KEY_SIZE + width), dtype=np.uint8)
+        tail = np.empty((n, 2), dtype=np.uint8)
+        at = 0
+        for w in sorted(self._buffers):
+            buffer = self._buffers.pop(w)
+            rows = np.frombuffer(buffer, dtype=np.uint8).reshape(-1, KEY_SIZE + w + 2)
+            composite[at:at + len(rows), :KEY_SIZE + w] = rows[:, :KEY_SIZE + w]
+            tail[at:at + len(rows)] = rows[:, KEY_SIZE + w:]
+            at += len(rows)
+            del rows, buffer
+        order = np.argsort(composite.view(f"S{KEY_SIZE + width}").ravel(), kind="stable")
+        composite = composite[order]
+        tail = tail[order]
+        del order
+        # The last change of each composite key decides; removed entries go.
+        keys = composite.view(f"S{KEY_SIZE + width}").ravel()
+        last = np.ones(n, dtype=bool)
+        last[:-1] = keys[1:] != keys[:-1]
+        del keys
+        last &= tail[:, 1] == _ADD[0]
+        if not last.all():
+            composite = composite[last]
+        kinds = tail[last, 0].copy().view("S1")
+        del tail, last
+        lids = np.ascontiguousarray(composite[:, KEY_SIZE:]).view(f"S{width}").ravel()
+        lifted = np.isin(lids, np.array(sorted(self.lifted), dtype=f"S{width}")) if self.lifted else \
+            np.zeros(len(lids), dtype=bool)
+        self.lifted.clear()
+        return composite, kinds, lifted, width
+
+
+class _PageDropper:
+    """madvise(MADV_DONTNEED) over this process's mappings of the store's data file: the
+    pages stay in the page cache, only this process stops counting them in its RSS (LMDB
+    maps the file read-only; the next read of a page maps it again)."""
+
+    def __init__(self, path):
+        self._path = os.path.realpath(os.path.join(path, "data.mdb"))
+        libc_name = ctypes.util.find_library("c")
+        self._libc = ctypes.CDLL(libc_name, use_errno=True) if libc_name else None
+        if self._libc is not None:
+            self._libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+
+    def drop(self) -> None:
+        if self._libc is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+                ranges = [line.split(None, 1)[0] for line in maps if line.rstrip().endswith(self._path)]
+        except OSError:
+            return
+        for span in ranges:
+            start, end = (int(x, 16) for x in span.split("-"))
+            self._libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), mmap.MADV_DONTNEED)
+
+
 class BulkLedger(Ledger):
+    BATCH = 50_000
+    # Drop the data file's pages from this process's mappings every this many events (the
+    # lookups of follow-up events map a few hundred MB of it per 200 000 events).
+    DROP_PAGES_EVERY = 50_000
+    # Index entries per transaction in finish().
+    INDEX_CHUNK = 1_000_000
+
     def __init__(self, store: Store, pepper: bytes, *, writer: str = "bulk load"):
         super().__init__(store, pepper, writer=writer)
-        self._index: dict[bytes, bytes] = {}
-        self._lifted: set[bytes] = set()
-        self._max_key: dict[str, bytes] = {}
-        self._since_remap = 0
-
-    REMAP_EVERY = 200_000
+        self._log = _IndexLog()
+        self._max_key: dict[int, bytes] = {}
+        self._names = {id(handle): name for name, handle in store.dbs.items()}
+        self._whole: _Tally | None = None
+        self._since_drop = 0
+        self._pages = _PageDropper(store.path)
 
     @contextmanager
     def session(self, note: str, *, wait: bool | float = True, on_wait=None) -> Iterator[bool]:
         """Hold the store's writer lock from `begin` to the end of the block, where the
         caller has applied the feed and called `finish`. Yields whether an interrupted
-        load was started over."""
+        load was started over. The garbage collector is off meanwhile (the load makes
+        millions of objects and no cycles)."""
         with self.store.writing(self.writer, wait=wait, on_wait=on_wait):
-            yield self.begin(note)
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                yield self.begin(note)
+            finally:
+                if enabled:
+                    gc.enable()
 
     def begin(self, note: str) -> bool:
         """The load's first transaction, under the writer lock: refuse a store with data,
@@ -81,102 +232,203 @@ class BulkLedger(Ledger):
                     txn.drop(s.dbs[name], delete=False)
                 s.initialise(txn)
             txn.put(INCOMPLETE, note.encode(), db=s.meta)
+            self._whole = _Tally(txn, s)
         if interrupted is not None:
             log.warning("%s held an interrupted bulk load (%s); emptied it to start over", s.path, interrupted.decode())
         return interrupted is not None
 
-    def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 20_000) -> Iterator[Outcome]:
-        yield from super().apply(lines, batch_size=batch_size)
+    def apply(self, lines: Iterable, *, batch_size: int = BATCH, **options) -> Iterator[Outcome]:
+        yield from super().apply(lines, batch_size=batch_size, **options)
+
+    def data_version(self) -> int:
+        # Meta is written by finish(); until then the sequence is the load's own.
+        return self._whole.seq if self._whole is not None else super().data_version()
 
     def _require_writable(self) -> None:
         pass  # the mark is this load's own (begin() set it)
 
-    def _apply_batch(self, batch: list[FeedLine], meta_updates=None) -> list[Outcome]:
+    def _tally(self, txn: lmdb.Transaction) -> _Tally:
+        if self._whole is None:
+            raise RuntimeError("a bulk load applies events between begin() and finish()")
+        return self._whole
+
+    def _end_batch(self, txn: lmdb.Transaction, tally: _Tally) -> None:
+        pass  # counters and meta are written by finish()
+
+    def _apply_batch(self, batch: list, meta_updates=None) -> list[Outcome]:
         outcomes = super()._apply_batch(batch, meta_updates)
-        self._since_remap += len(batch)
-        if self._since_remap >= self.REMAP_EVERY:
-            self.store.remap()
-            self._since_remap = 0
+        self._since_drop += len(batch)
+        if self._since_drop >= self.DROP_PAGES_EVERY:
+            self._pages.drop()
+            self._since_drop = 0
         return outcomes
 
-    def _db_name(self, db) -> str:
-        return next(name for name, handle in self.store.dbs.items() if handle is db)
+    def _apply_prepared(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
+        """A LIST prepared by a parse worker: the checks of `_plan`, then the writes of
+        `_write`, the index entries to the log."""
+        s = self.store
+        number, _, event_id, listing_id, digest, occurred_at, list_type, record, entries, bindings, journal = p
+        eid = event_id.encode()
+        lid = listing_id.encode()
+        top = self._max_key
+        events, listings = s.events, s.listings
+        # As _get: a key above every key written cannot be there.
+        known = None if eid > top.get(id(events), b"") else txn.get(eid, db=events)
+        if known is not None:
+            if known[:16] == digest:
+                return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
+            return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)",
+                           "event_id")
+        if lid <= top.get(id(listings), b"") and txn.get(lid, db=listings) is not None:
+            return Outcome(number, REJECTED, event_id, "already used by another listing", "listing_id")
+        tally.seq = seq = tally.seq + 1
+        self._log.add_records(len(lid), entries)
+        for i in range(0, len(bindings), 2 * KEY_SIZE):
+            document, person = bindings[i:i + KEY_SIZE], bindings[i + KEY_SIZE:i + 2 * KEY_SIZE]
+            txn.put(document + person + lid, BOUND_TO, db=s.bindings)
+            txn.put(person + document + lid, HOLDS, db=s.bindings)
+        self._put(txn, listings, lid, record)
+        tally.add(txn, "active:" + list_type, 1)
+        tally.chain = chain = next_chain(tally.chain, journal)
+        self._put(txn, s.journal, encode_u64(seq), journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}')
+        self._put(txn, events, eid, digest + encode_u64(seq))
+        tally.last_event_time = occurred_at
+        return Outcome(number, APPLIED, event_id, "", "", seq)
+
+    def _apply_follow(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
+        """A DELIST, PERFORM or EXTEND parsed by a worker: `_plan` and `_write` of these
+        types (the same lifecycle functions), without decoding the line again. Neither
+        changes who a listing names, so the indexes change only by the lifting."""
+        s = self.store
+        number, _, type_, event_id, listing_id, digest, occurred_at, reason, day = p
+        eid = event_id.encode()
+        known = self._get(txn, s.events, eid)
+        if known is not None:
+            if known[:16] == digest:
+                return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
+            return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)",
+                           "event_id")
+        lid = listing_id.encode()
+        raw_old = self._get(txn, s.listings, lid)
+        old = None if raw_old is None else loads(raw_old)
+        event = _Followup(type_, reason, date.fromisoformat(day))
+        try:
+            lifecycle.require_active(old)
+            new = lifecycle.extended(old, event) if type_ == "EXTEND" else lifecycle.lifted(old, event)
+        except EventRejected as exc:
+            return Outcome(number, REJECTED, event_id, exc.reason, exc.field)
+        tally.seq = seq = tally.seq + 1
+        new = lifecycle.with_event(new, event_id)
+        if type_ != "EXTEND":
+            self._log.lifted.add(lid)
+            tally.add(txn, f"active:{new['list_type']}", -1)
+            tally.add(txn, f"delisted:{reason}", 1)
+            if type_ == "PERFORM":
+                tally.add(txn, "voluntary_performances", 1)
+        self._put(txn, s.listings, lid, dumps(new))
+        entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [])
+        self._put(txn, s.journal, encode_u64(seq), entry)
+        self._put(txn, s.events, eid, digest + encode_u64(seq))
+        tally.last_event_time = occurred_at
+        return Outcome(number, APPLIED, event_id, "", "", seq)
 
     def _get(self, txn: lmdb.Transaction, db, key: bytes) -> bytes | None:
         # A key above every key written so far cannot exist: skipping the lookup spares
         # the B-tree walk and keeps old pages of the map out of this process's RSS.
-        if key > self._max_key.get(self._db_name(db), b""):
+        if key > self._max_key.get(id(db), b""):
             return None
         return txn.get(key, db=db)
 
     def _put(self, txn: lmdb.Transaction, db, key: bytes, value: bytes) -> None:
         # MDB_APPEND skips the B-tree search and fills pages completely; only valid for
         # a key above every key already in the database.
-        name = self._db_name(db)
-        if key > self._max_key.get(name, b""):
-            _append(txn.put(key, value, db=db, append=True), name)
-            self._max_key[name] = key
+        if key > self._max_key.get(id(db), b""):
+            _append(txn.put(key, value, db=db, append=True), self._names[id(db)])
+            self._max_key[id(db)] = key
         else:
             txn.put(key, value, db=db)
 
-    def _reindex(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> list[bytes]:
+    def _reindex(self, txn: lmdb.Transaction, tally: _Tally, old: dict | None, new: dict) -> list[bytes]:
         lid = new["listing_id"].encode()
-        before = lifecycle.index_entries(old) if old and old["status"] == lifecycle.ACTIVE else {}
-        after = lifecycle.index_entries(new) if new["status"] == lifecycle.ACTIVE else {}
         named_before = lifecycle.index_entries(old) if old else {}
         named_after = lifecycle.index_entries(new)
+        before = named_before if old and old["status"] == lifecycle.ACTIVE else {}
+        after = named_after if new["status"] == lifecycle.ACTIVE else {}
         for key in named_before.keys() - named_after.keys():
-            self._index.pop(key + lid, None)
+            self._log.add(lid, key, b"-", _REMOVE)
             _delete_prefix(txn, self.store.exemptions, exemption_prefix(key, new["listing_id"]))
         for key, kind in named_after.items():
-            self._index[key + lid] = kind
+            if named_before.get(key) != kind:
+                self._log.add(lid, key, kind)
         if new["status"] != lifecycle.ACTIVE:
-            self._lifted.add(lid)
+            self._log.lifted.add(lid)
         return sorted((after.keys() - before.keys()) | self._rebind(txn, old, new))
 
     def finish(self, *, error_rate: float, min_capacity: int = MIN_CAPACITY, prefilter_path=None,
                progress=None) -> Prefilter:
-        """The last transaction: write the indexes and the persons counter and clear the
-        incomplete mark together; then build (and save) the prefilter."""
+        """Write the indexes (sorted appends, in transactions of INDEX_CHUNK entries),
+        then the last transaction: the counters and meta, and the incomplete mark cleared;
+        then build (and save) the prefilter."""
         s = self.store
-        composites = sorted(self._index)
-        active_keys = 0
-        persons = 0
+        tally = self._tally(None)
+        self._pages.drop()
+        gc_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            composite, kinds, lifted, width = self._log.final()
+        finally:
+            if gc_enabled:
+                gc.enable()
+        active = ~lifted
+        n_all = len(composite)
+        # Distinct keys in force (sorted by composite, so by key) and those with a primary person.
+        keys = composite[active, :KEY_SIZE]
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = (keys[1:] != keys[:-1]).any(axis=1)
+        starts = np.flatnonzero(first)
+        primary = kinds[active] == lifecycle.PRIMARY_PERSON
+        persons = int(np.maximum.reduceat(primary, starts).sum()) if len(starts) else 0
         with s.read() as view:
             bound = view.count("bindings")
-        prefilter = Prefilter.empty(capacity=max(min_capacity, 2 * (len(composites) + bound)), error_rate=error_rate,
+        prefilter = Prefilter.empty(capacity=max(min_capacity, 2 * (n_all + bound)), error_rate=error_rate,
                                     store_id=s.store_id)
+        distinct = np.ascontiguousarray(keys[starts])
+        for i in range(0, len(distinct), 1_000_000):
+            prefilter.add_many(distinct[i:i + 1_000_000])
+        del distinct, keys, first, primary, active
+        tally.counters["persons_restricted"] = persons  # never counted per event on this path
         try:
+            # The indexes in transactions of a million entries (a bounded set of dirty
+            # pages); the store stays marked until the last transaction below.
+            for lo in range(0, n_all, self.INDEX_CHUNK):
+                hi = min(n_all, lo + self.INDEX_CHUNK)
+                names = composite[lo:hi].view(f"S{KEY_SIZE + width}").ravel().tolist()
+                pairs = list(zip(names, kinds[lo:hi].tolist()))
+                del names
+                with s.begin_write() as txn:
+                    _putmulti(txn, s.persons_all, pairs, "persons_all")
+                    _putmulti(txn, s.persons_active,
+                              [pair for pair, gone in zip(pairs, lifted[lo:hi].tolist()) if not gone], "persons_active")
+                del pairs
+                self._pages.drop()
+                if progress:
+                    progress(hi, n_all)
+            del composite, kinds, lifted
             with s.begin_write() as txn:
-                all_cursor = txn.cursor(db=s.persons_all)
-                active_cursor = txn.cursor(db=s.persons_active)
-                last_key, counted = None, False
-                for n, composite in enumerate(composites, 1):
-                    kind = self._index[composite]
-                    _append(all_cursor.put(composite, kind, append=True), "persons_all")
-                    if composite[KEY_SIZE:] in self._lifted:
-                        continue
-                    _append(active_cursor.put(composite, kind, append=True), "persons_active")
-                    key = composite[:KEY_SIZE]
-                    if key != last_key:
-                        last_key, counted = key, False
-                        active_keys += 1
-                        prefilter.add(key)
-                    if kind == lifecycle.PRIMARY_PERSON and not counted:
-                        counted = True
-                        persons += 1
-                    if progress and n % 500_000 == 0:
-                        progress(n, len(composites))
-                add_counter(txn, s.counters, "persons_restricted", persons)
-                prefilter.covered_seq = int.from_bytes(txn.get(b"seq", db=s.meta), "big")
+                for name, value in tally.counters.items():
+                    txn.put(name.encode(), encode_u64(value), db=s.counters)
+                if tally.last_event_time is not None:
+                    txn.put(b"journal_chain", tally.chain, db=s.meta)
+                    txn.put(b"seq", encode_u64(tally.seq), db=s.meta)
+                    txn.put(b"last_event_time", tally.last_event_time.encode(), db=s.meta)
+                prefilter.covered_seq = tally.seq
                 txn.delete(INCOMPLETE, db=s.meta)
         except lmdb.Error as exc:
             full = s.out_of_room(exc)
             if full is not None:
                 raise full from None
             raise
-        log.info("bulk index: %d entries, %d active keys, %d persons", len(composites), active_keys, persons)
-        self._index.clear()
+        log.info("bulk index: %d entries, %d active keys, %d persons", n_all, len(starts), persons)
         with s.read() as view:
             # Bound documents restrict under every listing of their person: the filter
             # holds them as a rebuild from the store would (`Prefilter.build`).
@@ -184,7 +436,19 @@ class BulkLedger(Ledger):
                 prefilter.add(key)
             if prefilter_path is not None:
                 prefilter.save_or_warn(prefilter_path, view)
+        self._pages.drop()
         return prefilter
+
+
+def _putmulti(txn: lmdb.Transaction, db, pairs: list[tuple[bytes, bytes]], db_name: str) -> None:
+    if not pairs:
+        return
+    with txn.cursor(db=db) as cursor:
+        consumed, added = cursor.putmulti(pairs, append=True)
+    if consumed != len(pairs) or added != len(pairs):
+        raise AppendOutOfOrder(f"bulk load: {len(pairs) - added} keys of {db_name} were not above every key "
+                               "already there (has something else written the store?); the load stops and the "
+                               "store stays marked incomplete")
 
 
 def _append(appended: bool, db_name: str) -> None:
@@ -192,3 +456,5 @@ def _append(appended: bool, db_name: str) -> None:
         raise AppendOutOfOrder(f"bulk load: a key in {db_name} was not above every key already there "
                                "(has something else written the store?); the load stops and the store stays "
                                "marked incomplete")
+
+

@@ -220,8 +220,8 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
     _common(p, defaults)
     p.add_argument("feed", help="feed file (JSON Lines; the format is in docs/FEED.md)")
     p.add_argument("--rejects", help="where to write rejected lines (<feed>.rejects.jsonl)")
-    p.add_argument("--batch-size", type=_number(int, 1), default=1000,
-                   help="events per write transaction (%(default)s; at least 20000 with --bulk)")
+    p.add_argument("--batch-size", type=_number(int, 1), default=None,
+                   help="events per write transaction (default 10000; 50000 with --bulk)")
     p.add_argument("--create", action="store_true", help="create the store if it does not exist")
     p.add_argument("--bulk", action="store_true",
                    help="fast path for an empty store: sorted appends, indexes written at the end; the store is "
@@ -229,8 +229,9 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
                         "crash starts it over")
     p.add_argument("--no-wait", action="store_true",
                    help="if another writer holds the store, exit at once (code 3) instead of waiting for it")
-    p.add_argument("--parse-workers", type=_number(int, 1), default=max(1, (os.cpu_count() or 2) - 1),
-                   help="with --bulk: processes that decode and validate lines while this one writes (%(default)s)")
+    p.add_argument("--parse-workers", type=_number(int, 0), default=max(1, (os.cpu_count() or 2) - 1),
+                   help="processes that decode and validate lines while this one writes, each reading its own byte "
+                        "ranges of the feed; 0: this process does it all (%(default)s)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
 
@@ -506,7 +507,7 @@ def cmd_load(args) -> int:
                 if args.bulk:
                     ledger = BulkLedger(store, pepper, writer=what)
                     with ledger.session(f"{what}, pid {os.getpid()}"):
-                        summary = load_feed(ledger, args.feed, rejects, batch_size=max(args.batch_size, 20_000),
+                        summary = load_feed(ledger, args.feed, rejects, batch_size=args.batch_size or BulkLedger.BATCH,
                                             show_progress=args.progress, parse_workers=args.parse_workers)
                         log.info("writing the person indexes and the prefilter")
                         ledger.finish(error_rate=settings.prefilter_error_rate,
@@ -514,7 +515,8 @@ def cmd_load(args) -> int:
                                       progress=lambda n, total: log.info("person index: %d of %d entries", n, total))
                 else:
                     summary = load_feed(Ledger(store, pepper, writer=what), args.feed, rejects,
-                                        batch_size=args.batch_size, show_progress=args.progress)
+                                        batch_size=args.batch_size or 10_000, show_progress=args.progress,
+                                        parse_workers=args.parse_workers)
                     # Refresh a persisted prefilter so the next server start need not replay the journal.
                     with store.read() as view:
                         try:

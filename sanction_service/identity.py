@@ -181,6 +181,30 @@ def canonical_resident_id_bytes(joined: bytes) -> np.ndarray:
     return ok
 
 
+class DocumentKeys:
+    """`document_key` under one pepper: called on a Document, or `of(type, country,
+    number)` on the canonical texts, from a keyed hash state per (type, country) that
+    already holds the pepper and the prefix (same digests)."""
+
+    __slots__ = ("_pepper", "_states")
+
+    def __init__(self, pepper: bytes):
+        self._pepper = pepper
+        self._states: dict = {}
+
+    def __call__(self, doc: Document) -> bytes:
+        return document_key(self._pepper, doc)
+
+    def of(self, type_value: str, country: str, number: str) -> bytes:
+        state = self._states.get((type_value, country))
+        if state is None:
+            state = self._states[(type_value, country)] = hashlib.blake2b(
+                f"{type_value}:{country}:".encode(), key=self._pepper, digest_size=KEY_SIZE)
+        h = state.copy()
+        h.update(number.encode())
+        return h.digest()
+
+
 class Keyer:
     """`document_key` for many documents of one type and country: the keyed hash state
     that already holds the pepper and the `type:country:` prefix is copied per number

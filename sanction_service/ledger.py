@@ -1,10 +1,18 @@
 """Applies feed events to the store: the one place where write transactions live.
 
-Each event is applied in its own nested transaction inside a batch transaction, so an
-event's writes (record, indexes, exemptions, counters, dedupe row, journal entry) commit
-together or not at all, and a rejected event leaves nothing behind. The dedupe row is
-written in the same transaction as the effects, which is what makes a re-run after a
-crash idempotent: an event is either fully applied and known, or neither.
+Events are applied in batches, one write transaction per batch: an event's writes
+(record, indexes, exemptions, counters, dedupe row, journal entry) commit together with
+its batch or not at all. Each event is first checked against the store (`_plan`: reads
+only; every rejection is raised there) and only then written (`_write`: raises no
+rejection), so a rejected event leaves nothing behind without a nested transaction of its
+own; anything else that goes wrong aborts the whole batch. The dedupe row is written in
+the same transaction as the effects, which is what makes a re-run after a crash
+idempotent: an event is either fully applied and known, or neither.
+
+Per batch, the journal sequence, its chain, the last event time and the counters are read
+once, kept in a `_Tally` while the batch runs and written once before the commit: the
+same values the event-by-event writes would leave. `ledger_reference.ReferenceLedger` is
+the former one-nested-transaction-per-event code, kept for the tests to compare with.
 
 A Ledger writes only while it holds the store's writer lock (taken for the whole of
 `apply` unless the caller already holds it for longer, as a whole-feed load does).
@@ -18,28 +26,32 @@ applied up to), so they commit with the batch's events or not at all.
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date
+from typing import NamedTuple
 
 import lmdb
 
 from . import lifecycle
+from .bulkprep import prepare_list
 from .events import Event, EventRejected, EventType, parse_event
-from .identity import Document, document_key
+from .identity import KEY_SIZE, Document, DocumentKeys
+from .settings import TEST_BATCH_PAUSE
 from .store import (
     BOUND_TO,
     GENESIS_CHAIN,
     HOLDS,
     Store,
-    add_counter,
     binding_key,
     decode_u64,
     dumps,
     encode_u64,
     exemption_key,
     exemption_prefix,
+    loads,
     next_chain,
     persons_of,
 )
@@ -51,8 +63,9 @@ DUPLICATE = "DUPLICATE"
 REJECTED = "REJECTED"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """What became of one line (a named tuple: one is made per event, millions per load)."""
+
     line: int
     status: str
     event_id: str = ""
@@ -82,14 +95,131 @@ def raw_event_id(raw: object) -> str:
     return event_id if isinstance(event_id, str) else ""
 
 
+# What a parse worker (or the serial reader) makes of a feed line, for the writer:
+# A prepared LIST: (line, PREPARED, event_id, listing_id, digest, occurred_at, list_type,
+# record, index log records (key + listing id + kind + "+" each), bindings (document key + person key,
+# 32 bytes each), journal entry without its chain). A line to decode again: (line, TEXT,
+# raw bytes). A rejection by the parser: (line, REJECT, event_id, field, reason).
+# A DELIST, PERFORM or EXTEND, parsed: (line, FOLLOW, type, event_id, listing_id, digest,
+# occurred_at, reason or None, the date as YYYY-MM-DD).
+PREPARED, TEXT, REJECT, FOLLOW = 0, 1, 2, 3
+_ADD, _REMOVE = b"+", b"-"
+
+
+class _Followup:
+    """What lifecycle.lifted / extended and `_count` read of a DELIST, PERFORM or EXTEND."""
+
+    __slots__ = ("type", "reason", "effective_on", "expires_on")
+
+    def __init__(self, type_: str, reason, day):
+        self.type = EventType(type_)
+        self.reason, self.effective_on, self.expires_on = reason, day, day
+
+
+_ADD = b"+"
+
+
+def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
+    """What the writer is handed for one feed line (see PREPARED, FOLLOW, TEXT, REJECT);
+    None for a blank line. Rejections are the reference parser's."""
+    from loaders.feed import decode_line  # (loaders.feed imports this module)
+
+    prepared = prepare_list(raw, key_of)
+    if prepared is not None:
+        return (number, PREPARED, *prepared)
+    line = decode_line(number, raw)
+    if line is None:
+        return None
+    if line.error is not None:
+        return (number, REJECT, line.event_id, line.error.field, line.error.reason)
+    event = line.event
+    if event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
+        day = event.expires_on if event.type is EventType.EXTEND else event.effective_on
+        return (number, FOLLOW, event.type.value, event.event_id, event.listing_id, event.digest, event.occurred_at,
+                event.reason, day.isoformat())
+    if event.type is not EventType.LIST:
+        return (number, TEXT, raw)
+    try:
+        record = lifecycle.with_event(lifecycle.new_listing(event, key_of), event.event_id)
+    except EventRejected:
+        return (number, TEXT, raw)  # the writer rejects it, after the checks that come first
+    entries = lifecycle.index_entries(record)
+    bindings = lifecycle.declared_bindings(record)
+    added = sorted(entries.keys() | {document for document, _ in bindings})
+    journal = dumps({"event_id": event.event_id, "type": "LIST", "listing_id": event.listing_id,
+                     "added": [k.hex() for k in added]})
+    lid = event.listing_id.encode()
+    return (number, PREPARED, event.event_id, event.listing_id, event.digest, event.occurred_at,
+            event.list_type.value, dumps(record), b"".join(k + lid + kind + _ADD for k, kind in entries.items()),
+            b"".join(d + p for d, p in sorted(bindings)), journal)
+
+
+def prepare_text(number: int, text: str, key_of):
+    """`prepare_line` for an event given as text (ApplyEvents): the prepared tuple, or the
+    FeedLine of feedline.parse_text (the fast decoder, then the reference parser)."""
+    from .feedline import parse_text
+
+    prepared = prepare_list(text, key_of)
+    if prepared is not None:
+        return (number, PREPARED, *prepared)
+    line = parse_text(number, text)
+    event = line.event
+    if event is not None and event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
+        day = event.expires_on if event.type is EventType.EXTEND else event.effective_on
+        return (number, FOLLOW, event.type.value, event.event_id, event.listing_id, event.digest, event.occurred_at,
+                event.reason, day.isoformat())
+    return line
+
+
+class _Tally:
+    """What a batch changes in meta and counters, written once at its end (`flush`).
+    Counters keep add_counter's rule (never below 0) at every step."""
+
+    __slots__ = ("seq", "chain", "last_event_time", "counters", "_db")
+
+
+    def __init__(self, txn: lmdb.Transaction, store: Store):
+        self.seq = decode_u64(txn.get(b"seq", db=store.meta))
+        self.chain = txn.get(b"journal_chain", db=store.meta) or GENESIS_CHAIN
+        self.last_event_time: str | None = None
+        self.counters: dict[str, int] = {}
+        self._db = store.counters
+
+    def add(self, txn: lmdb.Transaction, name: str, delta: int) -> None:
+        value = self.counters.get(name)
+        if value is None:
+            raw = txn.get(name.encode(), db=self._db)
+            value = decode_u64(raw) if raw else 0
+        self.counters[name] = max(value + delta, 0)
+
+    def flush(self, txn: lmdb.Transaction, store: Store, *, meta: bool = True) -> None:
+        for name, value in self.counters.items():
+            txn.put(name.encode(), encode_u64(value), db=store.counters)
+        if meta and self.last_event_time is not None:
+            txn.put(b"journal_chain", self.chain, db=store.meta)
+            txn.put(b"seq", encode_u64(self.seq), db=store.meta)
+            txn.put(b"last_event_time", self.last_event_time.encode(), db=store.meta)
+
+
+class _Plan:
+    """An event checked against the store: what `_write` needs."""
+
+    __slots__ = ("event", "old", "new", "exemption", "exempt_persons")
+
+    def __init__(self, event, old, new, exemption=None, exempt_persons=()):
+        self.event, self.old, self.new = event, old, new
+        self.exemption, self.exempt_persons = exemption, exempt_persons
+
+
 class Ledger:
     def __init__(self, store: Store, pepper: bytes, *, writer: str = "applying events"):
         self.store = store
         self._pepper = pepper
+        self._keys = DocumentKeys(pepper)
         self.writer = writer
 
     def key_of(self, doc: Document) -> bytes:
-        return document_key(self._pepper, doc)
+        return self._keys(doc)
 
     def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 1000, wait: bool | float = True,
               meta_updates: MetaUpdates | None = None) -> Iterator[Outcome]:
@@ -107,6 +237,11 @@ class Ledger:
             if batch:
                 yield from self._apply_batch(batch, meta_updates)
 
+    def data_version(self) -> int:
+        """The store's journal sequence after what this ledger applied."""
+        with self.store.read() as view:
+            return view.seq()
+
     def _require_writable(self) -> None:
         # A process that opened the store before a bulk load began (a server) must not add
         # events to what that load, interrupted, left behind.
@@ -114,15 +249,17 @@ class Ledger:
             view.require_complete()
 
     def _apply_batch(self, batch: list[FeedLine], meta_updates: MetaUpdates | None = None) -> list[Outcome]:
-        outcomes = []
         txn = self.store.begin_write()
         try:
-            for line in batch:
-                outcomes.append(self._apply_line(txn, line))
+            tally = self._tally(txn)
+            outcomes = [self._apply_line(txn, tally, line) for line in batch]
+            self._end_batch(txn, tally)
             if meta_updates is not None:
                 for key, value in meta_updates(batch, outcomes).items():
                     txn.put(key, value, db=self.store.meta)
             txn.commit()
+            if TEST_BATCH_PAUSE:
+                time.sleep(TEST_BATCH_PAUSE)
         except lmdb.Error as exc:
             txn.abort()
             full = self.store.out_of_room(exc)
@@ -134,79 +271,192 @@ class Ledger:
             raise
         return outcomes
 
-    def _apply_line(self, parent: lmdb.Transaction, line: FeedLine) -> Outcome:
-        event_id = line.event_id or raw_event_id(line.raw)
+    def _tally(self, txn: lmdb.Transaction) -> _Tally:
+        return _Tally(txn, self.store)
+
+    def _end_batch(self, txn: lmdb.Transaction, tally: _Tally) -> None:
+        tally.flush(txn, self.store)
+
+    # Bytes of the feed per parse worker task (one blob back per range).
+    RANGE_BYTES = 4 << 20
+
+    def read_feed(self, path, workers: int = 0, progress=None) -> Iterator:
+        """A feed file's lines as `prepare_line` makes them for this ledger's writer: by
+        `workers` processes that each read their own byte ranges of the file, or here."""
+        if workers:
+            from loaders.feed import read_feed_ranges
+
+            return read_feed_ranges(path, workers, self._pepper, progress, chunk_bytes=self.RANGE_BYTES)
+        return self._read_here(path, progress)
+
+    def prepare_text(self, number: int, text: str):
+        return prepare_text(number, text, self._keys)
+
+    def _read_here(self, path, progress) -> Iterator:
+        key_of = self._keys
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                if progress is not None:
+                    progress.update(len(raw))
+                item = prepare_line(number, raw, key_of)
+                if item is not None:
+                    yield item
+
+    def _apply_line(self, txn: lmdb.Transaction, tally: _Tally, line) -> Outcome:
+        if type(line) is tuple:
+            kind = line[1]
+            if kind == PREPARED:
+                return self._apply_prepared(txn, tally, line)
+            if kind == FOLLOW:
+                return self._apply_follow(txn, tally, line)
+            if kind == REJECT:
+                return Outcome(line[0], REJECTED, line[2], line[4], line[3])
+            from loaders.feed import decode_line
+
+            line = decode_line(line[0], line[2])
         if line.error is not None:
-            return Outcome(line.line, REJECTED, event_id, line.error.reason, line.error.field)
+            return Outcome(line.line, REJECTED, line.event_id or raw_event_id(line.raw), line.error.reason,
+                           line.error.field)
         event = line.event
         if event is None:
             try:
                 event = parse_event(line.raw)
             except EventRejected as exc:
-                return Outcome(line.line, REJECTED, event_id, exc.reason, exc.field)
-        child = self.store.begin_write(parent=parent)
+                return Outcome(line.line, REJECTED, line.event_id or raw_event_id(line.raw), exc.reason, exc.field)
         try:
-            status, seq = self._apply_event(child, event)
+            plan = self._plan(txn, event)
         except EventRejected as exc:
-            child.abort()
             log.debug("line %d: rejected %s: %s %s", line.line, event.event_id, exc.field, exc.reason)
             return Outcome(line.line, REJECTED, event.event_id, exc.reason, exc.field)
-        except BaseException:
-            child.abort()
-            raise
-        child.commit()
+        if isinstance(plan, int):
+            return Outcome(line.line, DUPLICATE, event.event_id, seq=plan)
+        seq = self._write(txn, tally, plan)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("line %d: %s %s %s listing %s (seq %d)", line.line, status.lower(), event.type.value,
+            log.debug("line %d: applied %s %s listing %s (seq %d)", line.line, event.type.value,
                       event.event_id, event.listing_id, seq)
-        return Outcome(line.line, status, event.event_id, seq=seq)
+        return Outcome(line.line, APPLIED, event.event_id, seq=seq)
 
-    def _apply_event(self, txn: lmdb.Transaction, event: Event) -> tuple[str, int]:
+    def _known(self, txn: lmdb.Transaction, number: int, event_id: str, eid: bytes, digest: bytes) -> Outcome | None:
+        """The outcome of an event id already applied (duplicate or conflict), else None."""
+        known = self._get(txn, self.store.events, eid)
+        if known is None:
+            return None
+        if known[:16] == digest:
+            return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
+        return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)", "event_id")
+
+    def _apply_prepared(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
+        """A LIST prepared in full (`prepare_line`): the checks of `_plan`, then the writes
+        of `_write` and `_reindex` for a new listing, from the prepared bytes."""
+        s = self.store
+        number, _, event_id, listing_id, digest, occurred_at, list_type, record, records, bindings, journal = p
+        eid, lid = event_id.encode(), listing_id.encode()
+        known = self._known(txn, number, event_id, eid, digest)
+        if known is not None:
+            return known
+        if self._get(txn, s.listings, lid) is not None:
+            return Outcome(number, REJECTED, event_id, "already used by another listing", "listing_id")
+        tally.seq = seq = tally.seq + 1
+        width = KEY_SIZE + len(lid) + 2
+        entries = [(records[i:i + KEY_SIZE], records[i + width - 2:i + width - 1]) for i in range(0, len(records), width)]
+        active, named = s.persons_active, s.persons_all
+        # A new listing only adds entries: a key is counted after it if it was before or
+        # if this listing names it as a primary person (what _counted_as_person would find).
+        delta = 0
+        for key, kind in entries:
+            if kind == lifecycle.PRIMARY_PERSON and not _counted_as_person(txn, active, key):
+                delta += 1
+        for key, kind in entries:
+            txn.put(key + lid, kind, db=active)
+            txn.put(key + lid, kind, db=named)
+        if delta:
+            tally.add(txn, "persons_restricted", delta)
+        for i in range(0, len(bindings), 2 * KEY_SIZE):
+            document, person = bindings[i:i + KEY_SIZE], bindings[i + KEY_SIZE:i + 2 * KEY_SIZE]
+            txn.put(document + person + lid, BOUND_TO, db=s.bindings)
+            txn.put(person + document + lid, HOLDS, db=s.bindings)
+        self._put(txn, s.listings, lid, record)
+        tally.add(txn, "active:" + list_type, 1)
+        tally.chain = chain = next_chain(tally.chain, journal)
+        self._put(txn, s.journal, encode_u64(seq), journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}')
+        self._put(txn, s.events, eid, digest + encode_u64(seq))
+        tally.last_event_time = occurred_at
+        return Outcome(number, APPLIED, event_id, "", "", seq)
+
+    def _apply_follow(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
+        """A DELIST, PERFORM or EXTEND already parsed (`prepare_line`): `_plan` and
+        `_write` of these types, with the same lifecycle functions."""
+        s = self.store
+        number, _, type_, event_id, listing_id, digest, occurred_at, reason, day = p
+        eid, lid = event_id.encode(), listing_id.encode()
+        known = self._known(txn, number, event_id, eid, digest)
+        if known is not None:
+            return known
+        raw_old = self._get(txn, s.listings, lid)
+        old = None if raw_old is None else loads(raw_old)
+        event = _Followup(type_, reason, date.fromisoformat(day))
+        try:
+            lifecycle.require_active(old)
+            new = lifecycle.extended(old, event) if type_ == "EXTEND" else lifecycle.lifted(old, event)
+        except EventRejected as exc:
+            return Outcome(number, REJECTED, event_id, exc.reason, exc.field)
+        tally.seq = seq = tally.seq + 1
+        new = lifecycle.with_event(new, event_id)
+        added = self._reindex(txn, tally, old, new)
+        self._put(txn, s.listings, lid, dumps(new))
+        self._count(txn, tally, event, old, new)
+        entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [k.hex() for k in added])
+        self._put(txn, s.journal, encode_u64(seq), entry)
+        self._put(txn, s.events, eid, digest + encode_u64(seq))
+        tally.last_event_time = occurred_at
+        return Outcome(number, APPLIED, event_id, "", "", seq)
+
+    def _plan(self, txn: lmdb.Transaction, event: Event) -> _Plan | int:
+        """Check the event against the store (reads only): the sequence of its first
+        application if it is a duplicate, else what to write. Every rejection is raised here."""
         s = self.store
         known = self._get(txn, s.events, event.event_id.encode())
         if known is not None:
             if known[:16] == event.digest:
-                return DUPLICATE, decode_u64(known[16:])
+                return decode_u64(known[16:])
             raise EventRejected("event_id", "already applied with different content (conflict)")
 
         raw_old = self._get(txn, s.listings, event.listing_id.encode())
-        old = None if raw_old is None else json.loads(raw_old)
-        exemption = None
+        old = None if raw_old is None else loads(raw_old)
         if event.type is EventType.LIST:
             if old is not None:
                 raise EventRejected("listing_id", "already used by another listing")
-            new = lifecycle.new_listing(event, self.key_of)
-        else:
-            lifecycle.require_active(old)
-            if event.type in (EventType.DELIST, EventType.PERFORM):
-                new = lifecycle.lifted(old, event)
-            elif event.type is EventType.EXTEND:
-                new = lifecycle.extended(old, event)
-            elif event.type is EventType.CORRECT:
-                new = lifecycle.corrected(old, event, self.key_of)
-            else:
-                new = old
-                exemption, exempt_persons = lifecycle.exemption(
-                    old, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document)))
+            return _Plan(event, None, lifecycle.new_listing(event, self.key_of))
+        lifecycle.require_active(old)
+        if event.type in (EventType.DELIST, EventType.PERFORM):
+            return _Plan(event, old, lifecycle.lifted(old, event))
+        if event.type is EventType.EXTEND:
+            return _Plan(event, old, lifecycle.extended(old, event))
+        if event.type is EventType.CORRECT:
+            return _Plan(event, old, lifecycle.corrected(old, event, self.key_of))
+        exemption, exempt_persons = lifecycle.exemption(
+            old, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document)))
+        return _Plan(event, old, old, exemption, exempt_persons)
 
-        seq = decode_u64(txn.get(b"seq", db=s.meta)) + 1
-        new = lifecycle.with_event(new, event.event_id)
-        added = self._reindex(txn, old, new)
-        if exemption is not None:
-            for person_key in exempt_persons:
-                txn.put(exemption_key(person_key, event.listing_id, event.reference), dumps(exemption),
+    def _write(self, txn: lmdb.Transaction, tally: _Tally, plan: _Plan) -> int:
+        """Write a checked event; raises no rejection. Returns its sequence."""
+        s = self.store
+        event, old = plan.event, plan.old
+        tally.seq = seq = tally.seq + 1
+        new = lifecycle.with_event(plan.new, event.event_id)
+        added = self._reindex(txn, tally, old, new)
+        if plan.exemption is not None:
+            for person_key in plan.exempt_persons:
+                txn.put(exemption_key(person_key, event.listing_id, event.reference), dumps(plan.exemption),
                         db=s.exemptions)
         self._put(txn, s.listings, event.listing_id.encode(), dumps(new))
-        self._count(txn, event, old, new)
-        journal = {"event_id": event.event_id, "type": event.type.value, "listing_id": event.listing_id,
-                   "added": [k.hex() for k in added]}
-        chain = next_chain(txn.get(b"journal_chain", db=s.meta) or GENESIS_CHAIN, dumps(journal))
-        journal["chain"] = chain.hex()
-        self._put(txn, s.journal, encode_u64(seq), dumps(journal))
-        txn.put(b"journal_chain", chain, db=s.meta)
+        self._count(txn, tally, event, old, new)
+        entry, tally.chain = journal_entry(tally.chain, event.event_id, event.type.value, event.listing_id,
+                                           [k.hex() for k in added])
+        self._put(txn, s.journal, encode_u64(seq), entry)
         self._put(txn, s.events, event.event_id.encode(), event.digest + encode_u64(seq))
-        txn.put(b"seq", encode_u64(seq), db=s.meta)
-        txn.put(b"last_event_time", event.occurred_at.encode(), db=s.meta)
-        return APPLIED, seq
+        tally.last_event_time = event.occurred_at
+        return seq
 
     def _get(self, txn: lmdb.Transaction, db, key: bytes) -> bytes | None:
         return txn.get(key, db=db)
@@ -214,14 +464,17 @@ class Ledger:
     def _put(self, txn: lmdb.Transaction, db, key: bytes, value: bytes) -> None:
         txn.put(key, value, db=db)
 
-    def _reindex(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> list[bytes]:
+    def _reindex(self, txn: lmdb.Transaction, tally: _Tally, old: dict | None, new: dict) -> list[bytes]:
         """Bring the person indexes in line with `new`; return keys newly in force."""
         s = self.store
         lid = new["listing_id"].encode()
-        before = lifecycle.index_entries(old) if old and old["status"] == lifecycle.ACTIVE else {}
-        after = lifecycle.index_entries(new) if new["status"] == lifecycle.ACTIVE else {}
         named_before = lifecycle.index_entries(old) if old else {}
         named_after = lifecycle.index_entries(new)
+        before = named_before if old and old["status"] == lifecycle.ACTIVE else {}
+        after = named_after if new["status"] == lifecycle.ACTIVE else {}
+        if before == after and named_before == named_after:
+            # Nothing of the indexes changes (an EXTEND, an EXEMPT, a CORRECT of texts).
+            return sorted(self._rebind(txn, old, new))
         affected = before.keys() | after.keys()
         counted_before = {k for k in affected if _counted_as_person(txn, s.persons_active, k)}
         for key in before.keys() - after.keys():
@@ -234,11 +487,12 @@ class Ledger:
             txn.delete(key + lid, db=s.persons_all)
             _delete_prefix(txn, s.exemptions, exemption_prefix(key, new["listing_id"]))
         for key, kind in named_after.items():
-            txn.put(key + lid, kind, db=s.persons_all)
+            if named_before.get(key) != kind:
+                txn.put(key + lid, kind, db=s.persons_all)
         counted_after = {k for k in affected if _counted_as_person(txn, s.persons_active, k)}
         delta = len(counted_after - counted_before) - len(counted_before - counted_after)
         if delta:
-            add_counter(txn, s.counters, "persons_restricted", delta)
+            tally.add(txn, "persons_restricted", delta)
         return sorted((after.keys() - before.keys()) | self._rebind(txn, old, new))
 
     def _rebind(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> set[bytes]:
@@ -257,17 +511,24 @@ class Ledger:
         # Both ends: either may now reach a listing that names only the other.
         return {key for pair in after - before for key in pair}
 
-    def _count(self, txn: lmdb.Transaction, event: Event, old: dict | None, new: dict) -> None:
-        db = self.store.counters
+    def _count(self, txn: lmdb.Transaction, tally: _Tally, event: Event, old: dict | None, new: dict) -> None:
         was_active = old is not None and old["status"] == lifecycle.ACTIVE
         is_active = new["status"] == lifecycle.ACTIVE
         if is_active and not was_active:
-            add_counter(txn, db, f"active:{new['list_type']}", 1)
+            tally.add(txn, f"active:{new['list_type']}", 1)
         elif was_active and not is_active:
-            add_counter(txn, db, f"active:{new['list_type']}", -1)
-            add_counter(txn, db, f"delisted:{new['lifted_reason']}", 1)
+            tally.add(txn, f"active:{new['list_type']}", -1)
+            tally.add(txn, f"delisted:{new['lifted_reason']}", 1)
             if event.type is EventType.PERFORM:
-                add_counter(txn, db, "voluntary_performances", 1)
+                tally.add(txn, "voluntary_performances", 1)
+
+
+def journal_entry(chain: bytes, event_id: str, type_: str, listing_id: str, added: list[str]) -> tuple[bytes, bytes]:
+    """A journal entry as stored, and the chain after it: the chain digests the entry
+    without its own `chain` field, which is then appended as the last field."""
+    entry = dumps({"event_id": event_id, "type": type_, "listing_id": listing_id, "added": added})
+    chain = next_chain(chain, entry)
+    return entry[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', chain
 
 
 def _counted_as_person(txn: lmdb.Transaction, db, key: bytes) -> bool:

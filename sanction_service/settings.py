@@ -114,6 +114,9 @@ MAX_JSON_DEPTH = 32
 TRAVEL_DAYS_BEFORE_TODAY = 1
 TRAVEL_DAYS_AFTER_TODAY = 366
 PREFILTER_FILE = "prefilter.bloom"
+# Tests only: seconds a loader sleeps after each committed batch, so that a test can act
+# (kill it, back up, check) while a load that is otherwise over in a blink is under way.
+TEST_BATCH_PAUSE = env_float("SANCTION_TEST_BATCH_PAUSE", 0.0)
 PEPPER_FILE = "pepper"
 
 

@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import lmdb
+import msgspec
 
 from .identity import KEY_SIZE
 from .writer_lock import writer_lock_for
@@ -96,8 +97,20 @@ def decode_u64(raw: bytes) -> int:
     return _U64.unpack(raw)[0]
 
 
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE = msgspec.json.Decoder().decode
+
+
 def dumps(value) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    """A record as stored: the bytes of json.dumps(value, ensure_ascii=False,
+    separators=(",", ":")) in UTF-8, keys in insertion order (msgspec writes the same
+    bytes for the strings, None, lists and dicts records hold, several times faster;
+    tests/test_ledger_fast.py holds the two to each other)."""
+    return _ENCODE(value)
+
+
+def loads(raw: bytes):
+    return _DECODE(raw)
 
 
 def listing_part(listing_id: str) -> bytes:

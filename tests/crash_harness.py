@@ -35,6 +35,8 @@ from processes import ServerProcess, _env, sanction  # noqa: E402
 
 PEPPER_HEX = "5e" * 32
 PEPPER = bytes.fromhex(PEPPER_HEX)
+# Killed runs pause after each batch: a load is otherwise over before a kill can land in it.
+KILLED_ENV = {"SANCTION_PEPPER": PEPPER_HEX, "SANCTION_TEST_BATCH_PAUSE": "0.05"}
 
 
 def digest(data: Path) -> dict:
@@ -50,8 +52,8 @@ def init(data: Path) -> None:
 
 def load_command(data: Path, feed: Path, *, bulk: bool = False) -> list[str]:
     command = [sys.executable, "-m", "sanction_service", "load", "--data-dir", str(data), "--no-progress", str(feed)]
-    # Small batches put many commits in the short test feed; bulk batches are at least 20 000.
-    return command + (["--bulk", "--parse-workers", "1"] if bulk else ["--batch-size", "500"])
+    # Small batches put many commits in the short test feed (bulk ones too: its default is 50 000).
+    return command + (["--bulk", "--parse-workers", "1", "--batch-size", "500"] if bulk else ["--batch-size", "500"])
 
 
 def clean_load(work: Path, feed: Path) -> tuple[dict, float]:
@@ -78,7 +80,11 @@ def _store_state(data: Path) -> tuple[int, bool]:
     store = Store(data, pepper_fingerprint(PEPPER), map_size=1 << 30, allow_incomplete=True)
     try:
         with store.read() as view:
-            return view.seq(), view.meta(INCOMPLETE) is not None
+            if view.meta(INCOMPLETE) is not None:
+                # A bulk load writes meta (the sequence) in its last transaction: its
+                # progress is the journal it has committed so far.
+                return view.count("journal"), True
+            return view.seq(), False
     finally:
         store.close()
 
@@ -160,7 +166,7 @@ def killed_loads(work: Path, feed: Path, kills: int, total: int, rnd: random.Ran
         # rest), so every run is killed while it still has events to write.
         share = (total - floor) // (1 if bulk else kills - done + 1)
         target = rnd.randrange(floor + 1, floor + max(2, share))
-        proc = subprocess.Popen(load_command(data, feed, bulk=bulk), env=_env({"SANCTION_PEPPER": PEPPER_HEX}),
+        proc = subprocess.Popen(load_command(data, feed, bulk=bulk), env=_env(KILLED_ENV),
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while proc.poll() is None:
             seq, marked = _store_state(data)

@@ -1,5 +1,7 @@
 """The bulk path ends in exactly the state the event-by-event path reaches."""
 
+import json
+
 import pytest
 from conftest import PEPPER, doc, event, feed_lines, list_org, list_person, make_ric, make_uscc
 
@@ -43,7 +45,7 @@ def load_both(tmp_path, lines_factory, batch_size=7):
 
 @pytest.mark.parametrize("source", ["handmade", "synthetic"])
 def test_bulk_and_event_by_event_paths_reach_the_same_digest(tmp_path, source, monkeypatch):
-    monkeypatch.setattr(BulkLedger, "REMAP_EVERY", 300)  # exercise the periodic remap
+    monkeypatch.setattr(BulkLedger, "DROP_PAGES_EVERY", 300)  # exercise the periodic page dropping
     if source == "handmade":
         def lines():
             return feed_lines(handmade())
@@ -95,3 +97,54 @@ def test_parallel_parsing_gives_the_same_outcomes_as_serial(tmp_path):
     parallel = outcomes(read_feed_parallel(feed, 2, chunk_lines=3), "parallel")
     assert serial == parallel
     assert [o[1] for o in serial[-3:]] == ["REJECTED"] * 3
+
+
+def _rejects(path) -> list[dict]:
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_bulk_event_and_reference_paths_agree_on_a_hostile_feed_of_every_event_type(tmp_path, seed, monkeypatch):
+    """A synthetic feed of every event type with hostile lines mixed in (parse rejections,
+    duplicates, conflicts, reused, unknown and lifted listings, padded identifiers, blank
+    lines), loaded from a file three ways: bulk (parse workers on small byte ranges, so
+    many blobs, appends and page drops), the event path and the reference ledger. Same
+    summary, same rejects file, same digest (bindings and exemptions included)."""
+    from feedgen import hostile_feed
+
+    from loaders.feed import decode_line_reference, load_feed
+    from sanction_service.ledger_reference import ReferenceLedger
+
+    monkeypatch.setattr(BulkLedger, "RANGE_BYTES", 64 << 10)
+    monkeypatch.setattr(BulkLedger, "DROP_PAGES_EVERY", 500)
+    monkeypatch.setattr(BulkLedger, "BATCH", 700)
+    monkeypatch.setattr(BulkLedger, "INDEX_CHUNK", 1000)  # the indexes in several transactions
+    feed = tmp_path / "feed.jsonl"
+    feed.write_bytes(b"".join(line.encode("utf-8", "surrogatepass") + b"\n" for line in hostile_feed(seed, 2500))
+                     + b'{"event_id":"last-line-without-a-line-feed"')
+
+    def store(name):
+        return Store(tmp_path / name, pepper_fingerprint(PEPPER), create=True, map_size=256 << 20)
+
+    bulk_store, event_store, ref_store = store("bulk"), store("event"), store("ref")
+    bulk = BulkLedger(bulk_store, PEPPER)
+    with bulk.session("test"):
+        bulk_summary = load_feed(bulk, feed, tmp_path / "bulk.rejects", show_progress=False, parse_workers=2,
+                                 batch_size=BulkLedger.BATCH)
+        bulk.finish(error_rate=0.001)
+    event_summary = load_feed(Ledger(event_store, PEPPER), feed, tmp_path / "event.rejects", show_progress=False)
+    with open(feed, "rb") as f:
+        ref_lines = [line for n, raw in enumerate(f, 1) if (line := decode_line_reference(n, raw)) is not None]
+    ref_out = [(o.line, o.status, o.event_id, o.field, o.reason) for o in ReferenceLedger(ref_store, PEPPER).apply(ref_lines)]
+
+    assert bulk_summary == event_summary.__class__(**{**event_summary.__dict__, "rejects_path": bulk_summary.rejects_path})
+    assert event_summary.rejected > 100 and event_summary.duplicates > 10 and event_summary.applied > 2500
+    assert _rejects(tmp_path / "bulk.rejects") == _rejects(tmp_path / "event.rejects")
+    assert [(r["line"], r["event_id"], r["field"], r["reason"]) for r in _rejects(tmp_path / "event.rejects")] == [
+        (o[0], o[2], o[3], o[4]) for o in ref_out if o[1] == "REJECTED"]
+    with bulk_store.read() as a, event_store.read() as b, ref_store.read() as c:
+        assert store_digest(a) == store_digest(b) == store_digest(c)
+        assert a.count("bindings") > 0 and a.count("exemptions") > 0
+        assert {k for k in a.counters() if k.startswith("delisted:")} >= {"delisted:SETTLED", "delisted:PERFORMED"}
+    for s in (bulk_store, event_store, ref_store):
+        s.close()

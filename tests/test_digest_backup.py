@@ -78,7 +78,8 @@ def test_backup_taken_during_a_load_is_the_exact_state_after_some_prefix_of_the_
     env = {"SANCTION_PEPPER": PEPPER.hex()}
     assert sanction("init", "--data-dir", str(data), env=env).returncode == 0
     loader = subprocess.Popen([sys.executable, "-m", "sanction_service", "load", "--data-dir", str(data),
-                               "--batch-size", "200", "--no-progress", str(feed)], cwd=ROOT, env=_env(env),
+                               "--batch-size", "200", "--no-progress", str(feed)], cwd=ROOT,
+                              env=_env({**env, "SANCTION_TEST_BATCH_PAUSE": "0.2"}),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = Store(data, pepper_fingerprint(PEPPER), map_size=16 << 20)
     while True:  # wait until the load is under way

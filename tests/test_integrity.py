@@ -31,7 +31,9 @@ def write_feed(path, events):
 
 def start_load(data, feed, *extra, bulk=False):
     command = load_command(data, feed, bulk=bulk) + list(extra)
-    return subprocess.Popen(command, env=_env(ENV), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    # A pause after each batch keeps the load under way while the test acts on it.
+    return subprocess.Popen(command, env=_env({**ENV, "SANCTION_TEST_BATCH_PAUSE": "0.1"}), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 
@@ -111,15 +113,23 @@ def test_no_wait_gives_up_at_once_with_its_own_exit_code(tmp_path, synthetic):
     feed, _, _ = synthetic
     data = tmp_path / "data"
     init(data)
-    first = start_load(data, feed)
-    wait_for(lambda: _store_state(data)[0] > 0)
-    started = time.monotonic()
-    refused = sanction("load", "--data-dir", str(data), "--no-wait", str(feed), env=ENV)
-    assert refused.returncode == 3, refused.stderr
-    assert "is being written by pid" in refused.stderr and "Traceback" not in refused.stderr
-    assert time.monotonic() - started < 10
-    first.kill()
-    first.wait()
+    # Another process holds the writer lock for as long as the test needs (a real load of
+    # this feed may finish before the second one starts).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom sanction_service.writer_lock import writer_lock_for\n"
+         "with writer_lock_for(sys.argv[1]).hold('sanction load (a long one)'):\n"
+         "    print('held', flush=True)\n    time.sleep(300)\n", str(data)],
+        cwd=ROOT, env=_env(ENV), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        refused = sanction("load", "--data-dir", str(data), "--no-wait", str(feed), env=ENV)
+        assert refused.returncode == 3, refused.stderr
+        assert "is being written by pid" in refused.stderr and "Traceback" not in refused.stderr
+        assert time.monotonic() - started < 10
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 # 2. A killed bulk load --------------------------------------------------------------
@@ -399,7 +409,7 @@ def test_a_full_disk_stops_the_loader_with_its_own_code_and_a_rerun_ends_in_the_
     feed, probes, clean = synthetic
     data = small_disk / "data"
     init(data)
-    loaded = sanction("load", "--data-dir", str(data), "--no-progress", str(feed), env=ENV)
+    loaded = sanction("load", "--data-dir", str(data), "--no-progress", "--batch-size", "1000", str(feed), env=ENV)
     assert loaded.returncode == 4, loaded.stderr
     assert "no space left on device" in loaded.stderr and str(data) in loaded.stderr
     assert "Traceback" not in loaded.stderr

@@ -14,9 +14,8 @@ from sanction.v1 import restriction_pb2 as pb
 
 from .. import metrics
 from ..checker import Checker, parse_document
-from ..feedline import parse_text
 from ..identity import InvalidDocument
-from ..ledger import REJECTED, FeedLine, Ledger
+from ..ledger import REJECTED, Ledger
 from ..stats import read_stats
 from ..store import StoreError, StoreFull
 from ..writer_lock import WriterBusy
@@ -34,7 +33,9 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
 
     def ApplyEvents(self, request, context):
         _in_time(context)
-        lines = [_decode(n, text) for n, text in enumerate(request.events, 1)]
+        # Parsed here, not in the ledger, so that whatever one event holds it becomes that
+        # event's rejection and the others in the call still apply.
+        lines = [self.ledger.prepare_text(n, text) for n, text in enumerate(request.events, 1)]
         try:
             outcomes = list(self.ledger.apply(lines, wait=self.writer_wait_seconds))
         except WriterBusy as exc:
@@ -115,9 +116,3 @@ def _in_time(context) -> None:
     status = errors.late(context)
     if status is not None:
         errors.abort(context, status)
-
-
-def _decode(line: int, text: str) -> FeedLine:
-    # Parsed here, not in the ledger, so that whatever one event holds it becomes that
-    # event's rejection and the others in the call still apply.
-    return parse_text(line, text)
