@@ -28,6 +28,8 @@ log = logging.getLogger("sanction")
 
 # Exit codes (README "Exit codes"). 0-4 are those of the commands that write a store.
 EXIT_OK, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL = 0, 1, 2, 3, 4
+EXIT_GAP = 5              # `follow`: the stream no longer holds what comes after this replica's position
+EXIT_NATS = 6             # `publish`, `follow --bootstrap`, `snapshot`: NATS did not answer in time
 EXIT_DENY = 10            # `check --exit-code`: the answer is DENY
 EXIT_USAGE = 64           # a command line the command does not accept (sysexits EX_USAGE)
 EXIT_INVALID = 65         # the service refused the request as invalid: INVALID_ARGUMENT
@@ -54,6 +56,10 @@ EXIT_CODES: dict[str, tuple[int, ...]] = {
     "listing": (*_ANY, EXIT_NOT_FOUND, *_CLIENT),
     "stats": (*_ANY, *_CLIENT),
     "synth": (*_ANY, EXIT_STORE),
+    "publish": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_NATS),
+    "follow": (*_ANY, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL, EXIT_GAP, EXIT_NATS),
+    "snapshot": (*_ANY, EXIT_STORE, EXIT_NATS),
+    "replica-status": (*_ANY, EXIT_STORE),
 }
 
 
@@ -132,7 +138,7 @@ def _target(parser: argparse.ArgumentParser, defaults: Settings) -> None:
 
 def _nats(parser: argparse.ArgumentParser, nats: NatsSettings) -> None:
     parser.add_argument("--nats", default=nats.url, help="NATS server URL(s), comma-separated [SANCTION_NATS_URL]; "
-                        "credentials and TLS: SANCTION_NATS_USER/PASSWORD/TOKEN/CREDS/TLS_CA/TLS_CERT/TLS_KEY")
+                        "credentials and TLS: set SANCTION_NATS_USER/PASSWORD/TOKEN/CREDS/TLS_CA/TLS_CERT/TLS_KEY")
     parser.add_argument("--stream", default=nats.stream, help="JetStream stream [SANCTION_NATS_STREAM] (%(default)s)")
 
 
@@ -306,7 +312,10 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, default=3, help="snapshots kept in the bucket (%(default)s)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for NATS (%(default)s)")
 
-    p = sub.add_parser("replica-status", help="a replica's stream position, rejected messages and follower status")
+    p = sub.add_parser("replica-status", help="a replica's stream position, rejected messages and follower status",
+                       description="Print, as JSON, a replica's stream position, the messages its ledger rejected "
+                                   "and its follower's last status. Exit codes: 0 printed, 2 the store cannot be "
+                                   "opened.")
     _common(p, defaults)
 
     p = sub.add_parser("check", help="ask the server whether a passenger may buy a ticket",
@@ -902,9 +911,6 @@ def describe_stats(stats) -> str:
     rows += [(f"  {c.key}", c.value) for c in stats.delistings_by_reason]
     rows += [("data version", stats.data_version), ("last event time", stats.last_event_time or "none")]
     return _pairs(rows)
-
-
-EXIT_GAP, EXIT_NATS = 5, 6
 
 
 def _nats_settings(args) -> NatsSettings:
