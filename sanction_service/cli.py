@@ -45,7 +45,7 @@ _ANY = (EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_PIPE)
 _CLIENT = (EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_SERVICE_ERROR, EXIT_NO_PERMISSION)
 # Every code each command may exit with (tests/test_readme_commands.py holds README's table to it).
 EXIT_CODES: dict[str, tuple[int, ...]] = {
-    "serve": (*_ANY, EXIT_STORE),
+    "serve": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY),  # 1: a worker died; 3: port or data dir taken
     "init": (*_ANY, EXIT_STORE),
     "load": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL),
     "migrate": (*_ANY, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL),
