@@ -69,9 +69,7 @@ from .ledger import (
 )
 from .prefilter import MIN_CAPACITY, Prefilter
 from .store import (
-    BOUND_TO,
     DB_NAMES,
-    HOLDS,
     INCOMPLETE,
     KEY_SIZE,
     Store,
@@ -82,6 +80,7 @@ from .store import (
     exemption_prefix,
     loads,
     next_chain,
+    put_binding,
 )
 
 log = logging.getLogger(__name__)
@@ -285,8 +284,7 @@ class BulkLedger(Ledger):
         self._log.add_records(len(lid), entries)
         for i in range(0, len(bindings), 2 * KEY_SIZE):
             document, person = bindings[i:i + KEY_SIZE], bindings[i + KEY_SIZE:i + 2 * KEY_SIZE]
-            txn.put(document + person + lid, BOUND_TO, db=s.bindings)
-            txn.put(person + document + lid, HOLDS, db=s.bindings)
+            put_binding(txn, s.bindings, document, person, lid)
         self._put(txn, listings, lid, record)
         tally.add(txn, "active:" + list_type, 1)
         tally.chain = chain = next_chain(tally.chain, journal)

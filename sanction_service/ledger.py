@@ -41,12 +41,10 @@ from .events import Event, EventRejected, EventType, parse_event
 from .identity import KEY_SIZE, Document, DocumentKeys
 from .settings import TEST_BATCH_PAUSE
 from .store import (
-    BOUND_TO,
     GENESIS_CHAIN,
-    HOLDS,
     Store,
-    binding_key,
     decode_u64,
+    delete_binding,
     dumps,
     encode_u64,
     exemption_key,
@@ -54,6 +52,7 @@ from .store import (
     loads,
     next_chain,
     persons_of,
+    put_binding,
 )
 
 log = logging.getLogger(__name__)
@@ -373,8 +372,7 @@ class Ledger:
             tally.add(txn, "persons_restricted", delta)
         for i in range(0, len(bindings), 2 * KEY_SIZE):
             document, person = bindings[i:i + KEY_SIZE], bindings[i + KEY_SIZE:i + 2 * KEY_SIZE]
-            txn.put(document + person + lid, BOUND_TO, db=s.bindings)
-            txn.put(person + document + lid, HOLDS, db=s.bindings)
+            put_binding(txn, s.bindings, document, person, lid)
         self._put(txn, s.listings, lid, record)
         tally.add(txn, "active:" + list_type, 1)
         tally.chain = chain = next_chain(tally.chain, journal)
@@ -503,11 +501,9 @@ class Ledger:
         before = lifecycle.declared_bindings(old) if old else set()
         after = lifecycle.declared_bindings(new)
         for document, person in before - after:
-            txn.delete(binding_key(document, person, lid), db=self.store.bindings)
-            txn.delete(binding_key(person, document, lid), db=self.store.bindings)
+            delete_binding(txn, self.store.bindings, document, person, lid.encode())
         for document, person in after - before:
-            txn.put(binding_key(document, person, lid), BOUND_TO, db=self.store.bindings)
-            txn.put(binding_key(person, document, lid), HOLDS, db=self.store.bindings)
+            put_binding(txn, self.store.bindings, document, person, lid.encode())
         # Both ends: either may now reach a listing that names only the other.
         return {key for pair in after - before for key in pair}
 

@@ -18,18 +18,17 @@ from .events import Event, EventRejected, EventType, parse_event
 from .identity import Document, document_key
 from .ledger import APPLIED, DUPLICATE, REJECTED, FeedLine, Outcome, raw_event_id
 from .store import (
-    BOUND_TO,
     GENESIS_CHAIN,
-    HOLDS,
     Store,
     add_counter,
-    binding_key,
     decode_u64,
+    delete_binding,
     encode_u64,
     exemption_key,
     exemption_prefix,
     next_chain,
     persons_of,
+    put_binding,
 )
 
 log = logging.getLogger(__name__)
@@ -201,11 +200,9 @@ class ReferenceLedger:
         before = lifecycle.declared_bindings(old) if old else set()
         after = lifecycle.declared_bindings(new)
         for document, person in before - after:
-            txn.delete(binding_key(document, person, lid), db=self.store.bindings)
-            txn.delete(binding_key(person, document, lid), db=self.store.bindings)
+            delete_binding(txn, self.store.bindings, document, person, lid.encode())
         for document, person in after - before:
-            txn.put(binding_key(document, person, lid), BOUND_TO, db=self.store.bindings)
-            txn.put(binding_key(person, document, lid), HOLDS, db=self.store.bindings)
+            put_binding(txn, self.store.bindings, document, person, lid.encode())
         return {key for pair in after - before for key in pair}
 
     def _count(self, txn: lmdb.Transaction, event: Event, old: dict | None, new: dict) -> None:

@@ -24,17 +24,15 @@ import lmdb
 
 from . import lifecycle
 from .store import (
-    BOUND_TO,
     GENESIS_CHAIN,
-    HOLDS,
     SCHEMA_VERSION,
     Store,
-    binding_key,
     decode_u64,
     dumps,
     encode_u64,
     exemption_key,
     next_chain,
+    put_binding,
 )
 
 log = logging.getLogger(__name__)
@@ -82,8 +80,7 @@ def _bind_extra_documents(txn: lmdb.Transaction, store: Store) -> int:
             if record["status"] == lifecycle.ACTIVE:
                 txn.put(key + lid.encode(), kind, db=store.persons_active)
         for document, person_key in lifecycle.declared_bindings(record):
-            txn.put(binding_key(document, person_key, lid), BOUND_TO, db=store.bindings)
-            txn.put(binding_key(person_key, document, lid), HOLDS, db=store.bindings)
+            put_binding(txn, store.bindings, document, person_key, lid.encode())
             count += 1
     return count
 

@@ -127,8 +127,15 @@ def exemption_prefix(person_key: bytes, listing_id: str) -> bytes:
     return person_key + listing_part(listing_id)
 
 
-def binding_key(document_key: bytes, person_key: bytes, listing_id: str) -> bytes:
-    return document_key + person_key + listing_id.encode()
+def put_binding(txn: lmdb.Transaction, bindings, document: bytes, person: bytes, listing_id: bytes) -> None:
+    """Record that the listing binds `document` to `person`, both ways round."""
+    txn.put(document + person + listing_id, BOUND_TO, db=bindings)
+    txn.put(person + document + listing_id, HOLDS, db=bindings)
+
+
+def delete_binding(txn: lmdb.Transaction, bindings, document: bytes, person: bytes, listing_id: bytes) -> None:
+    txn.delete(document + person + listing_id, db=bindings)
+    txn.delete(person + document + listing_id, db=bindings)
 
 
 def persons_of(txn: lmdb.Transaction, bindings, key: bytes) -> list[bytes]:
