@@ -16,7 +16,7 @@ import lmdb
 from . import lifecycle
 from .events import Event, EventRejected, EventType, parse_event
 from .identity import Document, document_key
-from .ledger import APPLIED, DUPLICATE, REJECTED, FeedLine, Outcome, raw_event_id
+from .ledger import APPLIED, DUPLICATE, REJECTED, FeedLine, Outcome, _counted_as_person, _delete_prefix, raw_event_id
 from .store import (
     GENESIS_CHAIN,
     Store,
@@ -216,23 +216,3 @@ class ReferenceLedger:
             add_counter(txn, db, f"delisted:{new['lifted_reason']}", 1)
             if event.type is EventType.PERFORM:
                 add_counter(txn, db, "voluntary_performances", 1)
-
-
-def _counted_as_person(txn: lmdb.Transaction, db, key: bytes) -> bool:
-    cursor = txn.cursor(db=db)
-    if not cursor.set_range(key):
-        return False
-    for composite, kind in cursor:
-        if not composite.startswith(key):
-            return False
-        if kind == lifecycle.PRIMARY_PERSON:
-            return True
-    return False
-
-
-def _delete_prefix(txn: lmdb.Transaction, db, prefix: bytes) -> None:
-    cursor = txn.cursor(db=db)
-    if cursor.set_range(prefix):
-        while cursor.key().startswith(prefix):
-            if not cursor.delete():
-                break
