@@ -1,8 +1,8 @@
 """Shared bits of the benchmark scripts: the machine description, percentiles, result files.
 
 Every result file in benchmarks/results/ carries the exact command line, BENCH_SIZE, the
-machine (nproc, CPU model, RAM, load average) and a UTC timestamp, so figures from
-different runs can be told apart.
+machine (nproc, CPU model, RAM, load average), the commit measured and a UTC timestamp,
+so figures from different runs can be told apart.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -66,8 +67,23 @@ def now_utc() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def commit() -> str:
+    """The checkout's commit, with "+dirty" when tracked files differ from it ("unknown"
+    outside a git checkout, e.g. an unpacked archive)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def header(size: int, command: str | None = None) -> dict:
-    return {"command": command or command_line(), "bench_size": size, "machine": machine(), "timestamp": now_utc()}
+    return {"command": command or command_line(), "bench_size": size, "machine": machine(), "commit": commit(),
+            "timestamp": now_utc()}
 
 
 def write_result(name: str, payload: dict) -> Path:

@@ -2,7 +2,7 @@
 
 - puts the project, its generated stubs and benchmarks/ on sys.path;
 - writes benchmarks/results/micro.json when --benchmark-json is not given;
-- adds to that JSON the exact command, BENCH_SIZE, the machine and a timestamp, and drops
+- adds to that JSON the exact command, BENCH_SIZE, the machine, the commit and a timestamp, and drops
   the raw per-round timings (the statistics stay), which would make it megabytes;
 - prints each benchmark's extra_info (IDs/s of the batch checks) after the table.
 
@@ -21,7 +21,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent / "gen"), str(HERE)]
 
-from common import RESULTS, bench_size, machine, now_utc  # noqa: E402
+from common import RESULTS, bench_size, commit, machine, now_utc  # noqa: E402
 
 
 def _command(config) -> str:
@@ -41,7 +41,7 @@ def pytest_configure(config):
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     output_json["sanction"] = {"command": _command(config), "bench_size": bench_size(), "machine": machine(),
-                               "timestamp": now_utc()}
+                               "commit": commit(), "timestamp": now_utc()}
     for bench in output_json.get("benchmarks", []):
         bench.pop("data", None)
         bench.get("stats", {}).pop("data", None)

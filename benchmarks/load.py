@@ -33,8 +33,11 @@ server and the client burnt, in cores, to show which side is the bottleneck):
   identity.document_key(pepper, normalize(...)) in hex (the store's keys themselves, read
   from persons_active), then pipelined EXISTS in batches of 100 and 1000 over the same
   query mix, with the keys precomputed and with normalize + keyed hash done per query in
-  the client (what the service does per ID). Skipped with a message when redis-server or
-  the redis package is missing (apt-get install -y redis-server; pip install redis).
+  the client (what the service does per ID), with redis-py's default reply parser (hiredis
+  when installed, as `make bench` does; the result names it). Skipped with a message when
+  redis-server or the redis package is missing (apt-get install -y redis-server; pip
+  install redis). `make bench` skips it here: benchmarks/targets.py measures Redis with
+  both parsers against the service, alternating (RedisServer is shared).
 - (e) CPU pinning: the 1-worker server with all its threads on one core (sched_setaffinity
   per thread), and the 2-worker server with each worker on its own core. On this 2-core
   VM an unpinned single worker burns ~1.2 cores for half the unary throughput: gRPC's
@@ -600,74 +603,128 @@ def active_keys_hex(d: Path) -> tuple[list[str], bytes]:
     return keys, pepper
 
 
-def run_redis(d: Path, docs: list[Doc], warmup: float, seconds: float) -> dict:
-    import redis
+PARSERS = ("python", "hiredis")
 
-    from sanction_service.identity import DocumentType, document_key, normalize
 
-    keys, pepper = active_keys_hex(d)
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    out: dict = {"server": f"redis-server 127.0.0.1:{port}, no persistence",
-                 "key_form": "hex of identity.document_key(pepper, normalize(type, number, country)) (BLAKE2b-128 keyed)",
-                 "keys_loaded": len(keys)}
+def hiredis_available() -> bool:
+    """Whether redis-py can parse with hiredis (installed by `make bench`; redis-py uses it by default when importable)."""
     try:
-        client = redis.Redis(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        version = client.info("server").get("redis_version")
-        out["redis_version"] = version
-        began = time.perf_counter()
-        for start in range(0, len(keys), 10_000):
-            pipe = client.pipeline(transaction=False)
-            for k in keys[start:start + 10_000]:
-                pipe.set(k, b"1")
-            pipe.execute()
-        took = time.perf_counter() - began
-        out["load_seconds"] = round(took, 2)
-        out["load_keys_per_second"] = round(len(keys) / took)
-        out["used_memory_bytes"] = client.info("memory").get("used_memory")
+        import redis.utils
+    except ImportError:
+        return False
+    return bool(redis.utils.HIREDIS_AVAILABLE)
 
-        def key_of(doc: Doc) -> str:
-            return document_key(pepper, normalize(DocumentType(doc.type), doc.number, doc.country)).hex()
 
-        precomputed = [key_of(doc) for doc in docs]
+class RedisServer:
+    """`redis-server` on a free loopback port without persistence, loaded by pipelined SET
+    with every active person key of the store (the keyed hashes the service looks up, in
+    hex). `client(parser)` connects with redis-py's pure-Python reply parser or hiredis's,
+    chosen explicitly (redis-py's `parser_class` connection option), so one process
+    measures both."""
 
-        def exists_batch(batch_keys: list[str]) -> list:
-            pipe = client.pipeline(transaction=False)
-            for k in batch_keys:
-                pipe.exists(k)
-            return pipe.execute()
+    def __init__(self, d: Path):
+        import redis
 
+        self.keys, self.pepper = active_keys_hex(d)
+        self.port = free_port()
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pid = self.proc.pid
+        self.info: dict = {"server": f"redis-server 127.0.0.1:{self.port}, no persistence",
+                           "key_form": "hex of identity.document_key(pepper, normalize(type, number, country))"
+                                       " (BLAKE2b-128 keyed)",
+                           "keys_loaded": len(self.keys), "redis_py": redis.__version__,
+                           "hiredis_available": hiredis_available()}
+        try:
+            client = self.client()
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise
+                    time.sleep(0.05)
+            self.info["redis_version"] = client.info("server").get("redis_version")
+            began = time.perf_counter()
+            for start in range(0, len(self.keys), 10_000):
+                pipe = client.pipeline(transaction=False)
+                for k in self.keys[start:start + 10_000]:
+                    pipe.set(k, b"1")
+                pipe.execute()
+            took = time.perf_counter() - began
+            self.info["load_seconds"] = round(took, 2)
+            self.info["load_keys_per_second"] = round(len(self.keys) / took) if took else None
+            self.info["used_memory_bytes"] = client.info("memory").get("used_memory")
+        except BaseException:
+            self.stop()
+            raise
+
+    def client(self, parser: str = "python"):
+        import redis
+        from redis.connection import _HiredisParser, _RESP2Parser
+
+        if parser not in PARSERS:
+            raise ValueError(parser)
+        pool = redis.ConnectionPool(host="127.0.0.1", port=self.port,
+                                    parser_class=_HiredisParser if parser == "hiredis" else _RESP2Parser)
+        return redis.Redis(connection_pool=pool)
+
+    def key_of(self, doc: Doc) -> str:
+        from sanction_service.identity import DocumentType, document_key, normalize
+
+        return document_key(self.pepper, normalize(DocumentType(doc.type), doc.number, doc.country)).hex()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def exists_pipeline(client):
+    """A function sending one pipelined EXISTS per key (no MULTI) and returning the answers."""
+    def exists_batch(batch_keys: list[str]) -> list:
+        pipe = client.pipeline(transaction=False)
+        for k in batch_keys:
+            pipe.exists(k)
+        return pipe.execute()
+    return exists_batch
+
+
+def run_redis(d: Path, docs: list[Doc], warmup: float, seconds: float) -> dict:
+    """Pipelined EXISTS in batches of 100 and 1000 over `docs`, keys precomputed or made
+    per query in the client, with redis-py's default parser (hiredis when importable)."""
+    with RedisServer(d) as server:
+        out = dict(server.info)
+        parser = "hiredis" if hiredis_available() else "python"
+        out["parser"] = parser
+        exists_batch = exists_pipeline(server.client(parser))
+        precomputed = [server.key_of(doc) for doc in docs]
         runs = {}
         for size in (100, 1000):
             key_batches = [precomputed[i:i + size] for i in range(0, len(precomputed) - size + 1, size)]
             doc_batches = [docs[i:i + size] for i in range(0, len(docs) - size + 1, size)]
             hits = sum(sum(exists_batch(b)) for b in key_batches[:5]) / (5 * size)
-            with CpuMeter(proc.pid) as cpu:
+            with CpuMeter(server.pid) as cpu:
                 lat, t = drive_calls(exists_batch, key_batches, 1, warmup, seconds)
             runs[f"exists_pipeline{size}_keys_precomputed"] = summarise(f"redis-exists{size}", 1, size, lat, t,
                                                                         hit_share=round(hits, 4), **cpu.result)
-            with CpuMeter(proc.pid) as cpu:
-                lat, t = drive_calls(lambda b: exists_batch([key_of(x) for x in b]), doc_batches, 1, warmup, seconds)
+            with CpuMeter(server.pid) as cpu:
+                lat, t = drive_calls(lambda b: exists_batch([server.key_of(x) for x in b]), doc_batches, 1, warmup,
+                                     seconds)
             runs[f"exists_pipeline{size}_with_normalize_and_key"] = summarise(f"redis-exists{size}+key", 1, size, lat, t,
                                                                               **cpu.result)
         out["runs"] = runs
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     return out
 
 
