@@ -68,14 +68,16 @@ def now_utc() -> str:
 
 
 def commit() -> str:
-    """The checkout's commit, with "+dirty" when tracked files differ from it ("unknown"
-    outside a git checkout, e.g. an unpacked archive)."""
+    """The checkout's commit, with "+dirty" when tracked files other than results differ
+    from it ("unknown" outside a git checkout, e.g. an unpacked archive)."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        # Result files are rewritten by the run itself: they do not make the code dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)benchmarks/results"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head.stdout.strip() + ("+dirty" if dirty else "")
