@@ -5,6 +5,7 @@ right way round for each kind of target."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -84,3 +85,16 @@ def test_a_figure_not_measured_is_neither_met_nor_missed():
     statuses = {figure: status for figure, _, _, status in targets.table(targets.FULL_SIZE, results)}
     not_measured = [f for f in statuses if "Redis" in f or "echo" in f or "in-process" in f or "listed hit" in f]
     assert not_measured and all(statuses[f] == "n/a" for f in not_measured)
+
+
+def test_the_hit_decode_figure_is_the_check_paths_decoder_when_there_are_two(tmp_path, monkeypatch):
+    def bench(name, median_s):
+        return {"name": name, "stats": {"median": median_s}, "extra_info": {}}
+
+    monkeypatch.setattr(targets, "RESULTS", tmp_path)
+    (tmp_path / "micro-1000.json").write_text(json.dumps({"sanction": {"bench_size": 1000, "timestamp": "t"},
+                                                          "benchmarks": [bench("test_hit_decode[reference]", 4.3e-6),
+                                                                         bench("test_hit_decode[typed]", 1.4e-6)]}))
+    figures = targets.micro_figures(1000)
+    assert (figures["hit_decode_us_median"], figures["hit_decode_benchmark"]) == (1.4, "test_hit_decode[typed]")
+    assert "missing" in targets.micro_figures(2000)
