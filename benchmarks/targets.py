@@ -280,9 +280,9 @@ def bulk_load(d: Path, size: int, event_digest_max: int) -> dict:
     return out
 
 
-def event_path(feed_size: int, rounds: int, before: Path | None) -> dict:
+def event_path(size: int, feed_size: int, rounds: int, before: Path | None) -> dict:
     """benchmarks/feed_load.py at feed_size, with --before when given; its JSON read back."""
-    name = f"targets-feedload-{feed_size}"
+    name = f"targets-{size}-feedload-{feed_size}"
     command = [sys.executable, str(HERE / "feed_load.py"), "--size", str(feed_size), "--rounds", str(rounds),
                "--out", name, *(["--before", str(before)] if before else [])]
     log(f"[targets] {' '.join(command)}")
@@ -449,7 +449,7 @@ def main() -> int:
     result["batches_vs_redis"] = batches_vs_redis(d, args.rounds, args.warmup, args.seconds)
     result["unary_vs_echo"] = unary_vs_echo(d, args.rounds, args.warmup, args.seconds)
     result["bulk_load"] = bulk_load(d, size, args.event_digest_max)
-    result["event_path"] = event_path(args.feed_size, args.feed_rounds, args.before)
+    result["event_path"] = event_path(size, args.feed_size, args.feed_rounds, args.before)
     rows = table(size, result)
     result["targets"] = [{"figure": f, "target": t, "measured": v, "status": s} for f, t, v, s in rows]
     result["also"] = also_lines(result)
