@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -33,7 +34,9 @@ from sanction_service.settings import Settings  # noqa: E402
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # One write(2) per line: the workers share stderr, and print's separate writes of the
+    # text and the newline let two workers' lines run into one.
+    os.write(2, (message + "\n").encode())
 
 
 def worker(index: int, port: int, response: bytes, pin: bool) -> None:
