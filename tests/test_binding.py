@@ -7,10 +7,9 @@ LMDB store, and end to end through a real server."""
 
 from datetime import timedelta
 
-import pytest
-from conftest import PEPPER, apply, doc, event, list_org, list_person, make_ric, make_uscc
+from conftest import apply, doc, event, list_org, list_person, make_ric, make_uscc
 
-from sanction_service.checker import Checker, CheckQuery, today_in_shanghai
+from sanction_service.checker import CheckQuery, today_in_shanghai
 from sanction_service.identity import DocumentType, normalize
 from sanction_service.ledger import APPLIED, REJECTED
 from sanction_service.policy import TravelMode, Trip
@@ -20,13 +19,6 @@ OTHER = make_ric("310115", "19750505", 222)
 PASSPORT = doc("E12345678", "PASSPORT", "CHN")
 USCC = make_uscc()
 FLIGHT = Trip(TravelMode.FLIGHT)
-
-
-@pytest.fixture
-def checker(store, tmp_path):
-    c = Checker(store, PEPPER, prefilter_path=tmp_path / "prefilter.bloom", error_rate=0.001)
-    c.warm_up()
-    return c
 
 
 def check(checker, number, doc_type="RESIDENT_ID", country="", trip=FLIGHT):

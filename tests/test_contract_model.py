@@ -349,13 +349,6 @@ USCC = cm.ORGS[0]["number"]
 FLIGHT = Trip(TravelMode.FLIGHT)
 
 
-@pytest.fixture
-def checker(store, tmp_path):
-    c = Checker(store, PEPPER, prefilter_path=tmp_path / "prefilter.bloom", error_rate=0.001)
-    c.warm_up()
-    return c
-
-
 def _check(checker, document: dict):
     decision = checker.check(CheckQuery(document["type"], document["number"], document.get("country", ""), "", FLIGHT,
                                         today_in_shanghai())).decision
