@@ -36,7 +36,7 @@ from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from loaders.feed import decode_line
+from sanction_service.loaders.feed import decode_line
 
 from .. import metrics as service_metrics
 from ..events import EventRejected
