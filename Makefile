@@ -80,8 +80,13 @@ tools:
 test: $(INSTALLED) tools nats-server
 	$(PY) -m pytest -q
 
+# mypy checks what [tool.mypy] files names (pyproject.toml). `ruff format --check` joins once
+# the tree has been formatted: LINT_FORMAT=1 runs it already.
+LINT_FORMAT ?=
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check sanction_service loaders clients tests benchmarks setup.py
+	$(if $(LINT_FORMAT),$(VENV)/bin/ruff format --check sanction_service loaders clients tests benchmarks setup.py)
+	$(VENV)/bin/mypy
 
 # Benchmarks (BENCHMARKS.md): BENCH_SIZE=6000000 for the full run.
 BENCH_SIZE ?= 200000

@@ -19,6 +19,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from .identity import DocumentType
 from .policy import RailClass, ShipClass, TravelMode
@@ -634,7 +635,7 @@ def cmd_digest(args) -> int:
         return EXIT_STORE
     try:
         with store.read() as view:
-            digests = store_digest(view)
+            digests: dict[str, str | int] = dict(store_digest(view))
             digests["data_version"] = view.seq()
     finally:
         store.close()
@@ -787,7 +788,7 @@ def outcome_json(outcome) -> dict:
 
 def message_json(message) -> dict:
     """Any message of the API as JSON (the rules above)."""
-    out = {}
+    out: dict[str, Any] = {}
     for fd in message.DESCRIPTOR.fields:
         value = getattr(message, fd.name)
         kind = fd.message_type.full_name if fd.message_type else ""
