@@ -741,7 +741,7 @@ assert SHOWCASE["DEMO-EXEMPT-1"]["document"]["number"] == "440305199005209868"
 
 
 def _showcase_events(occurred_at: str) -> list[dict]:
-    details = {
+    details: dict[str, dict[str, object]] = {
         "DEMO-PERSON-1": dict(grounds=1, obligation="偿还借款本金及利息", amount_unperformed="386000.00"),
         "DEMO-ORG-1": dict(obligation="支付货款及逾期付款利息", amount_unperformed="1250000.00"),
         "DEMO-EXEMPT-1": dict(grounds=3, obligation="支付工程款", amount_unperformed="52800.00"),
