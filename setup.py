@@ -55,7 +55,11 @@ def generator_floors() -> list[str]:
     stubs) and requires the protobuf runtime its own gencode needs, which is the floor of
     the generated *_pb2 modules too.
     """
-    tools = importlib.metadata.version("grpcio-tools")
+    try:
+        tools = importlib.metadata.version("grpcio-tools")
+    except importlib.metadata.PackageNotFoundError:
+        raise SystemExit("building sanction-service needs grpcio-tools ([build-system] requires in "
+                         "pyproject.toml); with --no-build-isolation, install it first") from None
     protobuf = next((m.group(1) for r in importlib.metadata.requires("grpcio-tools") or []
                      if (m := re.fullmatch(r"protobuf\s*\(?[^;]*?>=\s*([\w.]+).*", r))), None)
     return [f"grpcio>={tools}", f"protobuf>={protobuf}" if protobuf else "protobuf>=5.26"]
@@ -64,7 +68,7 @@ def generator_floors() -> list[str]:
 def stubs_are_fresh() -> bool:
     stubs = list(STUB_PACKAGE.glob("v1/*_pb2*.py"))
     protos = list(PROTO_DIR.glob("sanction/v1/*.proto"))
-    return bool(stubs) and (STUB_PACKAGE / "v1" / "__init__.py").exists() and \
+    return bool(stubs) and bool(protos) and (STUB_PACKAGE / "v1" / "__init__.py").exists() and \
         min(p.stat().st_mtime for p in stubs) >= max(p.stat().st_mtime for p in protos)
 
 
