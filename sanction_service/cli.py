@@ -19,6 +19,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from .identity import DocumentType
 from .policy import RailClass, ShipClass, TravelMode
@@ -160,12 +161,24 @@ CLIENT_EXIT_HELP = ("Exit codes: 0 answered, 65 the service refused the request 
                     "command line, 78 a bad SANCTION_* variable, 141 stdout closed.")
 
 
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml), as pip reports it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sanction-service")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
     defaults = defaults or Settings()
     nats = NatsSettings()
     parser = UsageParser(prog="sanction", description="Defaulter-list restriction service: serve purchase-time "
                                                       "checks, load the court feed, ask the server.",
                          epilog="Each command's --help has its options and exit codes; README.md has them all.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="serve checks over gRPC")
@@ -483,7 +496,7 @@ def cmd_init(args) -> int:
 
 
 def cmd_load(args) -> int:
-    from loaders.feed import load_feed
+    from sanction_service.loaders.feed import load_feed
 
     from .bulk import BulkLedger
     from .grpc_api.server import open_store
@@ -622,7 +635,7 @@ def cmd_digest(args) -> int:
         return EXIT_STORE
     try:
         with store.read() as view:
-            digests = store_digest(view)
+            digests: dict[str, str | int] = dict(store_digest(view))
             digests["data_version"] = view.seq()
     finally:
         store.close()
@@ -638,7 +651,7 @@ class _CannotAsk(Exception):
 
 
 def _client(args):
-    from clients.sanction_client import RestrictionClient, tls_credentials
+    from sanction_service.clients.sanction_client import RestrictionClient, tls_credentials
 
     credentials = None
     if args.tls_ca:
@@ -650,7 +663,7 @@ def _client(args):
 
 
 def _passenger(args):
-    from clients.sanction_client import Passenger
+    from sanction_service.clients.sanction_client import Passenger
 
     return Passenger(args.document_type, args.number, args.country, getattr(args, "name", ""))
 
@@ -663,7 +676,7 @@ SERVICE_ERROR_EXITS = {
 
 
 def _run_client(command: str, action: Callable[[], int]) -> int:
-    from clients.sanction_client import ServiceError
+    from sanction_service.clients.sanction_client import ServiceError
 
     try:
         return action()
@@ -678,7 +691,7 @@ def _run_client(command: str, action: Callable[[], int]) -> int:
 
 
 def cmd_check(args) -> int:
-    from clients.sanction_client import Trip
+    from sanction_service.clients.sanction_client import Trip
 
     trip = Trip(args.mode, args.train, args.rail_class or "", args.cabin, args.ship_class or "") if args.mode else None
 
@@ -725,7 +738,7 @@ def cmd_stats(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from loaders import synth
+    from sanction_service.loaders import synth
 
     extra = {"start": args.start} if args.start else {}
     try:
@@ -775,7 +788,7 @@ def outcome_json(outcome) -> dict:
 
 def message_json(message) -> dict:
     """Any message of the API as JSON (the rules above)."""
-    out = {}
+    out: dict[str, Any] = {}
     for fd in message.DESCRIPTOR.fields:
         value = getattr(message, fd.name)
         kind = fd.message_type.full_name if fd.message_type else ""

@@ -117,7 +117,7 @@ def service(tmp_path, store):
 
 @pytest.fixture
 def client(service):
-    from clients.sanction_client import RestrictionClient
+    from sanction_service.clients.sanction_client import RestrictionClient
 
     service.warm_up()
     with RestrictionClient(f"127.0.0.1:{service.port}", timeout=5) as c:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import PEPPER, make_ric
 from sanction.v1 import restriction_pb2 as pb
+from sanction_service.loaders import synth
 
-from loaders import synth
 from sanction_service.checker import Checker, today_in_shanghai
 from sanction_service.grpc_api import batch_fast
 from sanction_service.grpc_api.restriction import RestrictionServicer

@@ -118,7 +118,7 @@ def test_a_corrected_subject_does_not_inherit_the_old_subjects_passport(ledger, 
 
 
 def test_lookup_and_check_say_which_document_bound_the_person(ledger, client):
-    from clients.sanction_client import Passenger
+    from sanction_service.clients.sanction_client import Passenger
 
     apply(ledger, list_person("A", PERSON, extra=[PASSPORT], event_id="a"),
           event("DELIST", "A", event_id="b", reason="SETTLED", effective_on="2025-01-01"),

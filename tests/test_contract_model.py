@@ -272,9 +272,8 @@ class OverGrpc:
 
     def check(self, plan) -> list:
         from sanction.v1 import restriction_pb2 as pb
-
-        from clients.sanction_client import Passenger, check_request
-        from clients.sanction_client import Trip as ClientTrip
+        from sanction_service.clients.sanction_client import Passenger, check_request
+        from sanction_service.clients.sanction_client import Trip as ClientTrip
 
         requests = []
         for document, trip, day in plan:
@@ -476,7 +475,8 @@ def main(argv=None) -> int:
 
 
 def _run_grpc(store, seed, args, today, log) -> Report:
-    from clients.sanction_client import RestrictionClient
+    from sanction_service.clients.sanction_client import RestrictionClient
+
     from sanction_service.grpc_api.server import build_service
     from sanction_service.settings import Settings
 

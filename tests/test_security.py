@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip, tls_credentials
 
-from clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip, tls_credentials
 from sanction_service.grpc_api.auth import TokenFileError, load_tokens
 from sanction_service.grpc_api.server import build_service
 from sanction_service.settings import Settings
@@ -137,7 +137,7 @@ def test_admin_role_may_administer_and_health_needs_no_token(token_service):
 
 
 def test_stream_without_token_is_unauthenticated(token_service):
-    from clients.sanction_client import check_request
+    from sanction_service.clients.sanction_client import check_request
 
     with RestrictionClient(token_service) as client, pytest.raises(ServiceError) as exc:
         list(client.check_stream(iter([("a", check_request(Passenger("RESIDENT_ID", PERSON)))]), timeout=5))
