@@ -13,9 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import list_person, make_ric
 from processes import ServerProcess, sanction
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip
 from test_processes import write_feed
-
-from clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PERSON = make_ric("110105", "19800101", 321)
