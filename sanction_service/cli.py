@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
+from . import logs
 from .identity import DocumentType
 from .policy import RailClass, ShipClass, TravelMode
-from .settings import LOG_LEVELS, PEPPER_FILE, PREFILTER_FILE, NatsSettings, Settings, SettingsError, env_str
+from .settings import LOG_FORMATS, LOG_LEVELS, PEPPER_FILE, PREFILTER_FILE, NatsSettings, Settings, SettingsError, env_str
 
 log = logging.getLogger("sanction")
 
@@ -123,6 +124,9 @@ def _common(parser: argparse.ArgumentParser, defaults: Settings) -> None:
                              "or set SANCTION_PEPPER to hex")
     parser.add_argument("--log-level", type=enum_type("log level", LOG_LEVELS), default=defaults.log_level,
                         metavar="LEVEL", help=f"{_one_of(LOG_LEVELS)} [SANCTION_LOG_LEVEL] (%(default)s)")
+    parser.add_argument("--log-format", type=enum_type("log format", LOG_FORMATS), default=defaults.log_format,
+                        metavar="FORMAT", help=f"{_one_of(LOG_FORMATS)}; JSON: one object per line "
+                                               "[SANCTION_LOG_FORMAT] (%(default)s)")
 
 
 def _target(parser: argparse.ArgumentParser, defaults: Settings) -> None:
@@ -383,8 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sanction: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     args = build_parser(defaults).parse_args(argv)
-    logging.basicConfig(level=getattr(args, "log_level", defaults.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logs.setup(getattr(args, "log_level", defaults.log_level), getattr(args, "log_format", defaults.log_format))
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush

@@ -54,7 +54,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sanction.v1 import admin_pb2, admin_pb2_grpc, restriction_pb2
 
-from .. import metrics
+from .. import logs, metrics
 from ..checker import Checker
 from ..identity import pepper_fingerprint
 from ..ledger import Ledger
@@ -542,6 +542,7 @@ def _worker_main(settings: Settings, index: int) -> None:
     # (it sends SIGTERM). SIGTERM drains.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signals = StopSignals((signal.SIGTERM,))
+    logs.set_worker(index)
     if settings.pin_cpus:
         pin_to_cpu(index)
     raise SystemExit(serve_one(settings, worker=f"worker {index} ", signals=signals, reuse_port=True))
