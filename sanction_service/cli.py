@@ -203,7 +203,9 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tls-client-ca", default=defaults.tls_client_ca,
                    help="PEM CA: require client certificates it signed [SANCTION_TLS_CLIENT_CA]")
     p.add_argument("--tokens-file", default=defaults.tokens_file,
-                   help="JSON bearer tokens with roles check/admin [SANCTION_TOKENS_FILE]")
+                   help="JSON bearer tokens with roles check/admin, re-read on SIGHUP [SANCTION_TOKENS_FILE]")
+    p.add_argument("--audit-log", default=defaults.audit_log,
+                   help="append-only JSON Lines log of admin calls [SANCTION_AUDIT_LOG] (<data-dir>/audit.log)")
     p.add_argument("--follow-lag-max", type=int, default=defaults.follow_lag_max,
                    help="the store is fed by `sanction follow`: health NOT_SERVING while the follower is more than N "
                         "events behind the stream or silent for --follow-stale-seconds; -1: no follower "
@@ -411,7 +413,7 @@ def _settings(args) -> Settings:
 
 def cmd_serve(args) -> int:
     """Exit codes: 0 stopped by SIGTERM/SIGINT, 1 a worker died, 2 refused to serve (store,
-    pepper, tokens, TLS files, address), 3 (EXIT_IN_USE) port or data dir taken."""
+    pepper, tokens, TLS files, audit log, address), 3 (EXIT_IN_USE) port or data dir taken."""
     from .signals import Interrupted, StopSignals
 
     signals = StopSignals()  # first: a signal while grpc is still being imported stops cleanly too
@@ -433,6 +435,7 @@ def cmd_serve(args) -> int:
         settings.pin_cpus = args.pin_cpus
         settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
         settings.tokens_file = args.tokens_file
+        settings.audit_log = args.audit_log
         settings.follow_lag_max, settings.follow_stale_seconds = args.follow_lag_max, args.follow_stale_seconds
         if args.no_prefilter:
             settings.prefilter_enabled = False

@@ -88,6 +88,7 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("TEXT", "JSON")
+AUDIT_LOG_FILE = "audit.log"
 
 
 # Fixed limits of the API. docs/INPUT_LIMITS.md lists each with its rejection text.
@@ -185,6 +186,8 @@ class Settings:
     log_level: str = field(default_factory=lambda: env_choice("SANCTION_LOG_LEVEL", "INFO", LOG_LEVELS))
     # TEXT or JSON (one object per line); either way each line names its process (logs.py).
     log_format: str = field(default_factory=lambda: env_choice("SANCTION_LOG_FORMAT", "TEXT", LOG_FORMATS))
+    # serve: the append-only log of admin calls (audit.py); empty: <data_dir>/audit.log.
+    audit_log: str = field(default_factory=lambda: env_str("SANCTION_AUDIT_LOG"))
     # serve: with a follower feeding the store, health is NOT_SERVING while the follower's
     # lag exceeds this many events or its status is older than follow_stale_seconds
     # (docs/REPLICATION.md). -1: the store has no follower, health ignores it.
