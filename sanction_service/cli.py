@@ -31,6 +31,7 @@ log = logging.getLogger("sanction")
 EXIT_OK, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL = 0, 1, 2, 3, 4
 EXIT_GAP = 5              # `follow`: the stream no longer holds what comes after this replica's position
 EXIT_NATS = 6             # `publish`, `follow --bootstrap`, `snapshot`: NATS did not answer in time
+EXIT_UNPROTECTED = 7      # `serve`: a non-loopback address without a tokens file (exposure.py)
 EXIT_DENY = 10            # `check --exit-code`: the answer is DENY
 EXIT_USAGE = 64           # a command line the command does not accept (sysexits EX_USAGE)
 EXIT_INVALID = 65         # the service refused the request as invalid: INVALID_ARGUMENT
@@ -46,7 +47,8 @@ _ANY = (EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_PIPE)
 _CLIENT = (EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_SERVICE_ERROR, EXIT_NO_PERMISSION)
 # Every code each command may exit with (tests/test_readme_commands.py holds README's table to it).
 EXIT_CODES: dict[str, tuple[int, ...]] = {
-    "serve": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY),  # 1: a worker died; 3: port or data dir taken
+    # 1: a worker died; 3: port or data dir taken; 7: admin API open beyond loopback
+    "serve": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_UNPROTECTED),
     "init": (*_ANY, EXIT_STORE),
     "load": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL),
     "migrate": (*_ANY, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL),
@@ -204,6 +206,9 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
                    help="PEM CA: require client certificates it signed [SANCTION_TLS_CLIENT_CA]")
     p.add_argument("--tokens-file", default=defaults.tokens_file,
                    help="JSON bearer tokens with roles check/admin, re-read on SIGHUP [SANCTION_TOKENS_FILE]")
+    p.add_argument("--allow-unauthenticated", action="store_true", default=defaults.allow_unauthenticated,
+                   help="without --tokens-file, listen on a non-loopback address anyway (the admin API is then "
+                        "open to anyone reaching it) [SANCTION_ALLOW_UNAUTHENTICATED=on]")
     p.add_argument("--audit-log", default=defaults.audit_log,
                    help="append-only JSON Lines log of admin calls [SANCTION_AUDIT_LOG] (<data-dir>/audit.log)")
     p.add_argument("--follow-lag-max", type=int, default=defaults.follow_lag_max,
@@ -413,12 +418,14 @@ def _settings(args) -> Settings:
 
 def cmd_serve(args) -> int:
     """Exit codes: 0 stopped by SIGTERM/SIGINT, 1 a worker died, 2 refused to serve (store,
-    pepper, tokens, TLS files, audit log, address), 3 (EXIT_IN_USE) port or data dir taken."""
+    pepper, tokens, TLS files, audit log, address), 3 (EXIT_IN_USE) port or data dir taken,
+    7 (EXIT_UNPROTECTED) a non-loopback address without a tokens file."""
     from .signals import Interrupted, StopSignals
 
     signals = StopSignals()  # first: a signal while grpc is still being imported stops cleanly too
     log.debug("start-up: SIGTERM/SIGINT now stop the server cleanly")
     try:
+        from .exposure import Unprotected, admin_exposure
         from .grpc_api.auth import TokenFileError
         from .grpc_api.server import EXIT_IN_USE, AddressInUse, serve
         from .pepper import PepperError
@@ -435,10 +442,17 @@ def cmd_serve(args) -> int:
         settings.pin_cpus = args.pin_cpus
         settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
         settings.tokens_file = args.tokens_file
-        settings.audit_log = args.audit_log
+        settings.allow_unauthenticated, settings.audit_log = args.allow_unauthenticated, args.audit_log
         settings.follow_lag_max, settings.follow_stale_seconds = args.follow_lag_max, args.follow_stale_seconds
         if args.no_prefilter:
             settings.prefilter_enabled = False
+        try:
+            warning = admin_exposure(settings)
+        except Unprotected as exc:
+            log.error("refusing to serve: %s", exc)
+            return EXIT_UNPROTECTED
+        if warning:
+            log.warning("%s", warning)
         try:
             return serve(settings, workers=args.workers, signals=signals)
         except AddressInUse as exc:

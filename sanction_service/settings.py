@@ -186,6 +186,9 @@ class Settings:
     log_level: str = field(default_factory=lambda: env_choice("SANCTION_LOG_LEVEL", "INFO", LOG_LEVELS))
     # TEXT or JSON (one object per line); either way each line names its process (logs.py).
     log_format: str = field(default_factory=lambda: env_choice("SANCTION_LOG_FORMAT", "TEXT", LOG_FORMATS))
+    # serve: without a tokens file the admin API (ApplyEvents can DELIST anyone) is open to
+    # whoever reaches the port, so a non-loopback listen address is refused unless this is on.
+    allow_unauthenticated: bool = field(default_factory=lambda: env_bool("SANCTION_ALLOW_UNAUTHENTICATED", False))
     # serve: the append-only log of admin calls (audit.py); empty: <data_dir>/audit.log.
     audit_log: str = field(default_factory=lambda: env_str("SANCTION_AUDIT_LOG"))
     # serve: with a follower feeding the store, health is NOT_SERVING while the follower's
