@@ -30,6 +30,8 @@ Shutdown (SIGTERM/SIGINT): health NOT_SERVING, keep serving `drain_seconds` so l
 balancers move away, then stop accepting calls, end open streams with UNAVAILABLE (a
 client opens a new one, elsewhere), give in-flight calls `shutdown_grace_seconds`, persist
 counters and the prefilter, exit 0. A second signal skips the rest of the drain delay.
+SIGHUP re-reads the tokens file (caller.py names the caller, checks tokens and writes the
+audit log); with --workers the parent passes it on to each worker.
 """
 
 from __future__ import annotations
