@@ -319,3 +319,25 @@ def test_per_client_counters_count_each_clients_answers_by_decision(data, tmp_pa
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         clients = set(re.findall(r'sanction_client_checks_total\{client="([^"]*)"', page))
         assert clients == {"rail", "ops"}
+
+
+def test_an_audit_entry_that_cannot_be_written_is_logged_whole_and_counted(tmp_path, caplog):
+    from prometheus_client import REGISTRY
+
+    from sanction_service.audit import AuditLog, note
+
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    log = AuditLog(folder / "audit.log")
+    log.check_writable()
+    folder.joinpath("audit.log").unlink()
+    folder.rmdir()  # as a full or vanished disk would: the write fails after start-up
+    before = REGISTRY.get_sample_value("sanction_audit_write_errors_total") or 0.0
+    with caplog.at_level("ERROR"), log.entry(client="ops", peer="ipv4:127.0.0.1:1", method="ApplyEvents") as entry:
+        note(events_received=3, applied=3)
+        entry["outcome"] = "OK"
+    assert REGISTRY.get_sample_value("sanction_audit_write_errors_total") - before == 1
+    (record,) = [r for r in caplog.records if "could not write to the audit log" in r.getMessage()]
+    written = json.loads(record.getMessage().split("the entry was: ", 1)[1])
+    assert (written["client"], written["events_received"], written["applied"], written["outcome"]) == ("ops", 3, 3, "OK")
+    note(applied=99)  # outside a call: nothing to add to, and no error
