@@ -249,6 +249,8 @@ def test_admin_calls_are_appended_to_the_audit_log_with_counts_and_versions(tmp_
         with RestrictionClient(target, timeout=10, token=RAIL) as rail:
             with pytest.raises(ServiceError, match="PERMISSION_DENIED"):
                 rail.apply_events([list_person("L3", NEWCOMER)])
+            with pytest.raises(ServiceError, match="PERMISSION_DENIED"):
+                rail.stats()  # not audited when allowed, but a refusal is
         with RestrictionClient(target, timeout=10, token="not-a-token-0123456789") as stranger:
             with pytest.raises(ServiceError, match="UNAUTHENTICATED"):
                 stranger.apply_events([list_person("L3", NEWCOMER)])
@@ -258,7 +260,8 @@ def test_admin_calls_are_appended_to_the_audit_log_with_counts_and_versions(tmp_
     assert entries[0]["data_version_after"] == first.data_version  # appended to, not rewritten
     assert [(e["method"], e["client"], e["outcome"]) for e in entries] == [
         ("ApplyEvents", "ops", "OK"), ("ApplyEvents", "ops", "OK"), ("LookupPerson", "ops", "OK"),
-        ("GetListing", "ops", "OK"), ("ApplyEvents", "rail", "PERMISSION_DENIED")]
+        ("GetListing", "ops", "OK"), ("ApplyEvents", "rail", "PERMISSION_DENIED"),
+        ("GetStats", "rail", "PERMISSION_DENIED")]
     assert entries[1]["data_version_before"] == first.data_version
     assert entries[1]["data_version_after"] == again.data_version
     assert (entries[1]["applied"], entries[1]["duplicates"]) == (again.applied, again.duplicates)
@@ -271,7 +274,7 @@ def test_admin_calls_are_appended_to_the_audit_log_with_counts_and_versions(tmp_
     operations = (ROOT / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
     examples = [json.loads(line) for line in operations.splitlines() if line.startswith('{"time":"')]
     assert {(e["method"], e["outcome"]): list(e) for e in examples} == \
-        {(e["method"], e["outcome"]): list(e) for e in entries[1:]}
+        {(e["method"], e["outcome"]): list(e) for e in entries[1:-1]}
     described = {f for row in table_rows(operations, "| field | in |") for f in ticked(row[0])}
     assert described == {f for e in entries for f in e}
 

@@ -55,17 +55,16 @@ class CallerInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if needed is None or handler is None:
             return handler
-        name = None
+        name, refused = None, False
         if self.tokens is not None:
             client, refusal = self.tokens.decide(handler_call_details.invocation_metadata, needed)
             if refusal is not None:
-                if client is not None:
-                    log.warning("client %s lacks role %s for %s", client.name, needed, handler_call_details.method)
-                handler = _refusing(handler, *refusal)
-                if client is None:
-                    return handler
+                if client is None:  # UNAUTHENTICATED
+                    return _refusing(handler, *refusal)
+                log.warning("client %s lacks role %s for %s", client.name, needed, handler_call_details.method)
+                handler, refused = _refusing(handler, *refusal), True
             name = client.name
-        audited = service == ADMIN_SERVICE and method in AUDITED and self.audit_log is not None
+        audited = service == ADMIN_SERVICE and (method in AUDITED or refused) and self.audit_log is not None
         return _with_caller(handler, functools.partial(self._name, name), method if audited else None, self.audit_log)
 
     def _name(self, token_name: str | None, context) -> str:
