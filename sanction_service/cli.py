@@ -21,9 +21,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from . import logs
 from .identity import DocumentType
 from .policy import RailClass, ShipClass, TravelMode
-from .settings import LOG_LEVELS, PEPPER_FILE, PREFILTER_FILE, NatsSettings, Settings, SettingsError, env_str
+from .settings import LOG_FORMATS, LOG_LEVELS, PEPPER_FILE, PREFILTER_FILE, NatsSettings, Settings, SettingsError, env_str
 
 log = logging.getLogger("sanction")
 
@@ -31,6 +32,7 @@ log = logging.getLogger("sanction")
 EXIT_OK, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL = 0, 1, 2, 3, 4
 EXIT_GAP = 5              # `follow`: the stream no longer holds what comes after this replica's position
 EXIT_NATS = 6             # `publish`, `follow --bootstrap`, `snapshot`: NATS did not answer in time
+EXIT_UNPROTECTED = 7      # `serve`: a non-loopback address without a tokens file (exposure.py)
 EXIT_DENY = 10            # `check --exit-code`: the answer is DENY
 EXIT_USAGE = 64           # a command line the command does not accept (sysexits EX_USAGE)
 EXIT_INVALID = 65         # the service refused the request as invalid: INVALID_ARGUMENT
@@ -46,7 +48,8 @@ _ANY = (EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_PIPE)
 _CLIENT = (EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_SERVICE_ERROR, EXIT_NO_PERMISSION)
 # Every code each command may exit with (tests/test_readme_commands.py holds README's table to it).
 EXIT_CODES: dict[str, tuple[int, ...]] = {
-    "serve": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY),  # 1: a worker died; 3: port or data dir taken
+    # 1: a worker died; 3: port or data dir taken; 7: admin API open beyond loopback
+    "serve": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_UNPROTECTED),
     "init": (*_ANY, EXIT_STORE),
     "load": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL),
     "migrate": (*_ANY, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL),
@@ -124,6 +127,9 @@ def _common(parser: argparse.ArgumentParser, defaults: Settings) -> None:
                              "or set SANCTION_PEPPER to hex")
     parser.add_argument("--log-level", type=enum_type("log level", LOG_LEVELS), default=defaults.log_level,
                         metavar="LEVEL", help=f"{_one_of(LOG_LEVELS)} [SANCTION_LOG_LEVEL] (%(default)s)")
+    parser.add_argument("--log-format", type=enum_type("log format", LOG_FORMATS), default=defaults.log_format,
+                        metavar="FORMAT", help=f"{_one_of(LOG_FORMATS)}; JSON: one object per line "
+                                               "[SANCTION_LOG_FORMAT] (%(default)s)")
 
 
 def _target(parser: argparse.ArgumentParser, defaults: Settings) -> None:
@@ -212,7 +218,12 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tls-client-ca", default=defaults.tls_client_ca,
                    help="PEM CA: require client certificates it signed [SANCTION_TLS_CLIENT_CA]")
     p.add_argument("--tokens-file", default=defaults.tokens_file,
-                   help="JSON bearer tokens with roles check/admin [SANCTION_TOKENS_FILE]")
+                   help="JSON bearer tokens with roles check/admin, re-read on SIGHUP [SANCTION_TOKENS_FILE]")
+    p.add_argument("--allow-unauthenticated", action="store_true", default=defaults.allow_unauthenticated,
+                   help="without --tokens-file, listen on a non-loopback address anyway (the admin API is then "
+                        "open to anyone reaching it) [SANCTION_ALLOW_UNAUTHENTICATED=on]")
+    p.add_argument("--audit-log", default=defaults.audit_log,
+                   help="append-only JSON Lines log of admin calls [SANCTION_AUDIT_LOG] (<data-dir>/audit.log)")
     p.add_argument("--follow-lag-max", type=int, default=defaults.follow_lag_max,
                    help="the store is fed by `sanction follow`: health NOT_SERVING while the follower is more than N "
                         "events behind the stream or silent for --follow-stale-seconds; -1: no follower "
@@ -396,8 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sanction: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     args = build_parser(defaults).parse_args(argv)
-    logging.basicConfig(level=getattr(args, "log_level", defaults.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logs.setup(getattr(args, "log_level", defaults.log_level), getattr(args, "log_format", defaults.log_format))
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
@@ -421,12 +431,14 @@ def _settings(args) -> Settings:
 
 def cmd_serve(args) -> int:
     """Exit codes: 0 stopped by SIGTERM/SIGINT, 1 a worker died, 2 refused to serve (store,
-    pepper, tokens, TLS files, address), 3 (EXIT_IN_USE) port or data dir taken."""
+    pepper, tokens, TLS files, audit log, address), 3 (EXIT_IN_USE) port or data dir taken,
+    7 (EXIT_UNPROTECTED) a non-loopback address without a tokens file."""
     from .signals import Interrupted, StopSignals
 
     signals = StopSignals()  # first: a signal while grpc is still being imported stops cleanly too
     log.debug("start-up: SIGTERM/SIGINT now stop the server cleanly")
     try:
+        from .exposure import Unprotected, admin_exposure
         from .grpc_api.auth import TokenFileError
         from .grpc_api.server import EXIT_IN_USE, AddressInUse, serve
         from .pepper import PepperError
@@ -443,9 +455,17 @@ def cmd_serve(args) -> int:
         settings.pin_cpus = args.pin_cpus
         settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
         settings.tokens_file = args.tokens_file
+        settings.allow_unauthenticated, settings.audit_log = args.allow_unauthenticated, args.audit_log
         settings.follow_lag_max, settings.follow_stale_seconds = args.follow_lag_max, args.follow_stale_seconds
         if args.no_prefilter:
             settings.prefilter_enabled = False
+        try:
+            warning = admin_exposure(settings)
+        except Unprotected as exc:
+            log.error("refusing to serve: %s", exc)
+            return EXIT_UNPROTECTED
+        if warning:
+            log.warning("%s", warning)
         try:
             return serve(settings, workers=args.workers, signals=signals)
         except AddressInUse as exc:

@@ -151,3 +151,28 @@ def test_bad_tokens_files_are_refused(tmp_path, content):
     path.write_text(content)
     with pytest.raises(TokenFileError):
         load_tokens(path)
+
+
+def test_with_mutual_tls_the_certificate_subject_names_the_client_in_counters_and_audit(store, ledger, pki):
+    from prometheus_client import REGISTRY
+
+    cert, key = pki["server"]
+    service = start(store, ledger, tls_cert=cert, tls_key=key, tls_client_ca=pki["ca"])
+    client_cert, client_key = pki["client"]
+
+    def denials() -> float:
+        return REGISTRY.get_sample_value("sanction_client_checks_total",
+                                         {"client": "CN=rail-12306", "decision": "DENY"}) or 0.0
+
+    before = denials()
+    try:
+        with RestrictionClient(f"127.0.0.1:{service.port}", timeout=5,
+                               credentials=tls_credentials(pki["ca"], client_cert, client_key)) as client:
+            assert deny_check(client) == "DENY"
+            assert deny_check(client) == "DENY"
+            client.lookup_person(Passenger("RESIDENT_ID", PERSON))
+    finally:
+        service.stop_server()
+    assert denials() - before == 2
+    entries = [json.loads(line) for line in (store.path / "audit.log").read_text().splitlines()]
+    assert [(e["client"], e["method"], e["outcome"]) for e in entries] == [("CN=rail-12306", "LookupPerson", "OK")]

@@ -62,10 +62,11 @@ _PLACEHOLDER = "\x01" * 18  # never a masked number: control characters
 _STAR = ord("*")
 
 
-def answer_batch(checker, request: pb.BatchCheckRequest) -> tuple[bytes, list] | status_pb2.Status:
-    """The serialized BatchCheckResponse for `request` and the check results in it (for the
-    caller to count refusals once it has sent them), or one Status when nothing can be
-    answered (not ready, store unreadable), exactly as the reference would."""
+def answer_batch(checker, request: pb.BatchCheckRequest) -> tuple[bytes, list, int] | status_pb2.Status:
+    """The serialized BatchCheckResponse for `request`, the check results in it and the
+    number of ALLOW answers given without one (never listed), for the caller to count once
+    it has sent them; or one Status when nothing can be answered (not ready, store
+    unreadable), exactly as the reference would."""
     checks = request.checks
     uniform = _uniform_numbers(request.SerializeToString(), len(checks))
     if uniform is not None:
@@ -88,7 +89,8 @@ def answer_batch(checker, request: pb.BatchCheckRequest) -> tuple[bytes, list] |
         plain_positions, numbers, names, trip, travel_date, others=others))
     if isinstance(outcome, status_pb2.Status):
         return outcome
-    return _serialize(len(checks), numbers, outcome, answers), list(outcome.results.values())
+    return (_serialize(len(checks), numbers, outcome, answers), list(outcome.results.values()),
+            len(outcome.never_listed))
 
 
 def _plain_item(raw: bytes) -> tuple[bytes, str, bytes, int] | None:
