@@ -57,6 +57,8 @@ PREFILTER = Counter(
     ["result"],
 )
 EVENTS = Counter("sanction_events_total", "Feed events by outcome (applied, duplicate, rejected).", ["outcome"])
+for _outcome in ("applied", "duplicate", "rejected"):  # at 0 from the start, so rate() and dashboards see them
+    EVENTS.labels(_outcome)
 
 
 def multiprocess() -> bool:

@@ -109,11 +109,14 @@ def exercised(data):
         # A batch past its deadline: the server answers DEADLINE_EXCEEDED (checked before
         # and after the work); retried until the server has refused one.
         big = pb.BatchCheckRequest(checks=[ask(UNLISTED)] * 1000)
-        late = 0
-        for _ in range(20):
+        late = answered = 0
+        for _ in range(50):
             late += 1
-            with pytest.raises(grpc.RpcError):
+            try:
                 stub.BatchCheckRestriction(big, timeout=0.0005)
+                answered += 1
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             if wait_for(lambda: total(scrape(port), "grpc_server_handled_total", grpc_method="BatchCheckRestriction",
                                       grpc_code="DEADLINE_EXCEEDED"), 1.0):
                 break
@@ -146,15 +149,15 @@ def exercised(data):
         doomed = stub.StreamCheckRestriction(then_wait(), timeout=10)
         next(doomed)
         doomed.cancel()
-        cancelled_release.set()
         health = health_pb2_grpc.HealthStub(channel)
         assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
         wait_for(lambda: total(scrape(port), "grpc_server_handled_total", grpc_method="StreamCheckRestriction") == 3)
+        cancelled_release.set()  # only now: a half-close racing the cancellation would end the stream OK
         wait_for(lambda: total(scrape(port), "sanction_rpcs_in_flight") == 0)
         page = scrape(port)
         figures = store_figures(target)
         channel.close()
-        yield {"page": page, "late": late, "figures": figures, "port": port, "target": target}
+        yield {"page": page, "late": late, "answered": answered, "figures": figures, "port": port, "target": target}
 
 
 def handled(page: str, method: str, code: str) -> float:
@@ -170,11 +173,12 @@ def test_each_rpc_is_started_once_and_handled_once_with_its_code(exercised):
     assert total(page, "grpc_server_handling_seconds_count", **unary) == 4
     assert total(page, "grpc_server_handling_seconds_bucket", le="+Inf", **unary) == 4
 
-    # A call whose deadline passed before grpc gave it to a handler is never started.
+    # A call whose deadline passed before grpc gave it to a handler is never started; one
+    # the server answered just as the deadline passed is OK here and late at the client.
     batches = total(page, "grpc_server_started_total", grpc_method="BatchCheckRestriction")
     assert 2 <= batches <= 1 + exercised["late"]
-    assert handled(page, "BatchCheckRestriction", "OK") == 1
-    assert handled(page, "BatchCheckRestriction", "DEADLINE_EXCEEDED") == batches - 1
+    assert handled(page, "BatchCheckRestriction", "OK") >= 1 + exercised["answered"]
+    assert handled(page, "BatchCheckRestriction", "DEADLINE_EXCEEDED") >= 1
     assert total(page, "grpc_server_handled_total", grpc_method="BatchCheckRestriction") == batches
 
     stream = dict(grpc_method="StreamCheckRestriction", grpc_type="bidi_stream")
@@ -308,3 +312,19 @@ def test_the_dashboard_asks_only_for_metrics_a_real_server_exports(exercised):
     used = dashboard_metric_names()
     assert {"grpc_server_handling_seconds_bucket", "sanction_last_event_timestamp_seconds"} <= used
     assert used - {"up"} <= exported, used - exported  # `up` is Prometheus's own, per scrape target
+
+
+def test_the_server_alerts_name_only_metrics_a_real_server_exports(exercised):
+    exported = {n for n, _, _ in samples(exercised["page"])}
+    named = set(re.findall(r"\b(?:grpc_server|sanction)_\w+", (OPS / "alerts.yml").read_text()))
+    assert {"grpc_server_handling_seconds_bucket", "sanction_serving"} <= named
+    assert named <= exported, named - exported
+
+
+def test_the_readme_lists_exactly_the_metrics_a_real_server_exports(exercised):
+    families = {f.name + ("_total" if f.type == "counter" else "") for f in text_string_to_metric_families(exercised["page"])
+                if not f.name.startswith(("python_", "process_")) and not f.name.endswith("_created")}
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Metrics\n"):readme.index("## Operations\n")]
+    documented = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
+    assert documented == families, (documented ^ families)
