@@ -183,9 +183,11 @@ def test_each_rpc_is_started_once_and_handled_once_with_its_code(exercised):
 
     stream = dict(grpc_method="StreamCheckRestriction", grpc_type="bidi_stream")
     assert total(page, "grpc_server_started_total", **stream) == 3
-    assert handled(page, "StreamCheckRestriction", "OK") == 1
     assert handled(page, "StreamCheckRestriction", "RESOURCE_EXHAUSTED") == 1
-    assert handled(page, "StreamCheckRestriction", "CANCELLED") == 1
+    # The cancelled one: CANCELLED, or OK when grpc ended its requests as if the client had
+    # closed its side, before it marked the call cancelled (the handler cannot tell).
+    assert handled(page, "StreamCheckRestriction", "OK") + handled(page, "StreamCheckRestriction", "CANCELLED") == 2
+    assert handled(page, "StreamCheckRestriction", "OK") >= 1
 
     assert total(page, "grpc_server_started_total", grpc_service="grpc.health.v1.Health", grpc_method="Check") == 1
     assert handled(page, "Check", "OK") == 1

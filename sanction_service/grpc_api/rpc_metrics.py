@@ -5,7 +5,10 @@ Outermost, so it also counts the calls the token interceptor refuses (UNAUTHENTI
 PERMISSION_DENIED). A call's code is the one its handler ended with: a status set or
 aborted with (`context.code()`), UNKNOWN for an unhandled exception, CANCELLED when the
 client had gone away by then, OK otherwise. A response stream is handled when it ends:
-with its code, or CANCELLED when grpc drops it (the client went away). Not counted: calls
+with its code, or CANCELLED when grpc drops it (the client went away). A client that
+cancels a stream while its handler waits for the next request may be counted OK: grpc can
+end the requests as if the client had closed its side before it marks the call cancelled,
+and the handler has no way to tell the two apart. Not counted: calls
 grpc refuses before any handler (unknown method, undecodable or oversized request, deadline
 already passed) and non-blocking handlers (health Watch), whose function returns while the
 call goes on.
