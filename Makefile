@@ -19,7 +19,7 @@ PROTOS := $(wildcard proto/sanction/v1/*.proto)
 STUBS := gen/sanction/v1/restriction_pb2.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test proto lint demo clean bench bench-tools tools nats-server
+.PHONY: run test proto lint demo clean bench bench-tools tools nats-server promtool
 
 # `pip install .` generates the stubs itself (setup.py); `make proto` does it for the
 # editable development install, with the grpcio-tools bootstrapped here.
@@ -61,6 +61,13 @@ nats-server:
 		{ apt-get update -qq && apt-get install -y -qq nats-server >/dev/null; } || \
 		echo "could not install nats-server: the replication tests will be skipped"
 
+# promtool (Debian's prometheus package) checks docs/ops/ (alert rules, their unit tests)
+# and a real scrape in tests/test_metrics.py; those tests are skipped, saying why, only if
+# it cannot be installed.
+promtool:
+	@command -v promtool >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || \
+		echo "could not install prometheus (promtool): the promtool tests of tests/test_metrics.py will be skipped"
 
 # From npm: buf (tests/test_buf.py: lint and breaking checks of the API) into .tools/ when
 # none is on PATH, and the Node example's packages (clients/node/package-lock.json). As
@@ -77,7 +84,7 @@ tools:
 		npm ci --silent --no-audit --no-fund --prefix clients/node >/dev/null 2>&1 || \
 		echo "could not install the Node example's packages with npm: tests/test_node_client.py will be skipped"
 
-test: $(INSTALLED) tools nats-server
+test: $(INSTALLED) tools nats-server promtool
 	$(PY) -m pytest -q
 
 # mypy checks what [tool.mypy] files names (pyproject.toml). `ruff format --check` joins once

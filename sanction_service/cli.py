@@ -10,6 +10,7 @@ what is wrong and what is accepted, and its own exit code (EXIT_* below; README 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -193,8 +194,8 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=defaults.metrics_port,
                    help="Prometheus /metrics port, 0 to disable [SANCTION_METRICS_PORT] (%(default)s)")
     p.add_argument("--workers", type=int, default=defaults.workers,
-                   help="server processes sharing the port (SO_REUSEPORT); worker i serves metrics on "
-                        "metrics-port + i [SANCTION_WORKERS] (%(default)s)")
+                   help="server processes sharing the port (SO_REUSEPORT); the parent serves the metrics of "
+                        "all of them on the one metrics port [SANCTION_WORKERS] (%(default)s)")
     p.add_argument("--pin-cpus", action="store_true", default=defaults.pin_cpus,
                    help="pin each server process to one CPU (worker i to the i-th) [SANCTION_PIN_CPUS=on]")
     p.add_argument("--no-prefilter", action="store_true", help="answer every check from LMDB [SANCTION_PREFILTER=off]")
@@ -433,10 +434,21 @@ def cmd_serve(args) -> int:
     """Exit codes: 0 stopped by SIGTERM/SIGINT, 1 a worker died, 2 refused to serve (store,
     pepper, tokens, TLS files, audit log, address), 3 (EXIT_IN_USE) port or data dir taken,
     7 (EXIT_UNPROTECTED) a non-loopback address without a tokens file."""
-    from .signals import Interrupted, StopSignals
+    from .signals import StopSignals
 
     signals = StopSignals()  # first: a signal while grpc is still being imported stops cleanly too
     log.debug("start-up: SIGTERM/SIGINT now stop the server cleanly")
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:  # before prometheus_client is imported (multiproc.py)
+            from .multiproc import private_directory
+
+            stack.enter_context(private_directory())
+        return _serve(args, signals)
+
+
+def _serve(args, signals) -> int:
+    from .signals import Interrupted
+
     try:
         from .exposure import Unprotected, admin_exposure
         from .grpc_api.auth import TokenFileError
