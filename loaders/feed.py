@@ -129,7 +129,13 @@ _RANGE_WORKER: dict = {}
 
 
 def _init_range_worker(path: str, pepper: bytes) -> None:
+    import gc
+
     from sanction_service.identity import DocumentKeys
+
+    # A parse worker makes millions of short-lived tuples and no cycles: the collector's
+    # passes over the range's growing list of items would be pure cost.
+    gc.disable()
 
     _RANGE_WORKER["path"] = path
     _RANGE_WORKER["key_of"] = DocumentKeys(pepper)

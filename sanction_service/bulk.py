@@ -184,6 +184,7 @@ class _PageDropper:
 
 class BulkLedger(Ledger):
     BATCH = 50_000
+    RANGE_BYTES = 4 << 20
     # Drop the data file's pages from this process's mappings every this many events (the
     # lookups of follow-up events map a few hundred MB of it per 200 000 events).
     DROP_PAGES_EVERY = 50_000
