@@ -18,6 +18,7 @@ import re
 import msgspec
 from msgspec import Struct
 
+from .events import DELIST_REASONS
 from .fastdecode import (
     _DATE,
     _DECODER,
@@ -28,9 +29,13 @@ from .fastdecode import (
     _SCALARS,
     UNSET,
     _date_fromisoformat,
+    _Delist,
     _digest,
+    _Extend,
     _Fallback,
+    _identifier,
     _List,
+    _Perform,
     _scalar,
     _timestamp,
 )
@@ -105,17 +110,43 @@ def prepare_list(line: bytes, key_of) -> tuple | None:
     """(event_id, listing_id, digest, occurred_at, list_type, record, index log records
     (key + listing id + kind + "+" each), bindings (document key + person key each),
     journal entry without its chain) of a LIST line the fast path takes in full, else None."""
+    fast = prepare_event(line, key_of)
+    return fast[1] if fast is not None and fast[0] else None
+
+
+def prepare_event(line: bytes | str, key_of) -> tuple[bool, tuple] | None:
+    """(True, what `prepare_list` returns) for a LIST the fast path takes in full;
+    (False, (type, event_id, listing_id, digest, occurred_at, reason or None, the date
+    as YYYY-MM-DD)) for a DELIST, PERFORM or EXTEND it takes (what fastdecode's Event
+    holds, without building it); else None."""
     if len(line) > MAX_FEED_LINE_BYTES // 4:
         return None
     try:
         p = _DECODER.decode(line)
-        if type(p) is not _List:
-            return None
-        return _prepare(p, key_of)
+        kind = type(p)
+        if kind is _List:
+            return True, _prepare(p, key_of)
+        if kind is _Delist:
+            if p.reason not in DELIST_REASONS:
+                return None
+            return False, _follow(p, "DELIST", p.reason, p.effective_on)
+        if kind is _Perform:
+            return False, _follow(p, "PERFORM", "PERFORMED", p.performed_on)
+        if kind is _Extend:
+            return False, _follow(p, "EXTEND", None, p.expires_on)
+        return None
     except _Fallback:
         return None
     except Exception:  # noqa: BLE001 - anything unexpected: the reference decides
         return None
+
+
+def _follow(p, type_: str, reason: str | None, day: str) -> tuple:
+    """fastdecode._common and the builder's checks, in the builder's order."""
+    event_id = _identifier(p.event_id)
+    occurred_at = _timestamp(p.occurred_at)
+    listing_id = _identifier(p.listing_id)
+    return type_, event_id, listing_id, _digest(p), occurred_at, reason, _iso_date(day)
 
 
 class _Journal(Struct):

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import lmdb
 
 from . import lifecycle
-from .bulkprep import prepare_list
+from .bulkprep import prepare_event
 from .events import Event, EventRejected, EventType, parse_event
 from .identity import KEY_SIZE, Document, DocumentKeys
 from .settings import TEST_BATCH_PAUSE
@@ -128,9 +128,9 @@ def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
     None for a blank line. Rejections are the reference parser's."""
     from loaders.feed import decode_line  # (loaders.feed imports this module)
 
-    prepared = prepare_list(raw, key_of)
-    if prepared is not None:
-        return (number, PREPARED, *prepared)
+    fast = prepare_event(raw, key_of)
+    if fast is not None:
+        return (number, PREPARED if fast[0] else FOLLOW, *fast[1])
     line = decode_line(number, raw)
     if line is None:
         return None
@@ -163,9 +163,9 @@ def prepare_text(number: int, text: str, key_of):
     FeedLine of feedline.parse_text (the fast decoder, then the reference parser)."""
     from .feedline import parse_text
 
-    prepared = prepare_list(text, key_of)
-    if prepared is not None:
-        return (number, PREPARED, *prepared)
+    fast = prepare_event(text, key_of)
+    if fast is not None:
+        return (number, PREPARED if fast[0] else FOLLOW, *fast[1])
     line = parse_text(number, text)
     event = line.event
     if event is not None and event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
