@@ -418,14 +418,30 @@ class Ledger:
             return Outcome(number, REJECTED, event_id, exc.reason, exc.field)
         tally.seq = seq = tally.seq + 1
         new = lifecycle.with_event(new, event_id)
-        added = self._reindex(txn, tally, old, new)
+        if type_ != "EXTEND":
+            self._unindex(txn, tally, old, lid)
+        # What `_reindex` does for these types: who the listing names does not change, so
+        # nothing is added and the bindings stay; an EXTEND leaves the indexes alone.
         self._put(txn, s.listings, lid, dumps(new))
         self._count(txn, tally, event, old, new)
-        entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [k.hex() for k in added])
+        entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [])
         self._put(txn, s.journal, encode_u64(seq), entry)
         self._put(txn, s.events, eid, digest + encode_u64(seq))
         tally.last_event_time = occurred_at
         return Outcome(number, APPLIED, event_id, "", "", seq)
+
+    def _unindex(self, txn: lmdb.Transaction, tally: _Tally, old: dict, lid: bytes) -> None:
+        """`_reindex` of an active listing that is lifted: its entries leave persons_active
+        (persons_all keeps them), and the persons counter loses those no other listing
+        in force counts."""
+        active, cursor = self.store.persons_active, self._active_cursor
+        entries = lifecycle.index_entries(old)
+        counted_before = [k for k in entries if _counted_with(cursor, k)]
+        for key in entries:
+            txn.delete(key + lid, b"", active)
+        delta = sum(1 for k in counted_before if not _counted_with(cursor, k))
+        if delta:
+            tally.add(txn, "persons_restricted", -delta)
 
     def _plan(self, txn: lmdb.Transaction, event: Event) -> _Plan | int:
         """Check the event against the store (reads only): the sequence of its first
