@@ -21,18 +21,19 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: run test proto lint demo clean bench bench-tools tools nats-server
 
-# grpcio-tools is bootstrapped first because the package (which includes the stubs)
-# cannot be installed before the stubs exist.
+# `pip install .` generates the stubs itself (setup.py); `make proto` does it for the
+# editable development install, with the grpcio-tools bootstrapped here.
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "grpcio-tools>=1.60" "googleapis-common-protos>=1.60"
+	$(PY) -m pip install -q "grpcio-tools>=1.60"
 
+# google/rpc/status.proto from third_party/googleapis, as setup.py and buf take it.
 $(STUBS): $(PROTOS) | $(PY)
 	rm -rf gen && mkdir -p gen
-	$(PY) -m grpc_tools.protoc -Iproto -I"$$($(PY) -c 'import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))')" \
+	$(PY) -m grpc_tools.protoc -Iproto -Ithird_party/googleapis \
 		--python_out=gen --grpc_python_out=gen --pyi_out=gen $(PROTOS)
-	touch gen/sanction/__init__.py gen/sanction/v1/__init__.py
+	touch gen/sanction/__init__.py gen/sanction/v1/__init__.py gen/sanction/py.typed
 
 proto: $(STUBS)
 
@@ -79,8 +80,13 @@ tools:
 test: $(INSTALLED) tools nats-server
 	$(PY) -m pytest -q
 
+# mypy checks what [tool.mypy] files names (pyproject.toml). `ruff format --check` joins once
+# the tree has been formatted: LINT_FORMAT=1 runs it already.
+LINT_FORMAT ?=
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check sanction_service loaders clients tests benchmarks
+	$(VENV)/bin/ruff check sanction_service loaders clients tests benchmarks setup.py
+	$(if $(LINT_FORMAT),$(VENV)/bin/ruff format --check sanction_service loaders clients tests benchmarks setup.py)
+	$(VENV)/bin/mypy
 
 # Benchmarks (BENCHMARKS.md): BENCH_SIZE=6000000 for the full run.
 BENCH_SIZE ?= 200000

@@ -76,8 +76,7 @@ from common import bench_size, header, log, percentiles, write_result  # noqa: E
 from dataset import Doc, ensure_dataset, mix, probe_documents  # noqa: E402
 from processes import ServerProcess  # noqa: E402
 from sanction.v1 import restriction_pb2 as pb  # noqa: E402
-
-from clients.sanction_client import Passenger, Trip, check_request  # noqa: E402
+from sanction_service.clients.sanction_client import Passenger, Trip, check_request  # noqa: E402
 
 SERVICE = "/sanction.v1.RestrictionService/"
 POOL = 20_000  # distinct queries cycled through by the warm runs

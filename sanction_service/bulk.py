@@ -5,7 +5,7 @@ path's (tests/test_bulk.py compares canonical digests on random feeds with hosti
 and every event type). What differs is how it gets there:
 
 - Parsing runs in worker processes, each reading its own byte range of the feed
-  (loaders.feed.read_feed_ranges) and handing back one marshalled blob per range. A LIST
+  (sanction_service.loaders.feed.read_feed_ranges) and handing back one marshalled blob per range. A LIST
   is prepared there in full (`prepare_line`): its record and journal entry serialised
   once, its index entries and bindings as bytes. Every other line comes back as its
   text (the writer decodes it again: fast decoder, reference parser as the fallback) or,

@@ -211,7 +211,7 @@ def _prepare(p: _List, key_of) -> tuple:
         raise _FALLBACK
     if (organization and extra_docs) or (not organization and restricted):
         raise _FALLBACK
-    scalars = []
+    scalars: list[str | None] = []
     for field, limit in _SCALARS:
         value = getattr(p, field)
         if value is UNSET or value is None:

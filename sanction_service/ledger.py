@@ -126,7 +126,7 @@ _blake2b = hashlib.blake2b
 def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
     """What the writer is handed for one feed line (see PREPARED, FOLLOW, TEXT, REJECT);
     None for a blank line. Rejections are the reference parser's."""
-    from loaders.feed import decode_line  # (loaders.feed imports this module)
+    from sanction_service.loaders.feed import decode_line  # (sanction_service.loaders.feed imports this module)
 
     fast = prepare_event(raw, key_of)
     if fast is not None:
@@ -291,7 +291,7 @@ class Ledger:
         """A feed file's lines as `prepare_line` makes them for this ledger's writer: by
         `workers` processes that each read their own byte ranges of the file, or here."""
         if workers:
-            from loaders.feed import read_feed_ranges
+            from sanction_service.loaders.feed import read_feed_ranges
 
             return read_feed_ranges(path, workers, self._pepper, progress, chunk_bytes=self.RANGE_BYTES)
         return self._read_here(path, progress)
@@ -318,7 +318,7 @@ class Ledger:
                 return self._apply_follow(txn, tally, line)
             if kind == REJECT:
                 return Outcome(line[0], REJECTED, line[2], line[4], line[3])
-            from loaders.feed import decode_line
+            from sanction_service.loaders.feed import decode_line
 
             line = decode_line(line[0], line[2])
         if line.error is not None:

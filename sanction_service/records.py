@@ -30,6 +30,7 @@ class _ItemAccess:
     """`record[name]` and `record.get(name, default)` as on the dict records."""
 
     __slots__ = ()
+    __struct_fields__: tuple[str, ...]  # (set by msgspec on each Struct below)
 
     def __getitem__(self, name: str):
         if name not in self.__struct_fields__:

@@ -12,9 +12,9 @@ import random
 from enum import Enum
 
 from feedgen import mutate
+from sanction_service.loaders import synth
+from sanction_service.loaders.feed import decode_line, decode_line_reference
 
-from loaders import synth
-from loaders.feed import decode_line, decode_line_reference
 from sanction_service.fastdecode import decode_event
 from sanction_service.feedline import parse_text, parse_text_reference
 

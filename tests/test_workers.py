@@ -7,8 +7,7 @@ import urllib.request
 
 from conftest import list_person, make_ric
 from processes import ServerProcess, sanction
-
-from clients.sanction_client import Passenger, RestrictionClient, Trip
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, Trip
 
 PEOPLE = [make_ric("110105", "19800101", n) for n in range(1, 41)]
 

@@ -30,6 +30,8 @@ Shutdown (SIGTERM/SIGINT): health NOT_SERVING, keep serving `drain_seconds` so l
 balancers move away, then stop accepting calls, end open streams with UNAVAILABLE (a
 client opens a new one, elsewhere), give in-flight calls `shutdown_grace_seconds`, persist
 counters and the prefilter, exit 0. A second signal skips the rest of the drain delay.
+SIGHUP re-reads the tokens file (caller.py names the caller, checks tokens and writes the
+audit log); with --workers the parent passes it on to each worker.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -54,7 +57,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sanction.v1 import admin_pb2, admin_pb2_grpc, restriction_pb2
 
-from .. import metrics
+from .. import logs, metrics
 from ..checker import Checker
 from ..ledger import Ledger
 from ..opening import open_store
@@ -63,7 +66,7 @@ from ..signals import Interrupted, StopSignals
 from ..stats import read_stats
 from ..store import Store
 from .admin import ListAdminServicer
-from .auth import TokenAuthInterceptor, load_tokens
+from .caller import CallerInterceptor, caller_interceptor
 from .restriction import RestrictionServicer
 from .restriction import register as register_restriction
 
@@ -106,6 +109,8 @@ class Service:
     port: int
     # For a replica: (serving?, why) from the follower's status; None: no follower.
     follower_gate: Callable[[], tuple[bool, str]] | None = None
+    # Names callers, checks tokens (re-read on SIGHUP), writes the audit log (caller.py).
+    gate: CallerInterceptor | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -242,7 +247,8 @@ def build_service(settings: Settings, *, store: Store | None = None, pepper: byt
     pools: list[futures.ThreadPoolExecutor] = []
     try:
         checker = make_checker(settings, store, pepper)
-        interceptors = [TokenAuthInterceptor(load_tokens(settings.tokens_file))] if settings.tokens_file else []
+        gate = caller_interceptor(settings)
+        interceptors = [gate]
         if not reuse_port:
             _check_port_free(settings.listen)
         main, streams, writes, probes = pools = [
@@ -276,7 +282,8 @@ def build_service(settings: Settings, *, store: Store | None = None, pepper: byt
             store.close()
         raise
     service = Service(settings, store, checker, server, health_servicer, restriction, pools, port,
-                      follower_gate=make_follower_gate(settings, store) if settings.follow_lag_max >= 0 else None)
+                      follower_gate=make_follower_gate(settings, store) if settings.follow_lag_max >= 0 else None,
+                      gate=gate)
     service.set_serving(False)
     return service
 
@@ -367,6 +374,7 @@ def serve_one(settings: Settings, worker: str = "", *, signals: StopSignals, reu
         if settings.pin_cpus and not worker:
             log.info("pinned to CPU %d", pin_to_cpu(0))
         service = build_service(settings, reuse_port=reuse_port)
+        signals.on_hangup(service.gate.reload_tokens)
         service.start()
         host = settings.listen.rsplit(":", 1)[0]
         log.info("listening on %s:%d (health NOT_SERVING until the prefilter is ready)", host, service.port)
@@ -425,6 +433,7 @@ def serve_workers(settings: Settings, workers: int, signals: StopSignals) -> int
                 store.close()
             host = settings.listen.rsplit(":", 1)[0]
             context = multiprocessing.get_context("fork")
+            signals.on_hangup(functools.partial(_pass_on_hangup, processes, os.getpid()))
             for index in range(workers):
                 worker_settings = replace(settings, listen=f"{host}:{bound}",
                                           metrics_port=settings.metrics_port + index if settings.metrics_port else 0)
@@ -528,9 +537,21 @@ def _worker_main(settings: Settings, index: int) -> None:
     # (it sends SIGTERM). SIGTERM drains.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signals = StopSignals((signal.SIGTERM,))
+    logs.set_worker(index)
     if settings.pin_cpus:
         pin_to_cpu(index)
     raise SystemExit(serve_one(settings, worker=f"worker {index} ", signals=signals, reuse_port=True))
+
+
+def _pass_on_hangup(processes: list, parent: int) -> None:
+    """SIGHUP to the parent: each worker re-reads the tokens file. (A worker just forked
+    still has this handler: it passes nothing on.)"""
+    if os.getpid() != parent:
+        return
+    for p in processes:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGHUP)
+    log.info("SIGHUP passed on to %d workers", len(processes))
 
 
 def pin_to_cpu(index: int) -> int:
