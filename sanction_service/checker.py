@@ -255,7 +255,7 @@ class Checker:
         if _debug():
             log.debug("check %s %s mode=%s day=%s -> %s restricted=%s listings=%s (data version %d)",
                       document.type.value, document.masked(), mode, day, decision.decision, decision.restricted,
-                      [o.found.listing["listing_id"] for o in decision.matches], seq)
+                      [o.found.listing.listing_id for o in decision.matches], seq)
         return CheckResult(decision, document.masked(), seq, day, mode)
 
     def lookup_person(self, document: Document) -> tuple[list[Found], int]:
@@ -305,11 +305,12 @@ def _found(view: ReadView, key: bytes, *, active_only: bool) -> list[Found]:
     for person_key in view.persons_of(key):
         person_hex = person_key.hex()
         for listing_id in view.listing_ids(person_key, active_only=active_only):
-            listing = view.listing(listing_id)
+            listing = view.listing_record(listing_id)
             if listing is None:  # an index entry without its record: answer nothing rather than a partial ALLOW
                 raise StoreCorrupt(f"{view.store.path}: listing {listing_id} is indexed but has no record")
-            person = next(p for p in listing["persons"] if p["key"] == person_hex and p["slot"] != "extra")
-            found.append(Found(listing, person, view.exemptions(person_key, listing_id), bound=person_key != key))
+            person = next(p for p in listing.persons if p.key == person_hex and p.slot != "extra")
+            found.append(Found(listing, person, view.exemption_records(person_key, listing_id),
+                               bound=person_key != key))
     return found
 
 

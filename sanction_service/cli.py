@@ -531,8 +531,8 @@ def cmd_load(args) -> int:
     from sanction_service.loaders.feed import load_feed
 
     from .bulk import BulkLedger
-    from .grpc_api.server import open_store
     from .ledger import Ledger
+    from .opening import open_store
     from .pepper import PepperError
     from .prefilter import Prefilter, PrefilterUnusable
     from .store import StoreError, StoreFull, StoreMissing

@@ -44,6 +44,7 @@ import lmdb
 import msgspec
 
 from .identity import KEY_SIZE
+from .records import ExemptionRecord, ListingRecord, RecordUnreadable, decode_exemption, decode_listing
 from .writer_lock import writer_lock_for
 
 SCHEMA_VERSION = b"2"
@@ -384,6 +385,16 @@ class ReadView:
         raw = self.txn.get(listing_id.encode(), db=self.store.listings)
         return None if raw is None else json.loads(raw)
 
+    def listing_record(self, listing_id: str) -> ListingRecord | None:
+        """`listing` as a typed record (records.py), for the check path."""
+        raw = self.txn.get(listing_id.encode(), db=self.store.listings)
+        if raw is None:
+            return None
+        try:
+            return decode_listing(raw)
+        except RecordUnreadable as exc:
+            raise StoreCorrupt(f"{self.store.path}: listing {listing_id!r}: {exc}") from None
+
     def persons_of(self, key: bytes) -> list[bytes]:
         return persons_of(self.txn, self.store.bindings, key)
 
@@ -413,6 +424,22 @@ class ReadView:
                 if not k.startswith(prefix):
                     break
                 found.append(json.loads(v))
+        return tuple(found)
+
+    def exemption_records(self, key: bytes, listing_id: str) -> tuple[ExemptionRecord, ...]:
+        """`exemptions` as typed records (records.py), for the check path."""
+        prefix = exemption_prefix(key, listing_id)
+        cursor = self.txn.cursor(db=self.store.exemptions)
+        if not cursor.set_range(prefix):
+            return ()
+        found = []
+        try:
+            for k, v in cursor:
+                if not k.startswith(prefix):
+                    break
+                found.append(decode_exemption(v))
+        except RecordUnreadable as exc:
+            raise StoreCorrupt(f"{self.store.path}: an exemption of listing {listing_id!r}: {exc}") from None
         return tuple(found)
 
     def journal_since(self, after_seq: int) -> Iterator[tuple[int, dict]]:

@@ -110,7 +110,7 @@ def probe_violations(data: Path, probes: list[dict], today: date | None = None) 
             for probe in probes:
                 if probe["expect"] not in ("LISTED", "ORG_PERSON"):
                     continue
-                record = view.listing(probe["listing_id"])
+                record = view.listing_record(probe["listing_id"])
                 if record is None or record["status"] != ACTIVE:
                     continue
                 d = probe["document"]

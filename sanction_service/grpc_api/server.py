@@ -59,12 +59,11 @@ from sanction.v1 import admin_pb2, admin_pb2_grpc, restriction_pb2
 
 from .. import logs, metrics
 from ..checker import Checker
-from ..identity import pepper_fingerprint
 from ..ledger import Ledger
-from ..pepper import explain_pepper_mismatch, load_pepper
-from ..settings import MAX_MESSAGE_BYTES, PEPPER_FILE, PREFILTER_FILE, Settings
+from ..opening import open_store
+from ..settings import MAX_MESSAGE_BYTES, PREFILTER_FILE, Settings
 from ..signals import Interrupted, StopSignals
-from ..store import PepperMismatch, Store
+from ..store import Store
 from .admin import ListAdminServicer
 from .caller import CallerInterceptor, caller_interceptor
 from .restriction import RestrictionServicer
@@ -88,19 +87,6 @@ HEALTH_THREADS = 2
 
 class AddressInUse(Exception):
     """Another process has the port, or another `serve --workers` the data dir."""
-
-
-def open_store(settings: Settings, *, create: bool = False, allow_incomplete: bool = False,
-               allow_outdated: bool = False) -> tuple[Store, bytes]:
-    pepper_file = settings.pepper_file or str(Path(settings.data_dir) / PEPPER_FILE)
-    pepper = load_pepper(pepper_hex=settings.pepper_hex, pepper_file=pepper_file)
-    try:
-        store = Store(settings.data_dir, pepper_fingerprint(pepper), create=create, map_size=settings.map_size,
-                      allow_incomplete=allow_incomplete, allow_outdated=allow_outdated)
-    except PepperMismatch as exc:
-        hint = explain_pepper_mismatch(settings.pepper_hex, pepper_file, exc.store_fingerprint)
-        raise PepperMismatch(f"{exc}{hint}", exc.store_fingerprint) from None
-    return store, pepper
 
 
 def make_checker(settings: Settings, store: Store, pepper: bytes) -> Checker:
