@@ -19,20 +19,21 @@ PROTOS := $(wildcard proto/sanction/v1/*.proto)
 STUBS := gen/sanction/v1/restriction_pb2.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test proto lint demo clean bench bench-tools bench-hiredis tools nats-server
+.PHONY: run test proto lint demo clean bench bench-tools bench-hiredis tools nats-server promtool
 
-# grpcio-tools is bootstrapped first because the package (which includes the stubs)
-# cannot be installed before the stubs exist.
+# `pip install .` generates the stubs itself (setup.py); `make proto` does it for the
+# editable development install, with the grpcio-tools bootstrapped here.
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "grpcio-tools>=1.60" "googleapis-common-protos>=1.60"
+	$(PY) -m pip install -q "grpcio-tools>=1.60"
 
+# google/rpc/status.proto from third_party/googleapis, as setup.py and buf take it.
 $(STUBS): $(PROTOS) | $(PY)
 	rm -rf gen && mkdir -p gen
-	$(PY) -m grpc_tools.protoc -Iproto -I"$$($(PY) -c 'import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))')" \
+	$(PY) -m grpc_tools.protoc -Iproto -Ithird_party/googleapis \
 		--python_out=gen --grpc_python_out=gen --pyi_out=gen $(PROTOS)
-	touch gen/sanction/__init__.py gen/sanction/v1/__init__.py
+	touch gen/sanction/__init__.py gen/sanction/v1/__init__.py gen/sanction/py.typed
 
 proto: $(STUBS)
 
@@ -60,6 +61,13 @@ nats-server:
 		{ apt-get update -qq && apt-get install -y -qq nats-server >/dev/null; } || \
 		echo "could not install nats-server: the replication tests will be skipped"
 
+# promtool (Debian's prometheus package) checks docs/ops/ (alert rules, their unit tests)
+# and a real scrape in tests/test_metrics.py; those tests are skipped, saying why, only if
+# it cannot be installed.
+promtool:
+	@command -v promtool >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || \
+		echo "could not install prometheus (promtool): the promtool tests of tests/test_metrics.py will be skipped"
 
 # From npm: buf (tests/test_buf.py: lint and breaking checks of the API) into .tools/ when
 # none is on PATH, and the Node example's packages (clients/node/package-lock.json). As
@@ -76,11 +84,16 @@ tools:
 		npm ci --silent --no-audit --no-fund --prefix clients/node >/dev/null 2>&1 || \
 		echo "could not install the Node example's packages with npm: tests/test_node_client.py will be skipped"
 
-test: $(INSTALLED) tools nats-server
+test: $(INSTALLED) tools nats-server promtool
 	$(PY) -m pytest -q
 
+# mypy checks what [tool.mypy] files names (pyproject.toml). `ruff format --check` joins once
+# the tree has been formatted: LINT_FORMAT=1 runs it already.
+LINT_FORMAT ?=
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check sanction_service loaders clients tests benchmarks
+	$(VENV)/bin/ruff check sanction_service loaders clients tests benchmarks setup.py
+	$(if $(LINT_FORMAT),$(VENV)/bin/ruff format --check sanction_service loaders clients tests benchmarks setup.py)
+	$(VENV)/bin/mypy
 
 # Benchmarks (BENCHMARKS.md): BENCH_SIZE=6000000 for the full run. BEFORE=<checkout of
 # 82670d0> adds the measured before/after of the event-by-event path (otherwise the ratio

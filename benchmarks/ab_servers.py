@@ -1,7 +1,7 @@
 """A/B throughput of the `sanction serve` of two source trees, in one run, alternating.
 
     git archive <ref> | tar -x -C /tmp/base && cp -r gen /tmp/base/
-    .venv/bin/python benchmarks/ab_servers.py --base /tmp/base --rounds 5 --seconds 4 [--pin]
+    .venv/bin/python benchmarks/ab_servers.py --base /tmp/base --rounds 5 --seconds 4 [--pin] [--workers 2]
 
 Each round starts the base tree's server, then this tree's (the order flips every round),
 on the same dataset (benchmarks/dataset.py, BENCH_SIZE or --size, default 20 000), and
@@ -11,7 +11,8 @@ messages in flight. Alternating rounds spread the noise of a shared machine over
 sides; the medians are printed and written to benchmarks/results/ab-servers.json.
 
 The client keeps to the last CPU; --pin puts each server on CPU 0 (`serve --pin-cpus`),
-without it the server may use every CPU (the client's too).
+without it the server may use every CPU (the client's too). --workers N runs each server
+as `serve --workers N` (the CPU figures are then of the whole process tree).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per figure")
     parser.add_argument("--size", type=int, default=bench_size(20_000), help="listings in the dataset")
     parser.add_argument("--pin", action="store_true", help="server on CPU 0, client on the last CPU")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
     parser.add_argument("--out", default="ab-servers")
     args = parser.parse_args()
 
@@ -93,13 +95,13 @@ def main() -> int:
     rows: dict[str, list[dict]] = {name: [] for name in trees}
     for r in range(args.rounds):
         for name in (("base", "this") if r % 2 == 0 else ("this", "base")):
-            extra = ["--pin-cpus"] if args.pin else []
+            extra = (["--pin-cpus"] if args.pin else []) + (["--workers", str(args.workers)] if args.workers > 1 else [])
             # Children inherit affinity: the server starts with every CPU, then this
             # client's threads move to the last one.
             pin(os.getpid(), cpus)
             server = TreeServer(trees[name], "--data-dir", str(d), *extra)
             try:
-                target = server.wait_serving(timeout=300)
+                target = server.wait_serving(timeout=300, workers=args.workers)
                 pin(os.getpid(), {max(cpus)})
                 row = measure(target, server.proc.pid, unary, b100, stream, args.seconds)
             finally:
@@ -112,8 +114,8 @@ def main() -> int:
         print(f"median {name:4s} " + "  ".join(f"{k} {v:>8.1f}" for k, v in m.items()))
     change = {k: round(medians["this"][k] / medians["base"][k] - 1, 3) for k in medians["this"]}
     print("this vs base: " + "  ".join(f"{k} {v:+.1%}" for k, v in change.items()))
-    write_result(args.out, {**header(args.size), "base": str(trees["base"]), "pinned": args.pin, "rounds": rows,
-                            "medians": medians, "change": change})
+    write_result(args.out, {**header(args.size), "base": str(trees["base"]), "pinned": args.pin,
+                            "workers": args.workers, "rounds": rows, "medians": medians, "change": change})
     return 0
 
 

@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "gen"), str(ROOT / "tests")]
 
 from processes import ServerProcess  # noqa: E402
-
-from clients.sanction_client import Passenger, RestrictionClient, Trip  # noqa: E402
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, Trip  # noqa: E402
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

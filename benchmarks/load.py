@@ -26,8 +26,8 @@ server and the client burnt, in cores, to show which side is the bottleneck):
   (mincore) before and after, and by the cold/warm timing difference.
 - (b) 1 vs 2 server processes (`--workers 2`, SO_REUSEPORT): driven by 2 client processes
   (multiprocessing, spawn), each with 4 channels of its own (distinct TCP connections, so
-  the kernel spreads them over the workers); the checks each worker answered are read
-  from its /metrics.
+  the kernel spreads them over the workers); the RestrictionService calls each worker
+  started are read from the server's one /metrics (grpc_server_started_total{worker}).
 - (c) Redis baseline: `redis-server` on a free loopback port without persistence, loaded
   by pipelined SET with every active person key of the store, i.e. the keyed hash
   identity.document_key(pepper, normalize(...)) in hex (the store's keys themselves, read
@@ -79,8 +79,7 @@ from common import bench_size, header, log, percentiles, write_result  # noqa: E
 from dataset import Doc, ensure_dataset, mix, probe_documents  # noqa: E402
 from processes import ServerProcess  # noqa: E402
 from sanction.v1 import restriction_pb2 as pb  # noqa: E402
-
-from clients.sanction_client import Passenger, Trip, check_request  # noqa: E402
+from sanction_service.clients.sanction_client import Passenger, Trip, check_request  # noqa: E402
 
 SERVICE = "/sanction.v1.RestrictionService/"
 POOL = 20_000  # distinct queries cycled through by the warm runs
@@ -457,10 +456,10 @@ def free_port(pair: bool = False) -> int:
 
 
 class Server:
-    """A `sanction serve` with metrics on (port P, P+1, … for workers) to count what each answered."""
+    """A `sanction serve` with metrics on (one port, also for workers) to count what each answered."""
 
     def __init__(self, d: Path, *extra: str, workers: int = 1):
-        self.metrics_port = free_port(pair=workers > 1)
+        self.metrics_port = free_port()
         self.workers = workers
         # Not --log-level WARNING: ServerProcess waits for the INFO line "SERVING at data version".
         args = ["--data-dir", str(d), *extra, "--metrics-port", str(self.metrics_port)]
@@ -476,21 +475,22 @@ class Server:
         self.start_seconds = round(time.perf_counter() - began, 2)
         self.pid = self.proc.proc.pid
 
-    def metrics(self) -> list[dict[str, float]]:
-        out = []
-        for i in range(self.workers):
-            try:
-                text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port + i}/metrics", timeout=5).read().decode()
-            except OSError:
-                out.append({})
-                continue
-            found: dict[str, float] = {}
-            for line in text.splitlines():
-                m = re.match(r'^(sanction_check_seconds_count|sanction_prefilter_total\{result="(\w+)"\})\s+(\S+)', line)
-                if m:
-                    found["checks" if m.group(2) is None else "prefilter_" + m.group(2)] = float(m.group(3))
-            out.append(found)
-        return out
+    def metrics(self) -> dict:
+        """The server's check and prefilter counts, and the RestrictionService calls each worker started."""
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        except OSError:
+            return {}
+        found: dict = {"rpcs_per_worker": [0.0] * self.workers}
+        for line in text.splitlines():
+            m = re.match(r'^(sanction_check_seconds_count|sanction_prefilter_total\{result="(\w+)"\})\s+(\S+)', line)
+            if m:
+                found["checks" if m.group(2) is None else "prefilter_" + m.group(2)] = float(m.group(3))
+            m = re.match(r'^grpc_server_started_total\{.*grpc_service="sanction.v1.RestrictionService".*'
+                         r'worker="(\d+)".*\}\s+(\S+)', line)
+            if m and int(m.group(1)) < self.workers:
+                found["rpcs_per_worker"][int(m.group(1))] += float(m.group(2))
+        return found
 
     def stop(self) -> None:
         self.proc.stop()
@@ -890,7 +890,7 @@ def main() -> int:
                 result["workers"]["2"]["h2load_never_listed"] = r
                 table.append(line("workers=2 h2load c8x4 never_listed", r))
                 log(table[-1])
-            result["workers"]["2"]["metrics_per_worker"] = server.metrics()
+            result["workers"]["2"]["metrics"] = server.metrics()
             result["workers"]["2"]["server_start_seconds"] = server.start_seconds
             cpus = sorted(os.sched_getaffinity(0))
             if "pin" not in plan.skip and len(cpus) > 1:
@@ -946,11 +946,12 @@ def workers_runs(server: Server, plan: Plan, unary: list[bytes], b100: list[byte
                                                server.pid),
     }
     after = server.metrics()
-    out["checks_per_worker"] = [round(a.get("checks", 0) - b.get("checks", 0)) for a, b in zip(after, before)]
+    out["rpcs_per_worker"] = [round(a - b) for a, b in zip(after.get("rpcs_per_worker", []),
+                                                            before.get("rpcs_per_worker", []))]
     for name in ("unary_2procs_c16", "batch100_2procs_c2"):
         table.append(line(f"{label} {name}", out[name]))
         log(table[-1])
-    table.append(f"{label} checks answered per worker: {out['checks_per_worker']}")
+    table.append(f"{label} RestrictionService calls started per worker: {out['rpcs_per_worker']}")
     log(table[-1])
     return out
 

@@ -76,7 +76,7 @@ def main() -> None:
                         help="background checking clients per replica, 0 for none (%(default)s)")
     args = parser.parse_args()
     size = bench_size(20_000)
-    from loaders import synth
+    from sanction_service.loaders import synth
 
     with tempfile.TemporaryDirectory(prefix="bench-replication-") as tmp:
         work = Path(tmp)
@@ -157,7 +157,8 @@ def main() -> None:
 
 
 def measure_visibility(url: str, targets: list[str], count: int, per_replica: int) -> tuple[list[list[float]], int]:
-    from clients.sanction_client import Passenger, RestrictionClient, Trip
+    from sanction_service.clients.sanction_client import Passenger, RestrictionClient, Trip
+
     from sanction_service.events import content_digest
     from sanction_service.identity import pepper_fingerprint
     from sanction_service.replication.stream import MSG_ID_HEADER, PEPPER_HEADER
@@ -208,7 +209,7 @@ def measure_visibility(url: str, targets: list[str], count: int, per_replica: in
 
 
 def wait_deny(client, person, t0: float) -> float:
-    from clients.sanction_client import Trip
+    from sanction_service.clients.sanction_client import Trip
 
     deadline = t0 + 30
     while time.perf_counter() < deadline:

@@ -1,7 +1,7 @@
 """Deterministic synthetic court feed (docs/FEED.md, docs/DOCUMENTS.md) and the probes that check it.
 
 Owns *generation only*: it writes JSON Lines feed files and probe files and never opens,
-reads or writes the store. The loader (`loaders.feed`) and the service consume its output
+reads or writes the store. The loader (`sanction_service.loaders.feed`) and the service consume its output
 like any court feed.
 
 Public API
@@ -10,7 +10,7 @@ Public API
 - `generate_probes(seed, listings, *, never_listed, start)` yields probe records.
 - `write_feed(path, seed, listings, *, progress, start)` / `write_probes(...)` write JSON Lines
   (`ensure_ascii=False`, `separators=(",", ":")`) and return the number of lines.
-- `python -m loaders.synth --seed 1 --listings 100000 --out feed.jsonl --probes probes.jsonl`
+- `python -m sanction_service.loaders.synth --seed 1 --listings 100000 --out feed.jsonl --probes probes.jsonl`
 
 Determinism and memory
 ----------------------
@@ -741,7 +741,7 @@ assert SHOWCASE["DEMO-EXEMPT-1"]["document"]["number"] == "440305199005209868"
 
 
 def _showcase_events(occurred_at: str) -> list[dict]:
-    details = {
+    details: dict[str, dict[str, object]] = {
         "DEMO-PERSON-1": dict(grounds=1, obligation="偿还借款本金及利息", amount_unperformed="386000.00"),
         "DEMO-ORG-1": dict(obligation="支付货款及逾期付款利息", amount_unperformed="1250000.00"),
         "DEMO-EXEMPT-1": dict(grounds=3, obligation="支付工程款", amount_unperformed="52800.00"),
@@ -1213,7 +1213,7 @@ def write_probes(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m loaders.synth", description="Write a deterministic synthetic court feed (JSON Lines)."
+        prog="python -m sanction_service.loaders.synth", description="Write a deterministic synthetic court feed (JSON Lines)."
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--listings", type=int, required=True, help="number of LIST events (incl. 3 showcase)")

@@ -5,7 +5,7 @@ path's (tests/test_bulk.py compares canonical digests on random feeds with hosti
 and every event type). What differs is how it gets there:
 
 - Parsing runs in worker processes, each reading its own byte range of the feed
-  (loaders.feed.read_feed_ranges) and handing back one marshalled blob per range. A LIST
+  (sanction_service.loaders.feed.read_feed_ranges) and handing back one marshalled blob per range. A LIST
   is prepared there in full (`prepare_line`): its record and journal entry serialised
   once, its index entries and bindings as bytes. Every other line comes back as its
   text (the writer decodes it again: fast decoder, reference parser as the fallback) or,
@@ -184,6 +184,7 @@ class _PageDropper:
 
 class BulkLedger(Ledger):
     BATCH = 50_000
+    RANGE_BYTES = 4 << 20
     # Drop the data file's pages from this process's mappings every this many events (the
     # lookups of follow-up events map a few hundred MB of it per 200 000 events).
     DROP_PAGES_EVERY = 50_000
@@ -193,8 +194,10 @@ class BulkLedger(Ledger):
     def __init__(self, store: Store, pepper: bytes, *, writer: str = "bulk load"):
         super().__init__(store, pepper, writer=writer)
         self._log = _IndexLog()
-        self._max_key: dict[int, bytes] = {}
-        self._names = {id(handle): name for name, handle in store.dbs.items()}
+        # Keyed by the database handles themselves (hashable): an id() call per put cost
+        # a tenth of the writer's time.
+        self._max_key: dict = {}
+        self._names = {handle: name for name, handle in store.dbs.items()}
         self._whole: _Tally | None = None
         self._since_drop = 0
         self._pages = _PageDropper(store.path)
@@ -272,13 +275,13 @@ class BulkLedger(Ledger):
         top = self._max_key
         events, listings = s.events, s.listings
         # As _get: a key above every key written cannot be there.
-        known = None if eid > top.get(id(events), b"") else txn.get(eid, db=events)
+        known = None if eid > top.get(events, b"") else txn.get(eid, db=events)
         if known is not None:
             if known[:16] == digest:
                 return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
             return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)",
                            "event_id")
-        if lid <= top.get(id(listings), b"") and txn.get(lid, db=listings) is not None:
+        if lid <= top.get(listings, b"") and txn.get(lid, db=listings) is not None:
             return Outcome(number, REJECTED, event_id, "already used by another listing", "listing_id")
         tally.seq = seq = tally.seq + 1
         self._log.add_records(len(lid), entries)
@@ -333,18 +336,20 @@ class BulkLedger(Ledger):
     def _get(self, txn: lmdb.Transaction, db, key: bytes) -> bytes | None:
         # A key above every key written so far cannot exist: skipping the lookup spares
         # the B-tree walk and keeps old pages of the map out of this process's RSS.
-        if key > self._max_key.get(id(db), b""):
+        if key > self._max_key.get(db, b""):
             return None
-        return txn.get(key, db=db)
+        return txn.get(key, None, db)
 
     def _put(self, txn: lmdb.Transaction, db, key: bytes, value: bytes) -> None:
         # MDB_APPEND skips the B-tree search and fills pages completely; only valid for
         # a key above every key already in the database.
-        if key > self._max_key.get(id(db), b""):
-            _append(txn.put(key, value, db=db, append=True), self._names[id(db)])
-            self._max_key[id(db)] = key
+        top = self._max_key
+        if key > top.get(db, b""):
+            if not txn.put(key, value, True, True, True, db):  # (dupdata, overwrite, append, db)
+                _append(False, self._names[db])
+            top[db] = key
         else:
-            txn.put(key, value, db=db)
+            txn.put(key, value, True, True, False, db)
 
     def _reindex(self, txn: lmdb.Transaction, tally: _Tally, old: dict | None, new: dict) -> list[bytes]:
         lid = new["listing_id"].encode()

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import re
 
+import msgspec
+from msgspec import Struct
+
+from .events import DELIST_REASONS
 from .fastdecode import (
     _DATE,
     _DECODER,
@@ -25,26 +29,32 @@ from .fastdecode import (
     _SCALARS,
     UNSET,
     _date_fromisoformat,
+    _Delist,
     _digest,
+    _Extend,
     _Fallback,
     _identifier,
     _List,
+    _Perform,
     _scalar,
-    _text,
     _timestamp,
 )
 from .identity import DocumentType, InvalidDocument, mask_number, normalize, parse_document_type
+from .records import ListingRecord, PersonEntry
 from .settings import (
     MAX_CASE_NUMBER_CHARS,
     MAX_COURT_CHARS,
     MAX_EXTRA_DOCUMENTS,
     MAX_FEED_LINE_BYTES,
+    MAX_IDENTIFIER_BYTES,
     MAX_NAME_CHARS,
     MAX_RESTRICTED_PERSONS,
 )
-from .store import dumps
+from .text import _FORBIDDEN
 
 _USCC = DocumentType.USCC
+_LIST_TYPE_VALUES = frozenset(_LIST_TYPES)
+_KIND_VALUES = frozenset(_KINDS)
 
 
 def _iso_date(value) -> str:
@@ -100,93 +110,153 @@ def prepare_list(line: bytes, key_of) -> tuple | None:
     """(event_id, listing_id, digest, occurred_at, list_type, record, index log records
     (key + listing id + kind + "+" each), bindings (document key + person key each),
     journal entry without its chain) of a LIST line the fast path takes in full, else None."""
+    fast = prepare_event(line, key_of)
+    return fast[1] if fast is not None and fast[0] else None
+
+
+def prepare_event(line: bytes | str, key_of) -> tuple[bool, tuple] | None:
+    """(True, what `prepare_list` returns) for a LIST the fast path takes in full;
+    (False, (type, event_id, listing_id, digest, occurred_at, reason or None, the date
+    as YYYY-MM-DD)) for a DELIST, PERFORM or EXTEND it takes (what fastdecode's Event
+    holds, without building it); else None."""
     if len(line) > MAX_FEED_LINE_BYTES // 4:
         return None
     try:
         p = _DECODER.decode(line)
-        if type(p) is not _List:
-            return None
-        return _prepare(p, key_of)
+        kind = type(p)
+        if kind is _List:
+            return True, _prepare(p, key_of)
+        if kind is _Delist:
+            if p.reason not in DELIST_REASONS:
+                return None
+            return False, _follow(p, "DELIST", p.reason, p.effective_on)
+        if kind is _Perform:
+            return False, _follow(p, "PERFORM", "PERFORMED", p.performed_on)
+        if kind is _Extend:
+            return False, _follow(p, "EXTEND", None, p.expires_on)
+        return None
     except _Fallback:
         return None
     except Exception:  # noqa: BLE001 - anything unexpected: the reference decides
         return None
 
 
-def _person(slot: str, role: str, name: str, doc: tuple, kind: str) -> dict:
-    return {"slot": slot, "role": role, "name": name, "doc_type": doc[0], "country": doc[1], "masked": doc[2],
-            "key": doc[3].hex(), "kind": kind}
-
-
-def _prepare(p: _List, key_of) -> tuple:
-    list_type = _LIST_TYPES.get(p.list_type)
-    if list_type is None:
-        raise _FALLBACK
+def _follow(p, type_: str, reason: str | None, day: str) -> tuple:
+    """fastdecode._common and the builder's checks, in the builder's order."""
     event_id = _identifier(p.event_id)
     occurred_at = _timestamp(p.occurred_at)
     listing_id = _identifier(p.listing_id)
-    case_number = _text(p.case_number, MAX_CASE_NUMBER_CHARS)
-    court = _text(p.court, MAX_COURT_CHARS)
+    return type_, event_id, listing_id, _digest(p), occurred_at, reason, _iso_date(day)
+
+
+class _Journal(Struct):
+    """A journal entry without its chain (ledger.journal_entry), fields in stored order."""
+
+    event_id: str
+    type: str
+    listing_id: str
+    added: list[str]
+
+
+_ENCODE = msgspec.json.Encoder().encode
+_FORBIDDEN_SEARCH = _FORBIDDEN.search
+_TEXT_LIMITS_REQUIRED = (MAX_CASE_NUMBER_CHARS, MAX_COURT_CHARS, MAX_NAME_CHARS)
+
+
+def _ident(value: str) -> str:
+    """fastdecode._identifier without the call to text.identifier_problem for the common
+    case (the caller checks `isprintable` on all identifiers of the event at once)."""
+    if len(value) > MAX_IDENTIFIER_BYTES or (not value.isascii() and
+                                            len(value.encode("utf-8", "surrogatepass")) > MAX_IDENTIFIER_BYTES):
+        raise _FALLBACK
+    stripped = value.strip()
+    if not stripped:
+        raise _FALLBACK
+    return stripped
+
+
+def _prepare(p: _List, key_of) -> tuple:
+    """The same checks as fastdecode's on the same values (text.text_problem and
+    identifier_problem, done here for all the event's texts at once: a string has no
+    forbidden character iff their concatenation has none, and likewise for printable),
+    then the stored bytes from msgspec Structs in stored field order."""
+    list_type = p.list_type
+    if list_type not in _LIST_TYPE_VALUES:
+        raise _FALLBACK
+    event_id, listing_id = _ident(p.event_id), _ident(p.listing_id)
+    if not (p.event_id + p.listing_id).isprintable():
+        raise _FALLBACK
+    occurred_at = _timestamp(p.occurred_at)
+    subject = p.subject
+    texts = [p.case_number, p.court, subject.name]
+    for value, limit in zip(texts, _TEXT_LIMITS_REQUIRED):
+        if len(value) > limit or not value.strip():
+            raise _FALLBACK
+    case_number, court, name = (value.strip() for value in texts)
     listed_on = _iso_date(p.listed_on)
     expires_on = None if p.expires_on is UNSET or p.expires_on is None else _iso_date(p.expires_on)
     if expires_on is not None and expires_on <= listed_on:
         raise _FALLBACK
-    subject = p.subject
-    kind = _KINDS.get(subject.kind)
-    if kind is None:
+    kind = subject.kind
+    if kind not in _KIND_VALUES:
         raise _FALLBACK
-    organization = kind.value == "ORGANIZATION"
-    name = _text(subject.name, MAX_NAME_CHARS)
+    organization = kind == "ORGANIZATION"
     of = getattr(key_of, "of", None)
     subject_doc = _person_doc(subject.document, "subject.document", False, key_of, of)
     if organization is not (subject_doc[0] == _USCC.value):
         raise _FALLBACK
-    extra_docs = p.extra_documents or ()
-    restricted = p.restricted_persons or ()
-    if p.extra_documents is UNSET:
-        extra_docs = ()
-    if p.restricted_persons is UNSET:
-        restricted = ()
+    extra_docs = () if p.extra_documents is UNSET else p.extra_documents or ()
+    restricted = () if p.restricted_persons is UNSET else p.restricted_persons or ()
     if len(extra_docs) > MAX_EXTRA_DOCUMENTS or len(restricted) > MAX_RESTRICTED_PERSONS:
         raise _FALLBACK
     if (organization and extra_docs) or (not organization and restricted):
         raise _FALLBACK
-    scalars = []
+    scalars: list[str | None] = []
     for field, limit in _SCALARS:
         value = getattr(p, field)
-        scalars.append(None if value is UNSET or value is None else _scalar(value, limit))
+        if value is UNSET or value is None:
+            scalars.append(None)
+        elif type(value) is str:
+            if len(value) > limit:
+                raise _FALLBACK
+            texts.append(value)
+            scalars.append(value)
+        else:
+            scalars.append(_scalar(value, limit))
 
     subject_key = subject_doc[3]
-    persons = [_person("subject", "SUBJECT", name, subject_doc, "O" if organization else "P")]
+    persons = [PersonEntry("subject", "SUBJECT", name, subject_doc[0], subject_doc[1], subject_doc[2],
+                           subject_key.hex(), "O" if organization else "P")]
     entries = {subject_key: b"O" if organization else b"P"}
     bindings = set()
     for doc in extra_docs:
         document = _person_doc(doc, "extra_documents", True, key_of, of)
         key = document[3]
-        persons.append(_person("extra", "SUBJECT", name, document, "E"))
+        persons.append(PersonEntry("extra", "SUBJECT", name, document[0], document[1], document[2], key.hex(), "E"))
         if key != subject_key:
             bindings.add((key, subject_key))
     for person in restricted:
         role = _ROLES.get(person.role)
         if role is None:
             raise _FALLBACK
-        person_name = _text(person.name, MAX_NAME_CHARS)
+        person_name = person.name
+        if len(person_name) > MAX_NAME_CHARS or not person_name.strip():
+            raise _FALLBACK
+        texts.append(person_name)
         document = _person_doc(person.document, "restricted_persons.document", True, key_of, of)
         key = document[3]
-        persons.append(_person("restricted", role.value, person_name, document, "P"))
+        persons.append(PersonEntry("restricted", role.value, person_name.strip(), document[0], document[1],
+                                   document[2], key.hex(), "P"))
         if key not in entries:  # (a person's document is never the organisation's USCC)
             entries[key] = b"P"
-    record = {
-        "listing_id": listing_id, "list_type": list_type.value, "status": "ACTIVE", "lifted_reason": None,
-        "lifted_on": None, "event_ids": [event_id], "case_number": case_number, "court": court,
-        "grounds": scalars[0], "obligation": scalars[1], "amount_unperformed": scalars[2], "listed_on": listed_on,
-        "expires_on": expires_on, "subject_kind": kind.value, "organization_name": name if organization else None,
-        "persons": persons,
-    }
+    if _FORBIDDEN_SEARCH("".join(texts)):
+        raise _FALLBACK
+    record = ListingRecord(listing_id, list_type, "ACTIVE", None, None, [event_id], case_number, court,
+                           scalars[0], scalars[1], scalars[2], listed_on, expires_on, kind,
+                           name if organization else None, persons)
     added = sorted(entries.keys() | {document for document, _ in bindings})
-    journal = dumps({"event_id": event_id, "type": "LIST", "listing_id": listing_id,
-                     "added": [k.hex() for k in added]})
+    journal = _ENCODE(_Journal(event_id, "LIST", listing_id, [k.hex() for k in added]))
     lid = listing_id.encode()
-    return (event_id, listing_id, _digest(p), occurred_at, list_type.value, dumps(record),
+    return (event_id, listing_id, _digest(p), occurred_at, list_type, _ENCODE(record),
             b"".join(k + lid + v + b"+" for k, v in entries.items()), b"".join(d + s for d, s in sorted(bindings)),
             journal)

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -37,7 +37,7 @@ from .identity import (
 )
 from .policy import InvalidTrip, Trip, purchase_is_restricted, travel_day
 from .prefilter import MIN_CAPACITY, Prefilter, load_or_build
-from .store import ReadView, Store
+from .store import ReadView, Store, StoreCorrupt
 from .writer_lock import WriterBusy
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,10 @@ class CheckQuery:
     travel_date: date | None = None
 
 
+# What one bad item of a batch yields instead of its result (the batch goes on).
+ItemError = InvalidDocument | InvalidTrip
+
+
 @dataclass(frozen=True, slots=True)
 class PlainBatch:
     """`check_plain_batch`'s answer: the items ruled out by the prefilter (ALLOW, never
@@ -87,7 +91,7 @@ class PlainBatch:
     mode: str
     never_listed: list[int]  # positions in the batch, ascending
     never_listed_plain: np.ndarray  # the same items, as indexes into the plain numbers
-    results: dict[int, CheckResult | Exception]
+    results: dict[int, CheckResult | ItemError]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +147,11 @@ class Checker:
                 prefilter.save_or_warn(self._prefilter_path, view)
 
     def check(self, query: CheckQuery) -> CheckResult:
-        return self.check_many([query])[0]
+        """One query's answer; a bad query raises (InvalidDocument, InvalidTrip)."""
+        result = self.check_many([query])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     @contextmanager
     def _snapshot(self) -> Iterator[tuple[ReadView, int, Prefilter | None, date]]:
@@ -163,14 +171,14 @@ class Checker:
             yield view, view.seq(), prefilter, self.clock()
 
     def check_many(self, queries: list[CheckQuery], *, count_refusals: bool = True,
-                   between_chunks=None, chunk: int = 100) -> list[CheckResult | Exception]:
+                   between_chunks=None, chunk: int = 100) -> list[CheckResult | ItemError]:
         """One read snapshot for all; a bad item yields its exception, not a failed batch.
 
         count_refusals=False leaves counting to the caller (`refusals.add_results`), so a
         server counts only the answers it actually sends, not those past their deadline.
         between_chunks() is called before every further `chunk` queries and may raise to
         abandon the batch (the server's deadline check)."""
-        results: list[CheckResult | Exception] = []
+        results: list[CheckResult | ItemError] = []
         with self._snapshot() as (view, seq, prefilter, today):
             observe = metrics.CHECK_LATENCY.observe
             for i, query in enumerate(queries):
@@ -187,7 +195,7 @@ class Checker:
         return results
 
     def check_plain_batch(self, positions: list[int], numbers: list[bytes], names: list[str], trip: Trip | None,
-                          travel_date: date | None, *, others: list[tuple[int, CheckQuery]] = ()) -> PlainBatch:
+                          travel_date: date | None, *, others: Sequence[tuple[int, CheckQuery]] = ()) -> PlainBatch:
         """The fast path for a batch whose common items are resident IDs of 18 bytes (UTF-8)
         with one trip and travel date for all (at `positions`), answered with the batch's
         other queries (`others`, by position) from one snapshot. Same answers as
@@ -208,7 +216,7 @@ class Checker:
             joined = b"".join(numbers)
             canonical = np.flatnonzero(canonical_resident_id_bytes(joined)) if numbers else np.zeros(0, np.int64)
             never_plain = np.zeros(0, np.int64)
-            results: dict[int, CheckResult | Exception] = {}
+            results: dict[int, CheckResult | ItemError] = {}
             if problem is not None:
                 results.update((positions[i], problem) for i in canonical.tolist())
             elif len(canonical) and prefilter is not None:
@@ -247,7 +255,7 @@ class Checker:
         if _debug():
             log.debug("check %s %s mode=%s day=%s -> %s restricted=%s listings=%s (data version %d)",
                       document.type.value, document.masked(), mode, day, decision.decision, decision.restricted,
-                      [o.found.listing["listing_id"] for o in decision.matches], seq)
+                      [o.found.listing.listing_id for o in decision.matches], seq)
         return CheckResult(decision, document.masked(), seq, day, mode)
 
     def lookup_person(self, document: Document) -> tuple[list[Found], int]:
@@ -297,9 +305,12 @@ def _found(view: ReadView, key: bytes, *, active_only: bool) -> list[Found]:
     for person_key in view.persons_of(key):
         person_hex = person_key.hex()
         for listing_id in view.listing_ids(person_key, active_only=active_only):
-            listing = view.listing(listing_id)
-            person = next(p for p in listing["persons"] if p["key"] == person_hex and p["slot"] != "extra")
-            found.append(Found(listing, person, view.exemptions(person_key, listing_id), bound=person_key != key))
+            listing = view.listing_record(listing_id)
+            if listing is None:  # an index entry without its record: answer nothing rather than a partial ALLOW
+                raise StoreCorrupt(f"{view.store.path}: listing {listing_id} is indexed but has no record")
+            person = next(p for p in listing.persons if p.key == person_hex and p.slot != "extra")
+            found.append(Found(listing, person, view.exemption_records(person_key, listing_id),
+                               bound=person_key != key))
     return found
 
 

@@ -10,6 +10,7 @@ what is wrong and what is accepted, and its own exit code (EXIT_* below; README 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -19,10 +20,12 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+from . import logs
 from .identity import DocumentType
 from .policy import RailClass, ShipClass, TravelMode
-from .settings import LOG_LEVELS, PEPPER_FILE, PREFILTER_FILE, NatsSettings, Settings, SettingsError, env_str
+from .settings import LOG_FORMATS, LOG_LEVELS, PEPPER_FILE, PREFILTER_FILE, NatsSettings, Settings, SettingsError, env_str
 
 log = logging.getLogger("sanction")
 
@@ -30,6 +33,7 @@ log = logging.getLogger("sanction")
 EXIT_OK, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL = 0, 1, 2, 3, 4
 EXIT_GAP = 5              # `follow`: the stream no longer holds what comes after this replica's position
 EXIT_NATS = 6             # `publish`, `follow --bootstrap`, `snapshot`: NATS did not answer in time
+EXIT_UNPROTECTED = 7      # `serve`: a non-loopback address without a tokens file (exposure.py)
 EXIT_DENY = 10            # `check --exit-code`: the answer is DENY
 EXIT_USAGE = 64           # a command line the command does not accept (sysexits EX_USAGE)
 EXIT_INVALID = 65         # the service refused the request as invalid: INVALID_ARGUMENT
@@ -45,7 +49,8 @@ _ANY = (EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_PIPE)
 _CLIENT = (EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_SERVICE_ERROR, EXIT_NO_PERMISSION)
 # Every code each command may exit with (tests/test_readme_commands.py holds README's table to it).
 EXIT_CODES: dict[str, tuple[int, ...]] = {
-    "serve": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY),  # 1: a worker died; 3: port or data dir taken
+    # 1: a worker died; 3: port or data dir taken; 7: admin API open beyond loopback
+    "serve": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_UNPROTECTED),
     "init": (*_ANY, EXIT_STORE),
     "load": (*_ANY, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL),
     "migrate": (*_ANY, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL),
@@ -123,6 +128,9 @@ def _common(parser: argparse.ArgumentParser, defaults: Settings) -> None:
                              "or set SANCTION_PEPPER to hex")
     parser.add_argument("--log-level", type=enum_type("log level", LOG_LEVELS), default=defaults.log_level,
                         metavar="LEVEL", help=f"{_one_of(LOG_LEVELS)} [SANCTION_LOG_LEVEL] (%(default)s)")
+    parser.add_argument("--log-format", type=enum_type("log format", LOG_FORMATS), default=defaults.log_format,
+                        metavar="FORMAT", help=f"{_one_of(LOG_FORMATS)}; JSON: one object per line "
+                                               "[SANCTION_LOG_FORMAT] (%(default)s)")
 
 
 def _target(parser: argparse.ArgumentParser, defaults: Settings) -> None:
@@ -160,12 +168,24 @@ CLIENT_EXIT_HELP = ("Exit codes: 0 answered, 65 the service refused the request 
                     "command line, 78 a bad SANCTION_* variable, 141 stdout closed.")
 
 
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml), as pip reports it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sanction-service")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
     defaults = defaults or Settings()
     nats = NatsSettings()
     parser = UsageParser(prog="sanction", description="Defaulter-list restriction service: serve purchase-time "
                                                       "checks, load the court feed, ask the server.",
                          epilog="Each command's --help has its options and exit codes; README.md has them all.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="serve checks over gRPC")
@@ -174,8 +194,8 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=defaults.metrics_port,
                    help="Prometheus /metrics port, 0 to disable [SANCTION_METRICS_PORT] (%(default)s)")
     p.add_argument("--workers", type=int, default=defaults.workers,
-                   help="server processes sharing the port (SO_REUSEPORT); worker i serves metrics on "
-                        "metrics-port + i [SANCTION_WORKERS] (%(default)s)")
+                   help="server processes sharing the port (SO_REUSEPORT); the parent serves the metrics of "
+                        "all of them on the one metrics port [SANCTION_WORKERS] (%(default)s)")
     p.add_argument("--pin-cpus", action="store_true", default=defaults.pin_cpus,
                    help="pin each server process to one CPU (worker i to the i-th) [SANCTION_PIN_CPUS=on]")
     p.add_argument("--no-prefilter", action="store_true", help="answer every check from LMDB [SANCTION_PREFILTER=off]")
@@ -199,7 +219,12 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tls-client-ca", default=defaults.tls_client_ca,
                    help="PEM CA: require client certificates it signed [SANCTION_TLS_CLIENT_CA]")
     p.add_argument("--tokens-file", default=defaults.tokens_file,
-                   help="JSON bearer tokens with roles check/admin [SANCTION_TOKENS_FILE]")
+                   help="JSON bearer tokens with roles check/admin, re-read on SIGHUP [SANCTION_TOKENS_FILE]")
+    p.add_argument("--allow-unauthenticated", action="store_true", default=defaults.allow_unauthenticated,
+                   help="without --tokens-file, listen on a non-loopback address anyway (the admin API is then "
+                        "open to anyone reaching it) [SANCTION_ALLOW_UNAUTHENTICATED=on]")
+    p.add_argument("--audit-log", default=defaults.audit_log,
+                   help="append-only JSON Lines log of admin calls [SANCTION_AUDIT_LOG] (<data-dir>/audit.log)")
     p.add_argument("--follow-lag-max", type=int, default=defaults.follow_lag_max,
                    help="the store is fed by `sanction follow`: health NOT_SERVING while the follower is more than N "
                         "events behind the stream or silent for --follow-stale-seconds; -1: no follower "
@@ -383,8 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sanction: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     args = build_parser(defaults).parse_args(argv)
-    logging.basicConfig(level=getattr(args, "log_level", defaults.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logs.setup(getattr(args, "log_level", defaults.log_level), getattr(args, "log_format", defaults.log_format))
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
@@ -408,12 +432,25 @@ def _settings(args) -> Settings:
 
 def cmd_serve(args) -> int:
     """Exit codes: 0 stopped by SIGTERM/SIGINT, 1 a worker died, 2 refused to serve (store,
-    pepper, tokens, TLS files, address), 3 (EXIT_IN_USE) port or data dir taken."""
-    from .signals import Interrupted, StopSignals
+    pepper, tokens, TLS files, audit log, address), 3 (EXIT_IN_USE) port or data dir taken,
+    7 (EXIT_UNPROTECTED) a non-loopback address without a tokens file."""
+    from .signals import StopSignals
 
     signals = StopSignals()  # first: a signal while grpc is still being imported stops cleanly too
     log.debug("start-up: SIGTERM/SIGINT now stop the server cleanly")
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:  # before prometheus_client is imported (multiproc.py)
+            from .multiproc import private_directory
+
+            stack.enter_context(private_directory())
+        return _serve(args, signals)
+
+
+def _serve(args, signals) -> int:
+    from .signals import Interrupted
+
     try:
+        from .exposure import Unprotected, admin_exposure
         from .grpc_api.auth import TokenFileError
         from .grpc_api.server import EXIT_IN_USE, AddressInUse, serve
         from .pepper import PepperError
@@ -430,9 +467,17 @@ def cmd_serve(args) -> int:
         settings.pin_cpus = args.pin_cpus
         settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
         settings.tokens_file = args.tokens_file
+        settings.allow_unauthenticated, settings.audit_log = args.allow_unauthenticated, args.audit_log
         settings.follow_lag_max, settings.follow_stale_seconds = args.follow_lag_max, args.follow_stale_seconds
         if args.no_prefilter:
             settings.prefilter_enabled = False
+        try:
+            warning = admin_exposure(settings)
+        except Unprotected as exc:
+            log.error("refusing to serve: %s", exc)
+            return EXIT_UNPROTECTED
+        if warning:
+            log.warning("%s", warning)
         try:
             return serve(settings, workers=args.workers, signals=signals)
         except AddressInUse as exc:
@@ -483,11 +528,11 @@ def cmd_init(args) -> int:
 
 
 def cmd_load(args) -> int:
-    from loaders.feed import load_feed
+    from sanction_service.loaders.feed import load_feed
 
     from .bulk import BulkLedger
-    from .grpc_api.server import open_store
     from .ledger import Ledger
+    from .opening import open_store
     from .pepper import PepperError
     from .prefilter import Prefilter, PrefilterUnusable
     from .store import StoreError, StoreFull, StoreMissing
@@ -622,7 +667,7 @@ def cmd_digest(args) -> int:
         return EXIT_STORE
     try:
         with store.read() as view:
-            digests = store_digest(view)
+            digests: dict[str, str | int] = dict(store_digest(view))
             digests["data_version"] = view.seq()
     finally:
         store.close()
@@ -638,7 +683,7 @@ class _CannotAsk(Exception):
 
 
 def _client(args):
-    from clients.sanction_client import RestrictionClient, tls_credentials
+    from sanction_service.clients.sanction_client import RestrictionClient, tls_credentials
 
     credentials = None
     if args.tls_ca:
@@ -650,7 +695,7 @@ def _client(args):
 
 
 def _passenger(args):
-    from clients.sanction_client import Passenger
+    from sanction_service.clients.sanction_client import Passenger
 
     return Passenger(args.document_type, args.number, args.country, getattr(args, "name", ""))
 
@@ -663,7 +708,7 @@ SERVICE_ERROR_EXITS = {
 
 
 def _run_client(command: str, action: Callable[[], int]) -> int:
-    from clients.sanction_client import ServiceError
+    from sanction_service.clients.sanction_client import ServiceError
 
     try:
         return action()
@@ -678,7 +723,7 @@ def _run_client(command: str, action: Callable[[], int]) -> int:
 
 
 def cmd_check(args) -> int:
-    from clients.sanction_client import Trip
+    from sanction_service.clients.sanction_client import Trip
 
     trip = Trip(args.mode, args.train, args.rail_class or "", args.cabin, args.ship_class or "") if args.mode else None
 
@@ -725,7 +770,7 @@ def cmd_stats(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from loaders import synth
+    from sanction_service.loaders import synth
 
     extra = {"start": args.start} if args.start else {}
     try:
@@ -775,7 +820,7 @@ def outcome_json(outcome) -> dict:
 
 def message_json(message) -> dict:
     """Any message of the API as JSON (the rules above)."""
-    out = {}
+    out: dict[str, Any] = {}
     for fd in message.DESCRIPTOR.fields:
         value = getattr(message, fd.name)
         kind = fd.message_type.full_name if fd.message_type else ""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from .lifecycle import ACTIVE
 from .policy import TravelMode
+from .records import ExemptionRecord, ListingRecord, PersonEntry
 
 ALLOW = "ALLOW"
 DENY = "DENY"
@@ -19,9 +20,9 @@ DENY = "DENY"
 class Found:
     """One listing that names the person, with the person's entry and exemptions."""
 
-    listing: dict
-    person: dict
-    exemptions: tuple[dict, ...] = ()
+    listing: ListingRecord
+    person: PersonEntry
+    exemptions: tuple[ExemptionRecord, ...] = ()
     # Found through a binding: the listing names the person under another document.
     bound: bool = False
 
@@ -30,7 +31,7 @@ class Found:
 class MatchOutcome:
     found: Found
     restricts: bool
-    exemption: dict | None
+    exemption: ExemptionRecord | None
     caused_denial: bool
 
 
@@ -42,17 +43,17 @@ class Decision:
     name_mismatch: bool = False
 
 
-def listing_restricts_on(listing: dict, day: str) -> bool:
+def listing_restricts_on(listing: ListingRecord, day: str) -> bool:
     """docs/DECISIONS.md §5: active and listed_on <= day < expires_on (no expiry: open-ended)."""
-    if listing["status"] != ACTIVE or listing["listed_on"] > day:
+    if listing.status != ACTIVE or listing.listed_on > day:
         return False
-    expires_on = listing["expires_on"]
+    expires_on = listing.expires_on
     return expires_on is None or day < expires_on
 
 
-def covering_exemption(exemptions: tuple[dict, ...], mode: TravelMode, day: str) -> dict | None:
+def covering_exemption(exemptions: tuple[ExemptionRecord, ...], mode: TravelMode, day: str) -> ExemptionRecord | None:
     for exemption in exemptions:
-        if mode.value in exemption["modes"] and exemption["valid_from"] <= day <= exemption["valid_to"]:
+        if mode.value in exemption.modes and exemption.valid_from <= day <= exemption.valid_to:
             return exemption
     return None
 
@@ -67,7 +68,7 @@ def decide(found: list[Found], *, purchase_restricted: bool, mode: TravelMode | 
     denied = any(o.caused_denial for o in outcomes)
     restricted = any(o.restricts for o in outcomes)
     wanted = _name_key(name)
-    mismatch = bool(wanted) and any(_name_key(o.found.person["name"]) != wanted for o in outcomes if o.restricts)
+    mismatch = bool(wanted) and any(_name_key(o.found.person.name) != wanted for o in outcomes if o.restricts)
     return Decision(DENY if denied else ALLOW, restricted, tuple(outcomes), mismatch)
 
 

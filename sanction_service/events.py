@@ -32,7 +32,7 @@ from .settings import (
     MAX_RESTRICTED_PERSONS,
     MAX_TIMESTAMP_CHARS,
 )
-from .text import identifier_problem, text_problem
+from .text import identifier_problem, is_identifier, text_problem
 
 
 class EventRejected(ValueError):
@@ -160,7 +160,7 @@ def parse_event(raw: Any) -> Event:
         raise EventRejected("type", "unknown event type") from None
     occurred_at = _timestamp(raw, "occurred_at")
     listing_id = _identifier(raw, "listing_id")
-    common = dict(
+    common: dict[str, Any] = dict(
         event_id=event_id,
         type=event_type,
         occurred_at=occurred_at,
@@ -341,8 +341,8 @@ def _identifier(raw: dict, name: str) -> str:
 def _text(raw: dict, name: str, *, prefix: str = "", max_length: int) -> str:
     value = raw.get(name)
     problem = text_problem(value, max_length)
-    if problem:
-        raise EventRejected(prefix + name, problem)
+    if problem or not isinstance(value, str):  # (text_problem names any non-string)
+        raise EventRejected(prefix + name, problem or "must be a string")
     return value.strip()
 
 
@@ -389,7 +389,7 @@ def _timestamp(raw: dict, name: str) -> str:
         parsed = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= MAX_TIMESTAMP_CHARS else None
     except ValueError:
         parsed = None
-    if parsed is None or parsed.tzinfo is None or "T" not in value.upper():
+    if parsed is None or parsed.tzinfo is None or not isinstance(value, str) or "T" not in value.upper():
         raise EventRejected(name, "must be an RFC 3339 timestamp with an offset")
     return value
 
@@ -449,4 +449,4 @@ UNPRINTABLE_FIELD = "(a field with an unprintable name)"
 
 def reported_field_name(name: object) -> str:
     """A top-level key, fit to be echoed as a field name: unknown keys are the feed's text."""
-    return name if identifier_problem(name) is None and len(name) <= 64 else UNPRINTABLE_FIELD
+    return name if is_identifier(name) and len(name) <= 64 else UNPRINTABLE_FIELD

@@ -20,8 +20,9 @@ each other field by field on large random feeds of valid and mutated lines.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
@@ -325,5 +326,7 @@ def _build_exempt(p: _Exempt) -> Event:
                  valid_to=valid_to, reference=_identifier(p.reference))
 
 
-_BUILDERS = {_List: _build_list, _Correct: _build_correct, _Delist: _build_delist, _Perform: _build_perform,
-             _Extend: _build_extend, _Exempt: _build_exempt}
+_BUILDERS: dict[type, Callable[[Any], Event]] = {
+    _List: _build_list, _Correct: _build_correct, _Delist: _build_delist, _Perform: _build_perform,
+    _Extend: _build_extend, _Exempt: _build_exempt,
+}

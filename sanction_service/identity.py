@@ -66,7 +66,7 @@ _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _DOCUMENT_TYPES = {t.value: t for t in DocumentType}
 
 
-def parse_document_type(value: str, field: str = "document.type") -> DocumentType:
+def parse_document_type(value: object, field: str = "document.type") -> DocumentType:
     doc_type = _DOCUMENT_TYPES.get(value) if isinstance(value, str) else None
     if doc_type is None:
         raise InvalidDocument(field, "unknown document type")
@@ -216,7 +216,7 @@ class Keyer:
     def keys(self, numbers: list[bytes]) -> bytes:
         """The keys of canonical numbers (UTF-8 bytes), concatenated (16 bytes each)."""
         copy = self._state.copy
-        digests = []
+        digests: list[bytes] = []
         append = digests.append
         for number in numbers:
             h = copy()

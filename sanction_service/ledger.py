@@ -26,7 +26,9 @@ applied up to), so they commit with the batch's events or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from typing import NamedTuple
 import lmdb
 
 from . import lifecycle
-from .bulkprep import prepare_list
+from .bulkprep import prepare_event
 from .events import Event, EventRejected, EventType, parse_event
 from .identity import KEY_SIZE, Document, DocumentKeys
 from .settings import TEST_BATCH_PAUSE
@@ -116,16 +118,19 @@ class _Followup:
 
 
 _ADD = b"+"
+_PRIMARY = lifecycle.PRIMARY_PERSON[0]
+_pack_u64 = struct.Struct(">Q").pack
+_blake2b = hashlib.blake2b
 
 
 def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
     """What the writer is handed for one feed line (see PREPARED, FOLLOW, TEXT, REJECT);
     None for a blank line. Rejections are the reference parser's."""
-    from loaders.feed import decode_line  # (loaders.feed imports this module)
+    from sanction_service.loaders.feed import decode_line  # (sanction_service.loaders.feed imports this module)
 
-    prepared = prepare_list(raw, key_of)
-    if prepared is not None:
-        return (number, PREPARED, *prepared)
+    fast = prepare_event(raw, key_of)
+    if fast is not None:
+        return (number, PREPARED if fast[0] else FOLLOW, *fast[1])
     line = decode_line(number, raw)
     if line is None:
         return None
@@ -158,9 +163,9 @@ def prepare_text(number: int, text: str, key_of):
     FeedLine of feedline.parse_text (the fast decoder, then the reference parser)."""
     from .feedline import parse_text
 
-    prepared = prepare_list(text, key_of)
-    if prepared is not None:
-        return (number, PREPARED, *prepared)
+    fast = prepare_event(text, key_of)
+    if fast is not None:
+        return (number, PREPARED if fast[0] else FOLLOW, *fast[1])
     line = parse_text(number, text)
     event = line.event
     if event is not None and event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
@@ -251,6 +256,7 @@ class Ledger:
         txn = self.store.begin_write()
         try:
             tally = self._tally(txn)
+            self._active_cursor = txn.cursor(db=self.store.persons_active)
             outcomes = [self._apply_line(txn, tally, line) for line in batch]
             self._end_batch(txn, tally)
             if meta_updates is not None:
@@ -276,14 +282,16 @@ class Ledger:
     def _end_batch(self, txn: lmdb.Transaction, tally: _Tally) -> None:
         tally.flush(txn, self.store)
 
-    # Bytes of the feed per parse worker task (one blob back per range).
-    RANGE_BYTES = 4 << 20
+    # Bytes of the feed per parse worker task (one blob back per range). Small enough that
+    # the writer starts soon and the last range's wait is short (the event path's feeds
+    # are daily ones); the bulk loader takes bigger ranges.
+    RANGE_BYTES = 1 << 20
 
     def read_feed(self, path, workers: int = 0, progress=None) -> Iterator:
         """A feed file's lines as `prepare_line` makes them for this ledger's writer: by
         `workers` processes that each read their own byte ranges of the file, or here."""
         if workers:
-            from loaders.feed import read_feed_ranges
+            from sanction_service.loaders.feed import read_feed_ranges
 
             return read_feed_ranges(path, workers, self._pepper, progress, chunk_bytes=self.RANGE_BYTES)
         return self._read_here(path, progress)
@@ -310,7 +318,7 @@ class Ledger:
                 return self._apply_follow(txn, tally, line)
             if kind == REJECT:
                 return Outcome(line[0], REJECTED, line[2], line[4], line[3])
-            from loaders.feed import decode_line
+            from sanction_service.loaders.feed import decode_line
 
             line = decode_line(line[0], line[2])
         if line.error is not None:
@@ -346,40 +354,50 @@ class Ledger:
 
     def _apply_prepared(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
         """A LIST prepared in full (`prepare_line`): the checks of `_plan`, then the writes
-        of `_write` and `_reindex` for a new listing, from the prepared bytes."""
+        of `_write` and `_reindex` for a new listing, from the prepared bytes. The hot
+        loop of a daily feed: LMDB calls with positional arguments (py-lmdb parses
+        keywords slowly), one cursor per batch for the persons counter."""
         s = self.store
         number, _, event_id, listing_id, digest, occurred_at, list_type, record, records, bindings, journal = p
-        eid, lid = event_id.encode(), listing_id.encode()
-        known = self._known(txn, number, event_id, eid, digest)
+        eid = event_id.encode()
+        get, put = txn.get, txn.put
+        known = get(eid, None, s.events)
         if known is not None:
-            return known
-        if self._get(txn, s.listings, lid) is not None:
+            return self._known_outcome(number, event_id, known, digest)
+        lid = listing_id.encode()
+        if get(lid, None, s.listings) is not None:
             return Outcome(number, REJECTED, event_id, "already used by another listing", "listing_id")
         tally.seq = seq = tally.seq + 1
         width = KEY_SIZE + len(lid) + 2
-        entries = [(records[i:i + KEY_SIZE], records[i + width - 2:i + width - 1]) for i in range(0, len(records), width)]
         active, named = s.persons_active, s.persons_all
         # A new listing only adds entries: a key is counted after it if it was before or
         # if this listing names it as a primary person (what _counted_as_person would find).
+        cursor = self._active_cursor
         delta = 0
-        for key, kind in entries:
-            if kind == lifecycle.PRIMARY_PERSON and not _counted_as_person(txn, active, key):
+        for i in range(0, len(records), width):
+            if records[i + width - 2] == _PRIMARY and not _counted_with(cursor, records[i:i + KEY_SIZE]):
                 delta += 1
-        for key, kind in entries:
-            txn.put(key + lid, kind, db=active)
-            txn.put(key + lid, kind, db=named)
+        for i in range(0, len(records), width):
+            composite, kind = records[i:i + width - 2], records[i + width - 2:i + width - 1]
+            put(composite, kind, True, True, False, active)
+            put(composite, kind, True, True, False, named)
         if delta:
             tally.add(txn, "persons_restricted", delta)
         for i in range(0, len(bindings), 2 * KEY_SIZE):
-            document, person = bindings[i:i + KEY_SIZE], bindings[i + KEY_SIZE:i + 2 * KEY_SIZE]
-            put_binding(txn, s.bindings, document, person, lid)
-        self._put(txn, s.listings, lid, record)
+            put_binding(txn, s.bindings, bindings[i:i + KEY_SIZE], bindings[i + KEY_SIZE:i + 2 * KEY_SIZE], lid)
+        put(lid, record, True, True, False, s.listings)
         tally.add(txn, "active:" + list_type, 1)
-        tally.chain = chain = next_chain(tally.chain, journal)
-        self._put(txn, s.journal, encode_u64(seq), journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}')
-        self._put(txn, s.events, eid, digest + encode_u64(seq))
+        tally.chain = chain = _blake2b(tally.chain + journal, digest_size=16).digest()
+        put(_pack_u64(seq), journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', True, True, False, s.journal)
+        put(eid, digest + _pack_u64(seq), True, True, False, s.events)
         tally.last_event_time = occurred_at
         return Outcome(number, APPLIED, event_id, "", "", seq)
+
+    @staticmethod
+    def _known_outcome(number: int, event_id: str, known: bytes, digest: bytes) -> Outcome:
+        if known[:16] == digest:
+            return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
+        return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)", "event_id")
 
     def _apply_follow(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
         """A DELIST, PERFORM or EXTEND already parsed (`prepare_line`): `_plan` and
@@ -400,14 +418,30 @@ class Ledger:
             return Outcome(number, REJECTED, event_id, exc.reason, exc.field)
         tally.seq = seq = tally.seq + 1
         new = lifecycle.with_event(new, event_id)
-        added = self._reindex(txn, tally, old, new)
+        if type_ != "EXTEND":
+            self._unindex(txn, tally, old, lid)
+        # What `_reindex` does for these types: who the listing names does not change, so
+        # nothing is added and the bindings stay; an EXTEND leaves the indexes alone.
         self._put(txn, s.listings, lid, dumps(new))
         self._count(txn, tally, event, old, new)
-        entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [k.hex() for k in added])
+        entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [])
         self._put(txn, s.journal, encode_u64(seq), entry)
         self._put(txn, s.events, eid, digest + encode_u64(seq))
         tally.last_event_time = occurred_at
         return Outcome(number, APPLIED, event_id, "", "", seq)
+
+    def _unindex(self, txn: lmdb.Transaction, tally: _Tally, old: dict, lid: bytes) -> None:
+        """`_reindex` of an active listing that is lifted: its entries leave persons_active
+        (persons_all keeps them), and the persons counter loses those no other listing
+        in force counts."""
+        active, cursor = self.store.persons_active, self._active_cursor
+        entries = lifecycle.index_entries(old)
+        counted_before = [k for k in entries if _counted_with(cursor, k)]
+        for key in entries:
+            txn.delete(key + lid, b"", active)
+        delta = sum(1 for k in counted_before if not _counted_with(cursor, k))
+        if delta:
+            tally.add(txn, "persons_restricted", -delta)
 
     def _plan(self, txn: lmdb.Transaction, event: Event) -> _Plan | int:
         """Check the event against the store (reads only): the sequence of its first
@@ -474,7 +508,7 @@ class Ledger:
             # Nothing of the indexes changes (an EXTEND, an EXEMPT, a CORRECT of texts).
             return sorted(self._rebind(txn, old, new))
         affected = before.keys() | after.keys()
-        counted_before = {k for k in affected if _counted_as_person(txn, s.persons_active, k)}
+        counted_before = {k for k in affected if _counted_with(self._active_cursor, k)}
         for key in before.keys() - after.keys():
             txn.delete(key + lid, db=s.persons_active)
         for key, kind in after.items():
@@ -487,7 +521,7 @@ class Ledger:
         for key, kind in named_after.items():
             if named_before.get(key) != kind:
                 txn.put(key + lid, kind, db=s.persons_all)
-        counted_after = {k for k in affected if _counted_as_person(txn, s.persons_active, k)}
+        counted_after = {k for k in affected if _counted_with(self._active_cursor, k)}
         delta = len(counted_after - counted_before) - len(counted_before - counted_after)
         if delta:
             tally.add(txn, "persons_restricted", delta)
@@ -525,6 +559,18 @@ def journal_entry(chain: bytes, event_id: str, type_: str, listing_id: str, adde
     entry = dumps({"event_id": event_id, "type": type_, "listing_id": listing_id, "added": added})
     chain = next_chain(chain, entry)
     return entry[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', chain
+
+
+def _counted_with(cursor: lmdb.Cursor, key: bytes) -> bool:
+    """`_counted_as_person` with a cursor of persons_active that the caller keeps."""
+    if not cursor.set_range(key):
+        return False
+    while cursor.key().startswith(key):
+        if cursor.value() == lifecycle.PRIMARY_PERSON:
+            return True
+        if not cursor.next():
+            return False
+    return False
 
 
 def _counted_as_person(txn: lmdb.Transaction, db, key: bytes) -> bool:

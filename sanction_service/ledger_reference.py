@@ -20,6 +20,7 @@ from .ledger import APPLIED, DUPLICATE, REJECTED, FeedLine, Outcome, _counted_as
 from .store import (
     GENESIS_CHAIN,
     Store,
+    StoreCorrupt,
     add_counter,
     decode_u64,
     delete_binding,
@@ -85,7 +86,7 @@ class ReferenceLedger:
             raise
         return outcomes
 
-    def _apply_line(self, parent: lmdb.Transaction, line: FeedLine) -> Outcome:
+    def _apply_line(self, parent: lmdb.Transaction[bytes], line: FeedLine) -> Outcome:
         event_id = line.event_id or raw_event_id(line.raw)
         if line.error is not None:
             return Outcome(line.line, REJECTED, event_id, line.error.reason, line.error.field)
@@ -111,7 +112,7 @@ class ReferenceLedger:
                       event.event_id, event.listing_id, seq)
         return Outcome(line.line, status, event.event_id, seq=seq)
 
-    def _apply_event(self, txn: lmdb.Transaction, event: Event) -> tuple[str, int]:
+    def _apply_event(self, txn: lmdb.Transaction[bytes], event: Event) -> tuple[str, int]:
         s = self.store
         known = self._get(txn, s.events, event.event_id.encode())
         if known is not None:
@@ -127,24 +128,29 @@ class ReferenceLedger:
                 raise EventRejected("listing_id", "already used by another listing")
             new = lifecycle.new_listing(event, self.key_of)
         else:
-            lifecycle.require_active(old)
+            active = lifecycle.require_active(old)
             if event.type in (EventType.DELIST, EventType.PERFORM):
-                new = lifecycle.lifted(old, event)
+                new = lifecycle.lifted(active, event)
             elif event.type is EventType.EXTEND:
-                new = lifecycle.extended(old, event)
+                new = lifecycle.extended(active, event)
             elif event.type is EventType.CORRECT:
-                new = lifecycle.corrected(old, event, self.key_of)
+                new = lifecycle.corrected(active, event, self.key_of)
             else:
-                new = old
+                if event.exempt_document is None or event.reference is None:
+                    raise EventRejected("document", "an EXEMPT names a document and a reference")
+                new, reference = active, event.reference
                 exemption, exempt_persons = lifecycle.exemption(
-                    old, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document)))
+                    active, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document)))
 
-        seq = decode_u64(txn.get(b"seq", db=s.meta)) + 1
+        raw_seq = txn.get(b"seq", db=s.meta)
+        if raw_seq is None:
+            raise StoreCorrupt(f"{s.path} has no journal sequence")
+        seq = decode_u64(raw_seq) + 1
         new = lifecycle.with_event(new, event.event_id)
         added = self._reindex(txn, old, new)
         if exemption is not None:
             for person_key in exempt_persons:
-                txn.put(exemption_key(person_key, event.listing_id, event.reference), dumps(exemption),
+                txn.put(exemption_key(person_key, event.listing_id, reference), dumps(exemption),
                         db=s.exemptions)
         self._put(txn, s.listings, event.listing_id.encode(), dumps(new))
         self._count(txn, event, old, new)
@@ -159,13 +165,13 @@ class ReferenceLedger:
         txn.put(b"last_event_time", event.occurred_at.encode(), db=s.meta)
         return APPLIED, seq
 
-    def _get(self, txn: lmdb.Transaction, db, key: bytes) -> bytes | None:
+    def _get(self, txn: lmdb.Transaction[bytes], db, key: bytes) -> bytes | None:
         return txn.get(key, db=db)
 
-    def _put(self, txn: lmdb.Transaction, db, key: bytes, value: bytes) -> None:
+    def _put(self, txn: lmdb.Transaction[bytes], db, key: bytes, value: bytes) -> None:
         txn.put(key, value, db=db)
 
-    def _reindex(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> list[bytes]:
+    def _reindex(self, txn: lmdb.Transaction[bytes], old: dict | None, new: dict) -> list[bytes]:
         """Bring the person indexes in line with `new`; return keys newly in force."""
         s = self.store
         lid = new["listing_id"].encode()
@@ -192,7 +198,7 @@ class ReferenceLedger:
             add_counter(txn, s.counters, "persons_restricted", delta)
         return sorted((after.keys() - before.keys()) | self._rebind(txn, old, new))
 
-    def _rebind(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> set[bytes]:
+    def _rebind(self, txn: lmdb.Transaction[bytes], old: dict | None, new: dict) -> set[bytes]:
         """Bring the bindings in line with what `new` declares; return the documents it
         newly declares (the prefilter must hold them: they restrict under every listing
         of their person from now on)."""
@@ -205,7 +211,7 @@ class ReferenceLedger:
             put_binding(txn, self.store.bindings, document, person, lid.encode())
         return {key for pair in after - before for key in pair}
 
-    def _count(self, txn: lmdb.Transaction, event: Event, old: dict | None, new: dict) -> None:
+    def _count(self, txn: lmdb.Transaction[bytes], event: Event, old: dict | None, new: dict) -> None:
         db = self.store.counters
         was_active = old is not None and old["status"] == lifecycle.ACTIVE
         is_active = new["status"] == lifecycle.ACTIVE

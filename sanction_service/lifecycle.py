@@ -8,6 +8,7 @@ never sees the pepper. Functions return new records or raise EventRejected.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .events import Event, EventRejected, ListingFields, NamedDocument, Role, SubjectKind, check_subject_shape
 from .identity import Document
@@ -33,10 +34,21 @@ def require_active(record: dict | None) -> dict:
     return record
 
 
+_T = TypeVar("_T")
+
+
+def _given(value: _T | None, name: str) -> _T:
+    """A field the event's type requires: `events.parse_event` rejects the event without
+    it, so None here is a caller's bug, refused rather than written."""
+    if value is None:
+        raise EventRejected(name, "is required")
+    return value
+
+
 def new_listing(event: Event, key_of: KeyOf) -> dict:
-    record = {
+    record: dict[str, Any] = {
         "listing_id": event.listing_id,
-        "list_type": event.list_type.value,
+        "list_type": _given(event.list_type, "list_type").value,
         "status": ACTIVE,
         "lifted_reason": None,
         "lifted_on": None,
@@ -53,13 +65,15 @@ def extended(record: dict, event: Event) -> dict:
     current = record["expires_on"]
     if current is None:
         raise EventRejected("expires_on", "listing has no fixed end to extend")
-    if event.expires_on.isoformat() <= current:
+    expires_on = _given(event.expires_on, "expires_on").isoformat()
+    if expires_on <= current:
         raise EventRejected("expires_on", "must be later than the current expiry")
-    return {**record, "expires_on": event.expires_on.isoformat()}
+    return {**record, "expires_on": expires_on}
 
 
 def lifted(record: dict, event: Event) -> dict:
-    return {**record, "status": LIFTED, "lifted_reason": event.reason, "lifted_on": event.effective_on.isoformat()}
+    lifted_on = _given(event.effective_on, "effective_on").isoformat()
+    return {**record, "status": LIFTED, "lifted_reason": event.reason, "lifted_on": lifted_on}
 
 
 def with_event(record: dict, event_id: str) -> dict:
@@ -81,10 +95,10 @@ def exemption(record: dict, event: Event, person_keys: list[bytes]) -> tuple[dic
     return {
         "listing_id": record["listing_id"],
         "reference": event.reference,
-        "masked": event.exempt_document.masked(),
+        "masked": _given(event.exempt_document, "document").masked(),
         "modes": [m.value for m in event.modes],
-        "valid_from": event.valid_from.isoformat(),
-        "valid_to": event.valid_to.isoformat(),
+        "valid_from": _given(event.valid_from, "valid_from").isoformat(),
+        "valid_to": _given(event.valid_to, "valid_to").isoformat(),
     }, [bytes.fromhex(k) for k in dict.fromkeys(entries)]
 
 
@@ -125,7 +139,7 @@ def _with_fields(record: dict, fields: ListingFields, key_of: KeyOf) -> dict:
         raise EventRejected("expires_on", "must be after listed_on")
 
     kind = fields.subject_kind or SubjectKind(record["subject_kind"])
-    old = {"subject": [], "extra": [], "restricted": []}
+    old: dict[str, list[dict]] = {"subject": [], "extra": [], "restricted": []}
     for person in record.get("persons", []):
         old[person["slot"]].append(person)
     subject = [_person(fields.subject, "subject", kind, key_of)] if fields.subject else old["subject"]

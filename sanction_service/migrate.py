@@ -27,6 +27,7 @@ from .store import (
     GENESIS_CHAIN,
     SCHEMA_VERSION,
     Store,
+    StoreCorrupt,
     decode_u64,
     dumps,
     encode_u64,
@@ -63,7 +64,7 @@ def migrate(store: Store) -> str:
             f"{exemptions} exemption keys rewritten, {entries} journal entries chained")
 
 
-def _bind_extra_documents(txn: lmdb.Transaction, store: Store) -> int:
+def _bind_extra_documents(txn: lmdb.Transaction[bytes], store: Store) -> int:
     count = 0
     for _, value in txn.cursor(db=store.listings):
         record = json.loads(value)
@@ -85,13 +86,16 @@ def _bind_extra_documents(txn: lmdb.Transaction, store: Store) -> int:
     return count
 
 
-def _rekey_exemptions(txn: lmdb.Transaction, store: Store) -> int:
+def _rekey_exemptions(txn: lmdb.Transaction[bytes], store: Store) -> int:
     old = list(txn.cursor(db=store.exemptions))
     for key, _ in old:
         txn.delete(key, db=store.exemptions)
     for key, value in old:
         exemption = json.loads(value)
-        record = json.loads(txn.get(exemption["listing_id"].encode(), db=store.listings))
+        raw = txn.get(exemption["listing_id"].encode(), db=store.listings)
+        if raw is None:  # an exemption of a listing the store does not hold: not a store to migrate
+            raise StoreCorrupt(f"{store.path}: an exemption names listing {exemption['listing_id']}, which is missing")
+        record = json.loads(raw)
         person_key = key[:16]
         # Granted under an extra document: it covers the person the document is bound to.
         if any(p["key"] == person_key.hex() and p["slot"] == "extra" for p in record["persons"]):
@@ -101,7 +105,7 @@ def _rekey_exemptions(txn: lmdb.Transaction, store: Store) -> int:
     return len(old)
 
 
-def _chain_journal(txn: lmdb.Transaction, store: Store) -> int:
+def _chain_journal(txn: lmdb.Transaction[bytes], store: Store) -> int:
     chain = GENESIS_CHAIN
     count = 0
     next_key = encode_u64(1)

@@ -87,6 +87,8 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("TEXT", "JSON")
+AUDIT_LOG_FILE = "audit.log"
 
 
 # Fixed limits of the API. docs/INPUT_LIMITS.md lists each with its rejection text.
@@ -182,6 +184,13 @@ class Settings:
     # Bearer tokens with roles (see grpc_api/auth.py); empty: no token required.
     tokens_file: str = field(default_factory=lambda: env_str("SANCTION_TOKENS_FILE"))
     log_level: str = field(default_factory=lambda: env_choice("SANCTION_LOG_LEVEL", "INFO", LOG_LEVELS))
+    # TEXT or JSON (one object per line); either way each line names its process (logs.py).
+    log_format: str = field(default_factory=lambda: env_choice("SANCTION_LOG_FORMAT", "TEXT", LOG_FORMATS))
+    # serve: without a tokens file the admin API (ApplyEvents can DELIST anyone) is open to
+    # whoever reaches the port, so a non-loopback listen address is refused unless this is on.
+    allow_unauthenticated: bool = field(default_factory=lambda: env_bool("SANCTION_ALLOW_UNAUTHENTICATED", False))
+    # serve: the append-only log of admin calls (audit.py); empty: <data_dir>/audit.log.
+    audit_log: str = field(default_factory=lambda: env_str("SANCTION_AUDIT_LOG"))
     # serve: with a follower feeding the store, health is NOT_SERVING while the follower's
     # lag exceeds this many events or its status is older than follow_stale_seconds
     # (docs/REPLICATION.md). -1: the store has no follower, health ignores it.

@@ -1,11 +1,16 @@
-"""SIGTERM/SIGINT for `sanction serve`, in a module light enough to import (and install)
-before grpc is imported, so no moment of start-up is left to the default handlers (which
-kill on SIGTERM and print a KeyboardInterrupt traceback on SIGINT)."""
+"""SIGTERM/SIGINT/SIGHUP for `sanction serve`, in a module light enough to import (and
+install) before grpc is imported, so no moment of start-up is left to the default
+handlers (which kill on SIGTERM and SIGHUP and print a KeyboardInterrupt traceback on
+SIGINT)."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 
 class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, it is not an error
@@ -16,18 +21,44 @@ class StopSignals:
     """Until `serving()`, a signal raises Interrupted in the main thread, so start-up (which
     may spend minutes rebuilding the prefilter) unwinds through its cleanup and the process
     exits 0. Afterwards the first signal sets `stop` (drain and stop) and a second sets
-    `hurry` (skip the rest of the drain delay)."""
+    `hurry` (skip the rest of the drain delay).
+
+    SIGHUP never stops anything: it runs the action given to `on_hangup` (re-read the
+    tokens file, or pass the signal on to the workers), in the main thread, which only
+    waits once serving. One that comes before there is an action runs it when it is given."""
 
     def __init__(self, signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
         self.stop = threading.Event()
         self.hurry = threading.Event()
         self.name = ""
         self._raise = True
+        self._on_hangup: Callable[[], None] | None = None
+        self._hangup_pending = False
         for signum in signums:
             signal.signal(signum, self._handle)
+        signal.signal(signal.SIGHUP, self._hangup)
 
     def serving(self) -> None:
         self._raise = False
+
+    def on_hangup(self, action: Callable[[], None]) -> None:
+        self._on_hangup = action
+        if self._hangup_pending:
+            self._hangup_pending = False
+            self._run(action)
+
+    def _hangup(self, _signum: int, _frame) -> None:
+        if self._on_hangup is None:
+            self._hangup_pending = True
+        else:
+            self._run(self._on_hangup)
+
+    @staticmethod
+    def _run(action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception:  # raised in a signal handler it would unwind whatever the main thread was doing
+            log.exception("SIGHUP: the reload failed")
 
     def _handle(self, signum: int, _frame) -> None:
         self.name = signal.Signals(signum).name

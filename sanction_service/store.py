@@ -44,6 +44,7 @@ import lmdb
 import msgspec
 
 from .identity import KEY_SIZE
+from .records import ExemptionRecord, ListingRecord, RecordUnreadable, decode_exemption, decode_listing
 from .writer_lock import writer_lock_for
 
 SCHEMA_VERSION = b"2"
@@ -127,18 +128,18 @@ def exemption_prefix(person_key: bytes, listing_id: str) -> bytes:
     return person_key + listing_part(listing_id)
 
 
-def put_binding(txn: lmdb.Transaction, bindings, document: bytes, person: bytes, listing_id: bytes) -> None:
+def put_binding(txn: lmdb.Transaction[bytes], bindings, document: bytes, person: bytes, listing_id: bytes) -> None:
     """Record that the listing binds `document` to `person`, both ways round."""
     txn.put(document + person + listing_id, BOUND_TO, db=bindings)
     txn.put(person + document + listing_id, HOLDS, db=bindings)
 
 
-def delete_binding(txn: lmdb.Transaction, bindings, document: bytes, person: bytes, listing_id: bytes) -> None:
+def delete_binding(txn: lmdb.Transaction[bytes], bindings, document: bytes, person: bytes, listing_id: bytes) -> None:
     txn.delete(document + person + listing_id, db=bindings)
     txn.delete(person + document + listing_id, db=bindings)
 
 
-def persons_of(txn: lmdb.Transaction, bindings, key: bytes) -> list[bytes]:
+def persons_of(txn: lmdb.Transaction[bytes], bindings, key: bytes) -> list[bytes]:
     """The documents under which a listing names the person(s) `key` stands for, in a
     stable order: the persons are `key` itself and every person it is bound to; each
     person's documents are their own and every document bound to them. So a resident ID
@@ -157,7 +158,7 @@ def persons_of(txn: lmdb.Transaction, bindings, key: bytes) -> list[bytes]:
     return documents
 
 
-def _items_with_prefix(txn: lmdb.Transaction, db, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+def _items_with_prefix(txn: lmdb.Transaction[bytes], db, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
     cursor = txn.cursor(db=db)
     if not cursor.set_range(prefix):
         return
@@ -167,7 +168,7 @@ def _items_with_prefix(txn: lmdb.Transaction, db, prefix: bytes) -> Iterator[tup
         yield composite, value
 
 
-def _keys_with_prefix(txn: lmdb.Transaction, db, prefix: bytes) -> Iterator[bytes]:
+def _keys_with_prefix(txn: lmdb.Transaction[bytes], db, prefix: bytes) -> Iterator[bytes]:
     cursor = txn.cursor(db=db)
     if not cursor.set_range(prefix):
         return
@@ -183,6 +184,18 @@ def next_chain(previous: bytes, entry: bytes) -> bytes:
 
 
 class Store:
+    # The named databases (DB_NAMES), one attribute each, set by `_open`. An outdated store
+    # opened without allow_outdated lacks the later ones (and is refused by `_verify`).
+    meta: lmdb._Database
+    listings: lmdb._Database
+    persons_active: lmdb._Database
+    persons_all: lmdb._Database
+    bindings: lmdb._Database
+    exemptions: lmdb._Database
+    events: lmdb._Database
+    journal: lmdb._Database
+    counters: lmdb._Database
+
     def __init__(self, path: str | os.PathLike, pepper_fingerprint: str, *, create: bool = False, map_size: int,
                  allow_incomplete: bool = False, allow_outdated: bool = False):
         self.path = Path(path)
@@ -242,7 +255,7 @@ class Store:
             raise StoreCorrupt(f"{self.path / 'data.mdb'} is truncated ({actual} bytes, its pages need {needed}); "
                                "restore it from a backup")
 
-    def initialise(self, txn: lmdb.Transaction) -> None:
+    def initialise(self, txn: lmdb.Transaction[bytes]) -> None:
         """Meta of an empty store, with a new store id (a prefilter file of any earlier
         contents then no longer matches)."""
         meta = self.dbs["meta"]
@@ -267,7 +280,10 @@ class Store:
                 # With another pepper every key differs: the store would answer ALLOW for everyone.
                 raise PepperMismatch(f"{self.path} was built with another pepper; refusing to open it",
                                      recorded.decode(errors="replace"))
-            self.store_id = view.meta(b"store_id").decode()
+            store_id = view.meta(b"store_id")
+            if store_id is None:
+                raise StoreCorrupt(f"{self.path} has no store id: not a sanction store")
+            self.store_id = store_id.decode()
             incomplete = view.meta(INCOMPLETE)
         if incomplete is not None and not allow_incomplete:
             if self.writer.held_elsewhere():
@@ -299,13 +315,13 @@ class Store:
         with self.writer.hold(what, wait=wait, on_wait=on_wait):
             yield
 
-    def begin_write(self, parent: lmdb.Transaction | None = None) -> lmdb.Transaction:
+    def begin_write(self, parent: lmdb.Transaction[bytes] | None = None) -> lmdb.Transaction[bytes]:
         if parent is None and not self.writer.held_by_this_thread():
             # A write without the lock could interleave with another loader's batches.
             raise RuntimeError("write transaction without the store's writer lock")
         return self._begin(write=True, parent=parent)
 
-    def _begin(self, **kwargs) -> lmdb.Transaction:
+    def _begin(self, **kwargs) -> lmdb.Transaction[bytes]:
         try:
             return self.env.begin(**kwargs)
         except lmdb.MapResizedError:
@@ -346,7 +362,7 @@ class ReadView:
 
     __slots__ = ("txn", "store")
 
-    def __init__(self, store: Store, txn: lmdb.Transaction):
+    def __init__(self, store: Store, txn: lmdb.Transaction[bytes]):
         self.store = store
         self.txn = txn
 
@@ -354,7 +370,10 @@ class ReadView:
         return self.txn.get(name, db=self.store.meta)
 
     def seq(self) -> int:
-        return decode_u64(self.txn.get(b"seq", db=self.store.meta))
+        raw = self.txn.get(b"seq", db=self.store.meta)
+        if raw is None:  # initialise writes it with the schema: only a damaged store lacks it
+            raise StoreCorrupt(f"{self.store.path} has no journal sequence")
+        return decode_u64(raw)
 
     def require_complete(self) -> None:
         """A process that opened the store before a bulk load began must not answer from
@@ -365,6 +384,16 @@ class ReadView:
     def listing(self, listing_id: str) -> dict | None:
         raw = self.txn.get(listing_id.encode(), db=self.store.listings)
         return None if raw is None else json.loads(raw)
+
+    def listing_record(self, listing_id: str) -> ListingRecord | None:
+        """`listing` as a typed record (records.py), for the check path."""
+        raw = self.txn.get(listing_id.encode(), db=self.store.listings)
+        if raw is None:
+            return None
+        try:
+            return decode_listing(raw)
+        except RecordUnreadable as exc:
+            raise StoreCorrupt(f"{self.store.path}: listing {listing_id!r}: {exc}") from None
 
     def persons_of(self, key: bytes) -> list[bytes]:
         return persons_of(self.txn, self.store.bindings, key)
@@ -395,6 +424,22 @@ class ReadView:
                 if not k.startswith(prefix):
                     break
                 found.append(json.loads(v))
+        return tuple(found)
+
+    def exemption_records(self, key: bytes, listing_id: str) -> tuple[ExemptionRecord, ...]:
+        """`exemptions` as typed records (records.py), for the check path."""
+        prefix = exemption_prefix(key, listing_id)
+        cursor = self.txn.cursor(db=self.store.exemptions)
+        if not cursor.set_range(prefix):
+            return ()
+        found = []
+        try:
+            for k, v in cursor:
+                if not k.startswith(prefix):
+                    break
+                found.append(decode_exemption(v))
+        except RecordUnreadable as exc:
+            raise StoreCorrupt(f"{self.store.path}: an exemption of listing {listing_id!r}: {exc}") from None
         return tuple(found)
 
     def journal_since(self, after_seq: int) -> Iterator[tuple[int, dict]]:
@@ -430,12 +475,12 @@ class ReadView:
         return self.txn.stat(self.store.dbs[db_name])["entries"]
 
 
-def _suffixes(txn: lmdb.Transaction, db, prefix: bytes) -> Iterator[bytes]:
+def _suffixes(txn: lmdb.Transaction[bytes], db, prefix: bytes) -> Iterator[bytes]:
     for composite in _keys_with_prefix(txn, db, prefix):
         yield composite[len(prefix):]
 
 
-def add_counter(txn: lmdb.Transaction, db, name: str, delta: int) -> None:
+def add_counter(txn: lmdb.Transaction[bytes], db, name: str, delta: int) -> None:
     raw = txn.get(name.encode(), db=db)
     value = (decode_u64(raw) if raw else 0) + delta
     txn.put(name.encode(), encode_u64(max(value, 0)), db=db)

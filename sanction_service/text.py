@@ -7,6 +7,7 @@ raises its own error type naming its own field. Reasons never quote the value.
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 from .settings import MAX_IDENTIFIER_BYTES
 
@@ -44,5 +45,5 @@ def identifier_problem(value: object) -> str | None:
     return None
 
 
-def is_identifier(value: object) -> bool:
+def is_identifier(value: object) -> TypeGuard[str]:
     return identifier_problem(value) is None

@@ -110,7 +110,8 @@ class WriterLock:
         self._depth -= 1
         if self._depth == 0:
             self._owner = None
-            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+            if self._fd is not None:  # (set by the first _acquire, which this one follows)
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
         self._threads.release()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-from clients.sanction_client import Passenger, RestrictionClient, ServiceError  # noqa: E402
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, ServiceError  # noqa: E402
 
 
 def main() -> int:

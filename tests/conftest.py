@@ -13,7 +13,7 @@ from stdnum.cn import ric, uscc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-from sanction_service.checker import today_in_shanghai  # noqa: E402
+from sanction_service.checker import Checker, today_in_shanghai  # noqa: E402
 from sanction_service.grpc_api.server import build_service  # noqa: E402
 from sanction_service.identity import pepper_fingerprint  # noqa: E402
 from sanction_service.ledger import FeedLine, Ledger  # noqa: E402
@@ -93,6 +93,14 @@ def ledger(store) -> Ledger:
     return Ledger(store, PEPPER)
 
 
+@pytest.fixture
+def checker(store, tmp_path) -> Checker:
+    """A checker over the `store` fixture, its prefilter built and ready."""
+    c = Checker(store, PEPPER, prefilter_path=tmp_path / "prefilter.bloom", error_rate=0.001)
+    c.warm_up()
+    return c
+
+
 def apply(ledger: Ledger, *events) -> list:
     return list(ledger.apply(feed_lines(list(events))))
 
@@ -109,7 +117,7 @@ def service(tmp_path, store):
 
 @pytest.fixture
 def client(service):
-    from clients.sanction_client import RestrictionClient
+    from sanction_service.clients.sanction_client import RestrictionClient
 
     service.warm_up()
     with RestrictionClient(f"127.0.0.1:{service.port}", timeout=5) as c:

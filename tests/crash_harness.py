@@ -110,7 +110,7 @@ def probe_violations(data: Path, probes: list[dict], today: date | None = None) 
             for probe in probes:
                 if probe["expect"] not in ("LISTED", "ORG_PERSON"):
                     continue
-                record = view.listing(probe["listing_id"])
+                record = view.listing_record(probe["listing_id"])
                 if record is None or record["status"] != ACTIVE:
                     continue
                 d = probe["document"]
@@ -190,7 +190,7 @@ def killed_loads(work: Path, feed: Path, kills: int, total: int, rnd: random.Ran
 def killed_servers(work: Path, feed: Path, kills: int, rnd: random.Random, chunk: int = 1000) -> tuple[dict, list[int]]:
     """SIGKILL a server while a client pushes the feed through ApplyEvents; restart it and
     push the whole feed again from the start; the last push runs undisturbed."""
-    from clients.sanction_client import RestrictionClient, ServiceError
+    from sanction_service.clients.sanction_client import RestrictionClient, ServiceError
 
     data = work / "served"
     init(data)
@@ -231,7 +231,7 @@ def main() -> int:
     parser.add_argument("--server-kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
-    from loaders import synth
+    from sanction_service.loaders import synth
 
     rnd = random.Random(args.seed)
     start = date.today()  # listings in the three years before today: most are in force today

@@ -1,5 +1,5 @@
 """Random feeds for the fast-vs-reference tests: a synthetic feed of every event type
-(loaders.synth) with hostile lines mixed in: lines the parser rejects (mutations of real
+(sanction_service.loaders.synth) with hostile lines mixed in: lines the parser rejects (mutations of real
 events: wrong types, unknown fields, damaged JSON, bad documents, bad dates, ...), lines
 the store rejects (duplicates, conflicts, reused listing ids, unknown and lifted listings,
 EXTENDs to an earlier date, EXEMPTs for a stranger), and valid lines written differently
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 
-from loaders import synth
+from sanction_service.loaders import synth
 
 HOSTILE_VALUES = [
     None, True, False, 0, -1, 1, 2**63, -(2**63) - 1, 10**30, 1.5, 1e300, 0.0, "", " ", "  x  ", "\t", "x" * 129,

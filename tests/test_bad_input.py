@@ -10,8 +10,7 @@ from conftest import doc, event, list_person, make_ric, make_uscc
 from processes import sanction
 from sanction.v1 import restriction_pb2 as pb
 from sanction.v1 import restriction_pb2_grpc
-
-from clients.sanction_client import Passenger, ServiceError, Trip, error_from_rpc
+from sanction_service.clients.sanction_client import Passenger, ServiceError, Trip, error_from_rpc
 
 GOOD = make_ric("110105", "19800101", 123)
 OTHER = make_ric("310115", "19750505", 222)

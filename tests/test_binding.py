@@ -7,10 +7,9 @@ LMDB store, and end to end through a real server."""
 
 from datetime import timedelta
 
-import pytest
-from conftest import PEPPER, apply, doc, event, list_org, list_person, make_ric, make_uscc
+from conftest import apply, doc, event, list_org, list_person, make_ric, make_uscc
 
-from sanction_service.checker import Checker, CheckQuery, today_in_shanghai
+from sanction_service.checker import CheckQuery, today_in_shanghai
 from sanction_service.identity import DocumentType, normalize
 from sanction_service.ledger import APPLIED, REJECTED
 from sanction_service.policy import TravelMode, Trip
@@ -20,13 +19,6 @@ OTHER = make_ric("310115", "19750505", 222)
 PASSPORT = doc("E12345678", "PASSPORT", "CHN")
 USCC = make_uscc()
 FLIGHT = Trip(TravelMode.FLIGHT)
-
-
-@pytest.fixture
-def checker(store, tmp_path):
-    c = Checker(store, PEPPER, prefilter_path=tmp_path / "prefilter.bloom", error_rate=0.001)
-    c.warm_up()
-    return c
 
 
 def check(checker, number, doc_type="RESIDENT_ID", country="", trip=FLIGHT):
@@ -126,7 +118,7 @@ def test_a_corrected_subject_does_not_inherit_the_old_subjects_passport(ledger, 
 
 
 def test_lookup_and_check_say_which_document_bound_the_person(ledger, client):
-    from clients.sanction_client import Passenger
+    from sanction_service.clients.sanction_client import Passenger
 
     apply(ledger, list_person("A", PERSON, extra=[PASSPORT], event_id="a"),
           event("DELIST", "A", event_id="b", reason="SETTLED", effective_on="2025-01-01"),

@@ -4,8 +4,8 @@ import json
 
 import pytest
 from conftest import PEPPER, doc, event, feed_lines, list_org, list_person, make_ric, make_uscc
+from sanction_service.loaders import synth
 
-from loaders import synth
 from sanction_service.bulk import BulkLedger, StoreNotEmpty
 from sanction_service.digest import store_digest
 from sanction_service.identity import DocumentType, document_key, normalize, pepper_fingerprint
@@ -79,7 +79,7 @@ def test_bulk_refuses_a_store_that_is_not_empty(store, ledger):
 def test_parallel_parsing_gives_the_same_outcomes_as_serial(tmp_path):
     import json
 
-    from loaders.feed import read_feed, read_feed_parallel
+    from sanction_service.loaders.feed import read_feed, read_feed_parallel
 
     feed = tmp_path / "feed.jsonl"
     with open(feed, "wb") as f:
@@ -111,8 +111,8 @@ def test_bulk_event_and_reference_paths_agree_on_a_hostile_feed_of_every_event_t
     many blobs, appends and page drops), the event path and the reference ledger. Same
     summary, same rejects file, same digest (bindings and exemptions included)."""
     from feedgen import hostile_feed
+    from sanction_service.loaders.feed import decode_line_reference, load_feed
 
-    from loaders.feed import decode_line_reference, load_feed
     from sanction_service.ledger_reference import ReferenceLedger
 
     monkeypatch.setattr(BulkLedger, "RANGE_BYTES", 64 << 10)

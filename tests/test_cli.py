@@ -16,8 +16,8 @@ from conftest import event, iso, list_org, list_person, make_ric, make_uscc
 from processes import ROOT, ServerProcess, _env, sanction
 from sanction.v1 import admin_pb2
 from sanction.v1 import restriction_pb2 as pb
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, Trip
 
-from clients.sanction_client import Passenger, RestrictionClient, Trip
 from sanction_service import cli
 
 PEPPER_HEX = "5a" * 32

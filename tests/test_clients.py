@@ -6,10 +6,9 @@ from dataclasses import fields
 import pytest
 from conftest import apply, day, doc, event, iso, list_person, make_ric
 from sanction.v1 import restriction_pb2 as pb
-
-from clients.examples.airline_order import ticket
-from clients.examples.rail_order import sell
-from clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip
+from sanction_service.clients.examples.airline_order import ticket
+from sanction_service.clients.examples.rail_order import sell
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip
 
 LISTED = make_ric("110105", "19800101", 123)
 CLEAN = make_ric("440305", "19900909", 88)

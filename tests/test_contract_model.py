@@ -272,9 +272,8 @@ class OverGrpc:
 
     def check(self, plan) -> list:
         from sanction.v1 import restriction_pb2 as pb
-
-        from clients.sanction_client import Passenger, check_request
-        from clients.sanction_client import Trip as ClientTrip
+        from sanction_service.clients.sanction_client import Passenger, check_request
+        from sanction_service.clients.sanction_client import Trip as ClientTrip
 
         requests = []
         for document, trip, day in plan:
@@ -347,13 +346,6 @@ PASSPORT = doc("E87654321", "PASSPORT", "CHN")
 PERMIT = doc("C76543210", "HK_MACAO_PERMIT")
 USCC = cm.ORGS[0]["number"]
 FLIGHT = Trip(TravelMode.FLIGHT)
-
-
-@pytest.fixture
-def checker(store, tmp_path):
-    c = Checker(store, PEPPER, prefilter_path=tmp_path / "prefilter.bloom", error_rate=0.001)
-    c.warm_up()
-    return c
 
 
 def _check(checker, document: dict):
@@ -483,7 +475,8 @@ def main(argv=None) -> int:
 
 
 def _run_grpc(store, seed, args, today, log) -> Report:
-    from clients.sanction_client import RestrictionClient
+    from sanction_service.clients.sanction_client import RestrictionClient
+
     from sanction_service.grpc_api.server import build_service
     from sanction_service.settings import Settings
 

@@ -7,8 +7,7 @@ import random
 from datetime import date
 
 from crash_harness import clean_load, killed_loads, killed_servers
-
-from loaders import synth
+from sanction_service.loaders import synth
 
 
 def test_loader_bulk_loader_and_server_killed_at_random_points_end_in_the_clean_state(tmp_path):

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 from conftest import PEPPER
+from sanction_service.loaders import synth
 
-from loaders import synth
 from sanction_service.checker import Checker, CheckQuery
 from sanction_service.digest import store_digest
 from sanction_service.ledger import APPLIED, FeedLine, Ledger

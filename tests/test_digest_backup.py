@@ -69,8 +69,7 @@ def test_backup_taken_during_a_load_is_the_exact_state_after_some_prefix_of_the_
     import time
 
     from processes import ROOT, _env
-
-    from loaders import synth
+    from sanction_service.loaders import synth
 
     feed = tmp_path / "feed.jsonl"
     synth.write_feed(feed, 9, 6000)
@@ -100,7 +99,7 @@ def test_backup_taken_during_a_load_is_the_exact_state_after_some_prefix_of_the_
     prefix = tmp_path / "prefix.jsonl"
     prefix.write_text("".join(open(feed, encoding="utf-8").readlines()[:version]), encoding="utf-8")
     clean = Store(tmp_path / "clean", pepper_fingerprint(PEPPER), create=True, map_size=16 << 20)
-    from loaders.feed import read_feed
+    from sanction_service.loaders.feed import read_feed
     list(Ledger(clean, PEPPER).apply(read_feed(prefix)))
     with clean.read() as view:
         assert store_digest(view) == snapshot

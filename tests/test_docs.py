@@ -512,3 +512,19 @@ def test_policy_table_agrees_with_policy_py_for_every_class():
                 assert purchase_is_restricted(Trip(TravelMode.RAIL, train_number=train)) is restricted
     for (mode, train), members in covered.items():
         assert members == set(RailClass if mode == "RAIL" else ShipClass), f"{mode} {train}: table misses a class"
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_every_setting_is_in_readmes_configuration_table():
+    """Each SANCTION_* variable settings.py reads has a row (or a SANCTION_X_* family row)
+    in README's Configuration table; only the tests' own variables are left out."""
+    source = (ROOT / "sanction_service" / "settings.py").read_text(encoding="utf-8")
+    read = set(re.findall(r'env_[a-z]+\("(SANCTION_[A-Z_]+)"', source)) - {"SANCTION_TEST_BATCH_PAUSE"}
+    rows = table_rows((ROOT / "README.md").read_text(encoding="utf-8"), "| variable | flag |")
+    names = [name.split("=")[0] for row in rows for name in ticked(row[0])]
+    families = [name[:-1] for name in names if name.endswith("*")]
+    missing = sorted(v for v in read if v not in names and not any(v.startswith(f) for f in families))
+    assert not missing, f"README Configuration lacks {missing}"
+    assert len(read) > 20

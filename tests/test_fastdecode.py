@@ -12,9 +12,9 @@ import random
 from enum import Enum
 
 from feedgen import mutate
+from sanction_service.loaders import synth
+from sanction_service.loaders.feed import decode_line, decode_line_reference
 
-from loaders import synth
-from loaders.feed import decode_line, decode_line_reference
 from sanction_service.fastdecode import decode_event
 from sanction_service.feedline import parse_text, parse_text_reference
 
@@ -117,3 +117,31 @@ def test_bulk_workers_list_preparation_is_the_reference_record_journal_and_index
                             b"".join(d + p for d, p in sorted(bindings)), journal), (number, text)
     lists = sum('"type":"LIST"' in line for line in lines[:len(lines) - MUTATED])
     assert taken >= lists, (taken, lists)
+
+
+def test_follow_up_preparation_is_the_reference_event():
+    """bulkprep.prepare_event's DELIST / PERFORM / EXTEND (no Event built) against the
+    reference parser, on every line of the random feed: where it takes a line, every
+    value the writer reads is the reference event's."""
+    from sanction_service.bulkprep import prepare_event
+    from sanction_service.identity import DocumentKeys
+
+    keys = DocumentKeys(b"k" * 32)
+    lines = _lines()
+    taken = follow_ups = 0
+    for number, text in enumerate(lines, 1):
+        raw = text.encode("utf-8", "surrogatepass")
+        reference = decode_line_reference(number, raw)
+        event = reference.event if reference is not None else None
+        if event is not None and event.type.value in ("DELIST", "PERFORM", "EXTEND") and number <= len(lines) - MUTATED:
+            follow_ups += 1
+        for given in (raw, text):
+            fast = prepare_event(given, keys)
+            if fast is None or fast[0]:
+                continue
+            taken += given is raw
+            assert reference.error is None, (number, text)
+            day = event.expires_on if event.type.value == "EXTEND" else event.effective_on
+            assert fast[1] == (event.type.value, event.event_id, event.listing_id, event.digest, event.occurred_at,
+                               event.reason, day.isoformat()), (number, text)
+    assert follow_ups > 100 and taken >= follow_ups, (taken, follow_ups)

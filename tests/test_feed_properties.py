@@ -24,8 +24,8 @@ from conftest import PEPPER, doc, list_org, list_person, make_ric, make_uscc
 from conftest import event as feed_event
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from sanction_service.loaders.feed import decode_line
 
-from loaders.feed import decode_line
 from sanction_service.events import UNPRINTABLE_FIELD
 from sanction_service.identity import pepper_fingerprint
 from sanction_service.ledger import APPLIED, DUPLICATE, REJECTED, FeedLine, Ledger

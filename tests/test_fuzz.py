@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sanction.v1 import restriction_pb2 as pb
 from sanction.v1 import restriction_pb2_grpc
+from sanction_service.clients.sanction_client import Passenger, Trip, check_request, error_from_rpc
 
-from clients.sanction_client import Passenger, Trip, check_request, error_from_rpc
 from sanction_service.identity import DocumentType, InvalidDocument, normalize
 from sanction_service.policy import InvalidTrip, RailClass, ShipClass, TravelMode, purchase_is_restricted
 from sanction_service.policy import Trip as DomainTrip

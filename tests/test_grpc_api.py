@@ -9,8 +9,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sanction.v1 import restriction_pb2 as pb
 from sanction.v1 import restriction_pb2_grpc
-
-from clients.sanction_client import Passenger, ServiceError, Trip, check_request
+from sanction_service.clients.sanction_client import Passenger, ServiceError, Trip, check_request
 
 PERSON = make_ric("110105", "19800101", 123)
 LEGAL_REP = make_ric("310115", "19750505", 221)
@@ -97,7 +96,7 @@ def test_bad_input_is_invalid_argument_naming_the_field(client, request_message,
     with pytest.raises(grpc.RpcError) as exc:
         stub.CheckRestriction(request_message)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    from clients.sanction_client import error_from_rpc
+    from sanction_service.clients.sanction_client import error_from_rpc
     error = error_from_rpc(exc.value)
     assert [f for f, _ in error.field_violations] == [field]
     assert PERSON not in exc.value.details() and CLEAN not in exc.value.details()
@@ -229,7 +228,7 @@ def _window_answers(client):
 
 
 def test_travel_dates_from_yesterday_to_a_year_ahead_are_answered_and_others_refused(listed, client):
-    from clients.sanction_client import error_from_status
+    from sanction_service.clients.sanction_client import error_from_status
 
     cases, unary, batch, stream = _window_answers(client)
     assert batch.items[0].result.decision == pb.DENY  # the good item is answered whatever its neighbours

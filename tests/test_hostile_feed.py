@@ -8,9 +8,9 @@ import json
 import pytest
 from conftest import PEPPER, doc, event, list_person, make_ric
 from processes import sanction
+from sanction_service.clients.sanction_client import Passenger
+from sanction_service.loaders.feed import load_feed
 
-from clients.sanction_client import Passenger
-from loaders.feed import load_feed
 from sanction_service.bulk import BulkLedger
 from sanction_service.checker import Checker
 from sanction_service.grpc_api.server import make_checker, open_store

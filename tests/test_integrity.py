@@ -16,9 +16,8 @@ import pytest
 from conftest import event, list_person, make_ric
 from crash_harness import PEPPER, PEPPER_HEX, _store_state, digest, init, load_command, probe_violations
 from processes import ROOT, ServerProcess, _env, sanction
-
-from clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip
-from loaders import synth
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip
+from sanction_service.loaders import synth
 
 ENV = {"SANCTION_PEPPER": PEPPER_HEX}
 FLIGHT = Trip("FLIGHT")

@@ -4,7 +4,7 @@ with the effect observed through the Checker (the same pipeline the server uses)
 import pytest
 from conftest import PEPPER, apply, day, doc, event, feed_lines, iso, list_org, list_person, make_ric, make_uscc
 
-from sanction_service.checker import Checker, CheckQuery
+from sanction_service.checker import CheckQuery
 from sanction_service.ledger import APPLIED, DUPLICATE, REJECTED, FeedLine, Ledger
 from sanction_service.policy import RailClass, TravelMode, Trip
 from sanction_service.stats import read_stats
@@ -13,13 +13,6 @@ PERSON = make_ric("110105", "19800101", 123)
 OTHER = make_ric("310115", "19750505", 222)
 USCC = make_uscc()
 FLIGHT = Trip(TravelMode.FLIGHT)
-
-
-@pytest.fixture
-def checker(store, tmp_path):
-    c = Checker(store, PEPPER, prefilter_path=tmp_path / "prefilter.bloom", error_rate=0.001)
-    c.warm_up()
-    return c
 
 
 def decide(checker, number, trip=FLIGHT, day=None, doc_type="RESIDENT_ID", name="", country=""):

@@ -12,8 +12,8 @@ import json
 import pytest
 from conftest import PEPPER
 from feedgen import hostile_feed
+from sanction_service.loaders.feed import decode_line, decode_line_reference
 
-from loaders.feed import decode_line, decode_line_reference
 from sanction_service.digest import store_digest
 from sanction_service.identity import pepper_fingerprint
 from sanction_service.ledger import Ledger

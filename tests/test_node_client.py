@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 from processes import ROOT, _env
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip
 from test_cli import EXEMPTED, LIFTED, LISTED, PASSPORT, REP, serve_world
 
-from clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip
 from sanction_service.cli import EXIT_DENY, EXIT_INVALID, EXIT_UNAVAILABLE, outcome_json
 
 NODE_DIR = ROOT / "clients" / "node"

@@ -5,8 +5,7 @@ import json
 import pytest
 from conftest import day, event, list_org, list_person, make_ric, make_uscc
 from processes import ServerProcess, sanction
-
-from clients.sanction_client import Passenger, RestrictionClient, Trip
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, Trip
 
 PERSON = make_ric("110105", "19800101", 123)
 LATE = make_ric("310115", "19700101", 555)

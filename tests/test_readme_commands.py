@@ -72,9 +72,11 @@ def documented(command: str) -> tuple[str, set[int]]:
     words = shlex.split(command)
     if words[0] == "node":
         return words[1], NODE_CODES
-    if "clients.examples." in command:
+    if "sanction_service.clients.examples." in command:
         return words[2], EXAMPLE_CODES
-    name = next(w for w in words[1:] if not w.startswith("-"))
+    name = next((w for w in words[1:] if not w.startswith("-")), None)
+    if name is None:  # `sanction --version`: no command, it prints and exits 0
+        return "sanction", {0}
     return f"sanction {name}", readme_exit_codes()[name]
 
 

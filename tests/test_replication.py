@@ -21,8 +21,7 @@ import pytest
 from crash_harness import PEPPER, PEPPER_HEX, digest, init, load_command, probe_violations
 from natsserver import NatsServer, nats_server_binary
 from processes import ROOT, ServerProcess, _env, sanction
-
-from loaders import synth
+from sanction_service.loaders import synth
 
 pytestmark = pytest.mark.skipif(nats_server_binary() is None,
                                 reason="nats-server is not installed (`make test` installs Debian's nats-server)")
@@ -598,7 +597,7 @@ def test_tls_and_token_settings_reach_nats(tmp_path, feed):
 
 def test_the_embedded_default_never_loads_nats():
     """serve, load and the replica health rule work without the NATS client."""
-    code = ("import sys; import sanction_service.cli, sanction_service.grpc_api.server, loaders.feed; "
+    code = ("import sys; import sanction_service.cli, sanction_service.grpc_api.server, sanction_service.loaders.feed; "
             "import sanction_service.replication.position, sanction_service.replication.status; "
             "assert 'nats' not in sys.modules, 'nats imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env({}), capture_output=True, text=True)

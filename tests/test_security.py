@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip, tls_credentials
 
-from clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip, tls_credentials
 from sanction_service.grpc_api.auth import TokenFileError, load_tokens
 from sanction_service.grpc_api.server import build_service
 from sanction_service.settings import Settings
@@ -137,7 +137,7 @@ def test_admin_role_may_administer_and_health_needs_no_token(token_service):
 
 
 def test_stream_without_token_is_unauthenticated(token_service):
-    from clients.sanction_client import check_request
+    from sanction_service.clients.sanction_client import check_request
 
     with RestrictionClient(token_service) as client, pytest.raises(ServiceError) as exc:
         list(client.check_stream(iter([("a", check_request(Passenger("RESIDENT_ID", PERSON)))]), timeout=5))
@@ -151,3 +151,28 @@ def test_bad_tokens_files_are_refused(tmp_path, content):
     path.write_text(content)
     with pytest.raises(TokenFileError):
         load_tokens(path)
+
+
+def test_with_mutual_tls_the_certificate_subject_names_the_client_in_counters_and_audit(store, ledger, pki):
+    from prometheus_client import REGISTRY
+
+    cert, key = pki["server"]
+    service = start(store, ledger, tls_cert=cert, tls_key=key, tls_client_ca=pki["ca"])
+    client_cert, client_key = pki["client"]
+
+    def denials() -> float:
+        return REGISTRY.get_sample_value("sanction_client_checks_total",
+                                         {"client": "CN=rail-12306", "decision": "DENY"}) or 0.0
+
+    before = denials()
+    try:
+        with RestrictionClient(f"127.0.0.1:{service.port}", timeout=5,
+                               credentials=tls_credentials(pki["ca"], client_cert, client_key)) as client:
+            assert deny_check(client) == "DENY"
+            assert deny_check(client) == "DENY"
+            client.lookup_person(Passenger("RESIDENT_ID", PERSON))
+    finally:
+        service.stop_server()
+    assert denials() - before == 2
+    entries = [json.loads(line) for line in (store.path / "audit.log").read_text().splitlines()]
+    assert [(e["client"], e["method"], e["outcome"]) for e in entries] == [("CN=rail-12306", "LookupPerson", "OK")]

@@ -17,8 +17,7 @@ from grpc_status import rpc_status
 from processes import ServerProcess, sanction
 from sanction.v1 import restriction_pb2 as pb
 from sanction.v1 import restriction_pb2_grpc
-
-from clients.sanction_client import Passenger, RestrictionClient, Trip, check_request
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, Trip, check_request
 
 PERSON = make_ric("110105", "19800101", 123)
 OTHER = make_ric("320102", "19900101", 7)

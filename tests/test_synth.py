@@ -1,4 +1,4 @@
-"""loaders.synth: the synthetic feed is valid data (docs/DOCUMENTS.md, docs/FEED.md), deterministic, streamed
+"""sanction_service.loaders.synth: the synthetic feed is valid data (docs/DOCUMENTS.md, docs/FEED.md), deterministic, streamed
 with bounded memory, and its probe expectations are exactly what replaying the feed gives.
 
 The feed is checked against an independent, dict-based replay (`Replay`) rather than
@@ -15,9 +15,9 @@ import sys
 from collections import Counter
 
 import pytest
+from sanction_service.loaders import synth
 from stdnum.cn import ric, uscc
 
-from loaders import synth
 from sanction_service.events import DELIST_REASONS
 
 SEED = 11

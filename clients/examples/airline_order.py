@@ -4,7 +4,7 @@ Streams the passengers' checks over StreamCheckRestriction, matching answers by
 request id, as a reservation system holding one long-lived stream would. A missing or
 failed answer holds the ticket: an error is never read as ALLOW.
 
-    python -m clients.examples.airline_order --flight CA1501 --cabin Y \
+    python -m sanction_service.clients.examples.airline_order --flight CA1501 --cabin Y \
         --passenger RESIDENT_ID:110105198001010011:张伟 --passenger PASSPORT:E12345678:王芳
 
 The server is --target, by default SANCTION_LISTEN (as for `sanction check`). Exit codes:
@@ -18,8 +18,9 @@ from __future__ import annotations
 import sys
 from datetime import date
 
-from clients.examples.rail_order import EXIT_ALL_SOLD, EXIT_SOME_REFUSED, add_common, settings_or_exit
-from clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip, check_request
+from sanction_service.clients.examples.rail_order import EXIT_ALL_SOLD, EXIT_SOME_REFUSED, add_common, settings_or_exit
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip, check_request
+
 from sanction_service.cli import EXIT_UNAVAILABLE, UsageParser
 
 
@@ -43,7 +44,7 @@ def ticket(client: RestrictionClient, passengers: list[Passenger], trip: Trip, t
 
 def main(argv: list[str] | None = None) -> int:
     defaults = settings_or_exit()
-    parser = UsageParser(prog="python -m clients.examples.airline_order", description=__doc__.split("\n\n")[0])
+    parser = UsageParser(prog="python -m sanction_service.clients.examples.airline_order", description=__doc__.split("\n\n")[0])
     add_common(parser, defaults)
     parser.add_argument("--flight", required=True, help="flight number (informational)")
     parser.add_argument("--cabin", default="Y", help="cabin (informational: every cabin is restricted) (%(default)s)")

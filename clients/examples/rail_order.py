@@ -3,7 +3,7 @@
 Checks all passengers in one BatchCheckRestriction call. A passenger whose check failed
 is not sold a ticket (an error is never read as ALLOW); the others are unaffected.
 
-    python -m clients.examples.rail_order --train G1234 --rail-class SECOND \
+    python -m sanction_service.clients.examples.rail_order --train G1234 --rail-class SECOND \
         --passenger RESIDENT_ID:110105198001010011:张伟 --passenger RESIDENT_ID:440305199009090882
 
 The server is --target, by default SANCTION_LISTEN (as for `sanction check`). Exit codes:
@@ -18,7 +18,8 @@ import argparse
 import sys
 from datetime import date
 
-from clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip
+from sanction_service.clients.sanction_client import Passenger, RestrictionClient, ServiceError, Trip
+
 from sanction_service.cli import (
     DOCUMENT_TYPES,
     EXIT_CONFIG,
@@ -76,7 +77,7 @@ def settings_or_exit() -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     defaults = settings_or_exit()
-    parser = UsageParser(prog="python -m clients.examples.rail_order", description=__doc__.split("\n\n")[0])
+    parser = UsageParser(prog="python -m sanction_service.clients.examples.rail_order", description=__doc__.split("\n\n")[0])
     add_common(parser, defaults)
     parser.add_argument("--train", required=True, help="e.g. G1234, D301, K1")
     rail_class = enum_type("rail class", RAIL_CLASSES)

@@ -3,6 +3,10 @@
 ApplyEvents and GetStats (which first persists the refusal counters) write, so they may
 wait for LMDB's one write lock, which a loader holds for seconds: server.py runs them on a
 small pool of their own, where that wait cannot take the threads checks need.
+
+ApplyEvents, GetListing and LookupPerson add their figures to the audit entry the
+interceptor opened for the call (audit.note; grpc_api/caller.py writes it): counts and
+versions, a listing id, a document type; never a document number.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import logging
 from sanction.v1 import admin_pb2, admin_pb2_grpc
 from sanction.v1 import restriction_pb2 as pb
 
-from .. import metrics
+from .. import audit, metrics
 from ..checker import Checker, parse_document
 from ..identity import InvalidDocument
 from ..ledger import REJECTED, Ledger
+from ..settings import MAX_IDENTIFIER_BYTES
 from ..stats import read_stats
 from ..store import StoreError, StoreFull
 from ..writer_lock import WriterBusy
@@ -35,6 +40,8 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
         _in_time(context)
         # Parsed here, not in the ledger, so that whatever one event holds it becomes that
         # event's rejection and the others in the call still apply.
+        with self.checker.store.read() as view:
+            audit.note(events_received=len(request.events), data_version_before=view.seq())
         lines = [self.ledger.prepare_text(n, text) for n, text in enumerate(request.events, 1)]
         try:
             outcomes = list(self.ledger.apply(lines, wait=self.writer_wait_seconds))
@@ -60,12 +67,15 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
                 summary.applied += 1
         with self.checker.store.read() as view:
             summary.data_version = view.seq()
+        audit.note(applied=summary.applied, duplicates=summary.duplicates, rejected=summary.rejected,
+                   data_version_after=summary.data_version)
         return summary
 
     def GetListing(self, request, context):
         _in_time(context)
         if not request.listing_id:
             errors.abort(context, errors.bad_request("listing_id", "is required"))
+        audit.note(listing_id=request.listing_id[:MAX_IDENTIFIER_BYTES])
         with self.checker.store.read() as view:
             listing = view.listing(request.listing_id)
             if listing is None:
@@ -88,6 +98,8 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
         except StoreError as exc:
             log.error("store unreadable: %s", exc)
             errors.abort(context, errors.unavailable("restriction store unavailable"))
+        # The document's type, never its number: an auditor learns who looked up how many.
+        audit.note(document_type=document.type.value, listings_found=len(found), data_version=seq)
         return admin_pb2.LookupPersonResponse(masked_document=document.masked(),
                                               listings=[match_message(f) for f in found], data_version=seq)
 

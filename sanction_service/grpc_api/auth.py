@@ -1,10 +1,16 @@
-"""Bearer-token authentication with roles, as a gRPC server interceptor.
+"""Bearer-token authentication with roles: the tokens in force and the decision for one call.
 
 Tokens come from a JSON file: {"clients": [{"name": "rail-12306", "token": "...",
 "roles": ["check"]}, ...]}. RestrictionService needs role `check`, ListAdminService role
 `admin`; health and reflection stay open so load balancers can probe. Tokens are
 compared in constant time against every configured token, so timing tells nothing about
 which one (or how much of one) matched. Without a tokens file nothing is required.
+
+The file is read again on SIGHUP (`Tokens.reload`, wired in server.py), so a token is
+revoked or added without a restart. A new file that cannot be used leaves the tokens in
+force as they were and says so (log ERROR, sanction_tokens_reloads_total{result="error"}):
+denying everyone because of a typo would stop every client, and the old set was valid
+an instant ago. The interceptor that applies these decisions is grpc_api/caller.py.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+
+from .. import client_metrics
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +62,13 @@ def load_tokens(path: str | Path) -> list[Client]:
     return clients
 
 
-class TokenAuthInterceptor(grpc.ServerInterceptor):
-    def __init__(self, clients: list[Client]):
-        self.clients = clients
+class Tokens:
+    """The clients in force, replaced whole (one reference swap) by `reload`, so a call
+    sees either the old set or the new one."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self.clients = load_tokens(path)
 
     def identify(self, token: bytes) -> Client | None:
         digest = _digest(token)
@@ -66,40 +78,37 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
                 found = client
         return found
 
-    def intercept_service(self, continuation, handler_call_details):
-        service = handler_call_details.method.lstrip("/").split("/")[0]
-        needed = ROLE_FOR_SERVICE.get(service)
-        if needed is None:
-            return continuation(handler_call_details)
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        header = metadata.get("authorization", "")
+    def decide(self, metadata, needed: str) -> tuple[Client | None, tuple[grpc.StatusCode, str] | None]:
+        """(the client, None) when the call may go on, else (the client if known, (code, message))."""
+        header = dict(metadata or ()).get("authorization", "")
         if not header.startswith("Bearer "):
-            return _deny(continuation(handler_call_details), grpc.StatusCode.UNAUTHENTICATED,
-                         "a bearer token is required (authorization: Bearer <token>)")
+            return None, (grpc.StatusCode.UNAUTHENTICATED, "a bearer token is required (authorization: Bearer <token>)")
         client = self.identify(header[len("Bearer "):].encode())
         if client is None:
-            return _deny(continuation(handler_call_details), grpc.StatusCode.UNAUTHENTICATED, "unknown token")
+            return None, (grpc.StatusCode.UNAUTHENTICATED, "unknown token")
         if needed not in client.roles:
-            log.warning("client %s lacks role %s for %s", client.name, needed, handler_call_details.method)
-            return _deny(continuation(handler_call_details), grpc.StatusCode.PERMISSION_DENIED,
-                         f"role '{needed}' is required")
-        return continuation(handler_call_details)
+            return client, (grpc.StatusCode.PERMISSION_DENIED, f"role '{needed}' is required")
+        return client, None
+
+    def reload(self) -> bool:
+        """Read the file again; on any problem keep the clients in force (and say so)."""
+        try:
+            clients = load_tokens(self.path)
+        except TokenFileError as exc:
+            client_metrics.TOKEN_RELOADS.labels("error").inc()
+            log.error("tokens file not reloaded, the %d clients loaded before stay in force: %s",
+                      len(self.clients), exc)
+            return False
+        before = {c.name: c for c in self.clients}
+        after = {c.name: c for c in clients}
+        changed = sorted(n for n in before.keys() & after.keys() if before[n] != after[n])
+        self.clients = clients
+        client_metrics.TOKEN_RELOADS.labels("ok").inc()
+        log.info("tokens file reloaded: %d clients; added %s, removed %s, token or roles changed %s",
+                 len(clients), sorted(after.keys() - before.keys()) or "none",
+                 sorted(before.keys() - after.keys()) or "none", changed or "none")
+        return True
 
 
 def _digest(token: bytes) -> bytes:
     return hashlib.sha256(token).digest()
-
-
-def _deny(handler, code: grpc.StatusCode, message: str):
-    def abort(request_or_iterator, context):
-        context.abort(code, message)
-
-    if handler is None:
-        return None
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(abort)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(abort)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(abort)
-    return grpc.unary_unary_rpc_method_handler(abort)

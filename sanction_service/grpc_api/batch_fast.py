@@ -22,6 +22,8 @@ tests/test_batch_fast.py compares the two paths on large random batches.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import numpy as np
 from google.rpc import status_pb2
 from sanction.v1 import restriction_pb2 as pb
@@ -34,6 +36,9 @@ from ..settings import MAX_NAME_CHARS
 from ..text import text_problem
 from . import errors
 from .convert import InvalidField, check_response, to_date, to_query, to_trip
+
+# Answers already settled, by position in the batch: a result, or the item's own error.
+Answers: TypeAlias = "dict[int, pb.CheckResponse | status_pb2.Status]"
 
 CALLER_ERRORS = (InvalidDocument, InvalidTrip, InvalidField)
 
@@ -57,10 +62,11 @@ _PLACEHOLDER = "\x01" * 18  # never a masked number: control characters
 _STAR = ord("*")
 
 
-def answer_batch(checker, request: pb.BatchCheckRequest) -> tuple[bytes, list] | status_pb2.Status:
-    """The serialized BatchCheckResponse for `request` and the check results in it (for the
-    caller to count refusals once it has sent them), or one Status when nothing can be
-    answered (not ready, store unreadable), exactly as the reference would."""
+def answer_batch(checker, request: pb.BatchCheckRequest) -> tuple[bytes, list, int] | status_pb2.Status:
+    """The serialized BatchCheckResponse for `request`, the check results in it and the
+    number of ALLOW answers given without one (never listed), for the caller to count once
+    it has sent them; or one Status when nothing can be answered (not ready, store
+    unreadable), exactly as the reference would."""
     checks = request.checks
     uniform = _uniform_numbers(request.SerializeToString(), len(checks))
     if uniform is not None:
@@ -83,7 +89,8 @@ def answer_batch(checker, request: pb.BatchCheckRequest) -> tuple[bytes, list] |
         plain_positions, numbers, names, trip, travel_date, others=others))
     if isinstance(outcome, status_pb2.Status):
         return outcome
-    return _serialize(len(checks), numbers, outcome, answers), list(outcome.results.values())
+    return (_serialize(len(checks), numbers, outcome, answers), list(outcome.results.values()),
+            len(outcome.never_listed))
 
 
 def _plain_item(raw: bytes) -> tuple[bytes, str, bytes, int] | None:
@@ -141,7 +148,7 @@ def _sort_items(checks):
     numbers: list[bytes] = []
     names: list[str] = []
     others: list[tuple[int, CheckQuery]] = []
-    answers: dict[int, object] = {}
+    answers: Answers = {}
     common_rest = None
     for position, check in enumerate(checks):
         item = _plain_item(check.SerializeToString())
@@ -160,7 +167,7 @@ def _sort_items(checks):
     return plain_positions, numbers, names, others, answers
 
 
-def _serialize(count: int, numbers: list[bytes], batch: PlainBatch, answers: dict[int, object]) -> bytes:
+def _serialize(count: int, numbers: list[bytes], batch: PlainBatch, answers: Answers) -> bytes:
     parts: list[bytes] = []
     never = batch.never_listed
     cursor = 0
@@ -184,7 +191,7 @@ def _serialize(count: int, numbers: list[bytes], batch: PlainBatch, answers: dic
     return b"".join(parts)
 
 
-def _answer_bytes(position: int, batch: PlainBatch, answers: dict[int, object]) -> bytes:
+def _answer_bytes(position: int, batch: PlainBatch, answers: Answers) -> bytes:
     answer = answers.get(position)
     if answer is None:
         result = batch.results[position]

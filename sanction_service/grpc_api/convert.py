@@ -75,25 +75,25 @@ def to_trip(trip: pb.Trip) -> Trip:
 def match_message(found: Found, outcome: MatchOutcome | None = None) -> pb.ListingMatch:
     listing, person = found.listing, found.person
     message = pb.ListingMatch(
-        listing_id=listing["listing_id"],
-        case_number=listing["case_number"],
-        court=listing["court"],
-        list_type=pb.ListType.Value(listing["list_type"]),
-        role=pb.Role.Value(person["role"]),
-        organization_name=listing.get("organization_name") or "" if person["role"] != "SUBJECT" else "",
-        listed_on=from_date(listing["listed_on"]),
-        expires_on=from_date(listing["expires_on"]),
-        active=listing["status"] == "ACTIVE",
-        lifted_reason=listing.get("lifted_reason") or "",
-        lifted_on=from_date(listing.get("lifted_on")),
-        listed_name=person["name"],
-        matched_document=person["masked"] if found.bound else "",
+        listing_id=listing.listing_id,
+        case_number=listing.case_number,
+        court=listing.court,
+        list_type=pb.ListType.Value(listing.list_type),
+        role=pb.Role.Value(person.role),
+        organization_name=listing.organization_name or "" if person.role != "SUBJECT" else "",
+        listed_on=from_date(listing.listed_on),
+        expires_on=from_date(listing.expires_on),
+        active=listing.status == "ACTIVE",
+        lifted_reason=listing.lifted_reason or "",
+        lifted_on=from_date(listing.lifted_on),
+        listed_name=person.name,
+        matched_document=person.masked if found.bound else "",
     )
     if outcome is not None:
         message.caused_denial = outcome.caused_denial
         if outcome.exemption is not None:
             message.exemption_applied = True
-            message.exemption_reference = outcome.exemption["reference"]
+            message.exemption_reference = outcome.exemption.reference
     return message
 
 

@@ -26,6 +26,7 @@ from google.rpc import status_pb2
 from sanction.v1 import restriction_pb2 as pb
 from sanction.v1 import restriction_pb2_grpc
 
+from .. import client_metrics
 from ..checker import Checker, CheckResult, NotReady
 from ..identity import InvalidDocument
 from ..policy import InvalidTrip
@@ -74,6 +75,7 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
             errors.abort(context, answer)
         _in_time(context)
         self.checker.refusals.add_results(results)
+        client_metrics.count_answers(results)
         return answer
 
     def BatchCheckRestriction(self, request, context):
@@ -84,11 +86,14 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
             outcome = batch_fast.answer_batch(self.checker, request)
         else:
             outcome = self._answer(list(request.checks), context)
+            if not isinstance(outcome, status_pb2.Status):
+                outcome = (*outcome, 0)  # every ALLOW of the item-by-item path has its CheckResult
         if isinstance(outcome, status_pb2.Status):
             errors.abort(context, outcome)
-        answers, results = outcome
+        answers, results, unlisted = outcome
         _in_time(context)
         self.checker.refusals.add_results(results)
+        client_metrics.count_answers(results, unlisted)
         # The fast path's answer is already serialized: `register`'s serializer passes bytes through.
         return answers if isinstance(answers, bytes) else _batch_response(answers)
 
@@ -135,6 +140,7 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
                 yield pb.StreamCheckResponse(request_id=request.request_id, result=answer)
                 # grpc asks for the next answer only once this one is sent.
                 self.checker.refusals.add_results(results)
+                client_metrics.count_answers(results)
         finally:
             done.set()
             with self._lock:

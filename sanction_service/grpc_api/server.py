@@ -30,6 +30,8 @@ Shutdown (SIGTERM/SIGINT): health NOT_SERVING, keep serving `drain_seconds` so l
 balancers move away, then stop accepting calls, end open streams with UNAVAILABLE (a
 client opens a new one, elsewhere), give in-flight calls `shutdown_grace_seconds`, persist
 counters and the prefilter, exit 0. A second signal skips the rest of the drain delay.
+SIGHUP re-reads the tokens file (caller.py names the caller, checks tokens and writes the
+audit log); with --workers the parent passes it on to each worker.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -54,19 +57,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sanction.v1 import admin_pb2, admin_pb2_grpc, restriction_pb2
 
-from .. import metrics
+from .. import logs, metrics
 from ..checker import Checker
-from ..identity import pepper_fingerprint
 from ..ledger import Ledger
-from ..pepper import explain_pepper_mismatch, load_pepper
-from ..settings import MAX_MESSAGE_BYTES, PEPPER_FILE, PREFILTER_FILE, Settings
+from ..opening import open_store
+from ..settings import MAX_MESSAGE_BYTES, PREFILTER_FILE, Settings
 from ..signals import Interrupted, StopSignals
-from ..stats import read_stats
-from ..store import PepperMismatch, Store
+from ..store import Store
 from .admin import ListAdminServicer
-from .auth import TokenAuthInterceptor, load_tokens
+from .caller import CallerInterceptor, caller_interceptor
 from .restriction import RestrictionServicer
 from .restriction import register as register_restriction
+from .rpc_metrics import MetricsInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +87,6 @@ HEALTH_THREADS = 2
 
 class AddressInUse(Exception):
     """Another process has the port, or another `serve --workers` the data dir."""
-
-
-def open_store(settings: Settings, *, create: bool = False, allow_incomplete: bool = False,
-               allow_outdated: bool = False) -> tuple[Store, bytes]:
-    pepper_file = settings.pepper_file or str(Path(settings.data_dir) / PEPPER_FILE)
-    pepper = load_pepper(pepper_hex=settings.pepper_hex, pepper_file=pepper_file)
-    try:
-        store = Store(settings.data_dir, pepper_fingerprint(pepper), create=create, map_size=settings.map_size,
-                      allow_incomplete=allow_incomplete, allow_outdated=allow_outdated)
-    except PepperMismatch as exc:
-        hint = explain_pepper_mismatch(settings.pepper_hex, pepper_file, exc.store_fingerprint)
-        raise PepperMismatch(f"{exc}{hint}", exc.store_fingerprint) from None
-    return store, pepper
 
 
 def make_checker(settings: Settings, store: Store, pepper: bytes) -> Checker:
@@ -120,6 +109,9 @@ class Service:
     port: int
     # For a replica: (serving?, why) from the follower's status; None: no follower.
     follower_gate: Callable[[], tuple[bool, str]] | None = None
+    worker: str = "0"  # the `worker` label of this process's metrics
+    # Names callers, checks tokens (re-read on SIGHUP), writes the audit log (caller.py).
+    gate: CallerInterceptor | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -129,6 +121,7 @@ class Service:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, status)
+        metrics.SERVING.labels(self.worker).set(1 if serving else 0)
 
     def warm_up(self) -> str:
         how = self.checker.warm_up()
@@ -175,6 +168,7 @@ class Service:
     def drain_and_close(self, hurry: threading.Event | None = None) -> None:
         """Health NOT_SERVING, keep serving for the drain delay (cut short by `hurry`), then close."""
         self.health.enter_graceful_shutdown()
+        metrics.SERVING.labels(self.worker).set(0)
         log.info("health NOT_SERVING; serving %g s more while load balancers move away", self.settings.drain_seconds)
         (hurry or threading.Event()).wait(self.settings.drain_seconds)
         self.close(self.settings.shutdown_grace_seconds)
@@ -246,17 +240,20 @@ def server_options(settings: Settings, *, reuse_port: bool) -> list[tuple[str, i
 
 
 def build_service(settings: Settings, *, store: Store | None = None, pepper: bytes | None = None,
-                  reuse_port: bool = False) -> Service:
+                  reuse_port: bool = False, worker: str = "0") -> Service:
     """Open the store (unless given), bind the port, leave health NOT_SERVING; not started.
 
-    reuse_port: share the port with sibling workers (only serve_workers asks for it)."""
+    reuse_port: share the port with sibling workers (only serve_workers asks for it).
+    worker: the `worker` label of this process's metrics."""
     owns_store = store is None
     if store is None:
         store, pepper = open_store(settings)
     pools: list[futures.ThreadPoolExecutor] = []
     try:
         checker = make_checker(settings, store, pepper)
-        interceptors = [TokenAuthInterceptor(load_tokens(settings.tokens_file))] if settings.tokens_file else []
+        # Metrics first (outermost): it also counts the calls the token check refuses.
+        gate = caller_interceptor(settings)
+        interceptors = [MetricsInterceptor(worker), gate]
         if not reuse_port:
             _check_port_free(settings.listen)
         main, streams, writes, probes = pools = [
@@ -290,7 +287,8 @@ def build_service(settings: Settings, *, store: Store | None = None, pepper: byt
             store.close()
         raise
     service = Service(settings, store, checker, server, health_servicer, restriction, pools, port,
-                      follower_gate=make_follower_gate(settings, store) if settings.follow_lag_max >= 0 else None)
+                      follower_gate=make_follower_gate(settings, store) if settings.follow_lag_max >= 0 else None,
+                      worker=worker, gate=gate)
     service.set_serving(False)
     return service
 
@@ -327,7 +325,7 @@ def _split_listen(listen: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def _check_port_free(listen: str) -> None:
+def _check_port_free(listen: str, what: str = "") -> None:
     """Refuse, with a clear message, a port that something else listens on: gRPC would
     only say "Failed to bind" (and with its default SO_REUSEPORT would even succeed)."""
     parsed = _split_listen(listen)
@@ -342,28 +340,17 @@ def _check_port_free(listen: str) -> None:
         with socket.socket(family, kind, proto) as probe:
             # SO_REUSEADDR as gRPC sets it: connections of a previous run in TIME_WAIT are no conflict.
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            _bind_or_refuse(probe, address, listen)
+            _bind_or_refuse(probe, address, listen, what)
 
 
-def _bind_or_refuse(sock: socket.socket, address, listen: str) -> None:
+def _bind_or_refuse(sock: socket.socket, address, listen: str, what: str = "") -> None:
     try:
         sock.bind(address)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise AddressInUse(f"{listen} is already in use (another `sanction serve`?)") from None
+            raise AddressInUse(f"{what + ' ' if what else ''}{listen} is already in use (another `sanction serve`?)") \
+                from None
         raise OSError(f"cannot listen on {listen}: {exc.strerror}") from None
-
-
-def register_store_gauges(store: Store) -> None:
-    def stat(pick):
-        def read() -> float:
-            with store.read() as view:
-                return pick(read_stats(view))
-        return read
-
-    for list_type in ("DISHONEST", "CONSUMPTION_RESTRICTION"):
-        metrics.ACTIVE_LISTINGS.labels(list_type).set_function(stat(lambda s, t=list_type: s.active_listings_by_type[t]))
-    metrics.JOURNAL_SEQUENCE.set_function(stat(lambda s: s.data_version))
 
 
 def serve(settings: Settings, workers: int = 1, signals: StopSignals | None = None) -> int:
@@ -375,25 +362,22 @@ def serve(settings: Settings, workers: int = 1, signals: StopSignals | None = No
     return serve_one(settings, signals=signals)
 
 
-def serve_one(settings: Settings, worker: str = "", *, signals: StopSignals, reuse_port: bool = False) -> int:
+def serve_one(settings: Settings, worker: str = "", *, signals: StopSignals, reuse_port: bool = False,
+              index: int = 0) -> int:
+    """One server process; with `worker` (its log prefix) and `index`, worker `index` of
+    serve_workers, whose parent serves the metrics."""
     service = None
     try:
         if settings.pin_cpus and not worker:
             log.info("pinned to CPU %d", pin_to_cpu(0))
-        service = build_service(settings, reuse_port=reuse_port)
+        service = build_service(settings, reuse_port=reuse_port, worker=str(index))
+        signals.on_hangup(service.gate.reload_tokens)
         service.start()
         host = settings.listen.rsplit(":", 1)[0]
         log.info("listening on %s:%d (health NOT_SERVING until the prefilter is ready)", host, service.port)
         if settings.metrics_port:
-            from prometheus_client import start_http_server
-
-            try:
-                start_http_server(settings.metrics_port, addr=settings.metrics_host)
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise AddressInUse(f"metrics port {settings.metrics_port} is already in use") from None
-                raise
-            register_store_gauges(service.store)
+            start_metrics_server(settings)
+            metrics.register_store(service.store)
             log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
         how = service.warm_up()
         with service.store.read() as view:
@@ -415,37 +399,74 @@ def serve_one(settings: Settings, worker: str = "", *, signals: StopSignals, reu
     return 0
 
 
+def start_metrics_server(settings: Settings, registry=None):
+    """The /metrics endpoint on SANCTION_METRICS_HOST:PORT (default registry: this process's)."""
+    from prometheus_client import REGISTRY, start_http_server
+
+    try:
+        server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry or REGISTRY)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(f"metrics port {settings.metrics_port} is already in use") from None
+        raise
+    return server
+
+
 def serve_workers(settings: Settings, workers: int, signals: StopSignals) -> int:
     """N processes on one port (SO_REUSEPORT), after grpc's multiprocessing example.
 
     The parent reserves the port and the data dir (a second instance exits EXIT_IN_USE),
     verifies the store and makes the persisted prefilter current, closes everything, and
     only then forks: no gRPC server and no LMDB environment may cross a fork. Each worker
-    opens LMDB itself and serves metrics on metrics_port + its index. If one worker dies
-    the others are stopped too, so a supervisor sees the failure. On SIGTERM/SIGINT each
-    worker drains (see serve_one); a second signal is passed on to hurry them.
+    opens LMDB itself. If one worker dies the others are stopped too, so a supervisor sees
+    the failure. On SIGTERM/SIGINT each worker drains (see serve_one); a second signal is
+    passed on to hurry them.
+
+    Metrics: ONE endpoint for the whole server, served by the parent on the metrics port.
+    The workers record into prometheus-client's multiprocess files (PROMETHEUS_MULTIPROC_DIR,
+    a private directory that `sanction serve` sets before prometheus_client is imported and
+    removes at exit: multiproc.py); the parent's collector sums their counters and
+    histograms, keeps the `worker` label of the per-worker gauges (RPCs in flight,
+    serving), and reads the store's gauges (active listings, journal sequence, last event
+    time) itself at each scrape from its own read-only view, so they appear once, not once
+    per worker. An exited worker's live gauges are dropped (`mark_process_dead`).
     """
     import multiprocessing
     from dataclasses import replace
 
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") if metrics.multiprocess() else None
+    if settings.metrics_port and path is None:
+        raise RuntimeError("serve_workers needs prometheus-client's multiprocess mode (multiproc.private_directory)")
     processes: list = []
+    metrics_server = store = None
     try:
         with _reserve_for_workers(settings) as bound:
+            if settings.metrics_port:  # refuse a taken metrics port before forking anything
+                _check_port_free(f"{settings.metrics_host}:{settings.metrics_port}", "metrics port")
             store, pepper = open_store(settings)
             try:
                 checker = make_checker(settings, store, pepper)
                 log.info("prefilter for the workers: %s", checker.warm_up())
             finally:
                 store.close()
+                store = None
             host = settings.listen.rsplit(":", 1)[0]
             context = multiprocessing.get_context("fork")
+            signals.on_hangup(functools.partial(_pass_on_hangup, processes, os.getpid()))
             for index in range(workers):
-                worker_settings = replace(settings, listen=f"{host}:{bound}",
-                                          metrics_port=settings.metrics_port + index if settings.metrics_port else 0)
+                worker_settings = replace(settings, listen=f"{host}:{bound}", metrics_port=0)
                 process = context.Process(target=_worker_main, args=(worker_settings, index), name=f"worker-{index}")
                 process.start()
                 processes.append(process)
             log.info("%d workers on %s:%d (pids %s)", workers, host, bound, [p.pid for p in processes])
+            if settings.metrics_port:
+                # Opened after the forks: the store's gauges, read here once per scrape.
+                store, _ = open_store(settings)
+                registry = metrics.multiprocess_registry(path)
+                metrics.register_store(store, registry)
+                metrics_server = start_metrics_server(settings, registry)
+                log.info("metrics of all workers on http://%s:%d/metrics (files in %s)", settings.metrics_host,
+                         settings.metrics_port, path)
             signals.serving()
             while not signals.stop.wait(0.5):
                 if any(not p.is_alive() for p in processes):
@@ -456,6 +477,14 @@ def serve_workers(settings: Settings, workers: int, signals: StopSignals) -> int
         log.info("%s during start-up: stopped", exc)
         _stop_workers(processes, settings, signals)
         return 0
+    except BaseException:
+        _stop_workers(processes, settings, signals)
+        raise
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        if store is not None:
+            store.close()
     return 0 if signals.stop.is_set() else 1
 
 
@@ -478,6 +507,10 @@ def _stop_workers(processes: list, settings: Settings, signals: StopSignals) -> 
             log.error("worker %s did not stop in time; killing it", p.name)
             p.kill()
         p.join()
+        if p.pid is not None and metrics.multiprocess():
+            from prometheus_client import multiprocess as mp
+
+            mp.mark_process_dead(p.pid)  # its in-flight and serving gauges no longer count
 
 
 @contextlib.contextmanager
@@ -542,9 +575,21 @@ def _worker_main(settings: Settings, index: int) -> None:
     # (it sends SIGTERM). SIGTERM drains.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signals = StopSignals((signal.SIGTERM,))
+    logs.set_worker(index)
     if settings.pin_cpus:
         pin_to_cpu(index)
-    raise SystemExit(serve_one(settings, worker=f"worker {index} ", signals=signals, reuse_port=True))
+    raise SystemExit(serve_one(settings, worker=f"worker {index} ", signals=signals, reuse_port=True, index=index))
+
+
+def _pass_on_hangup(processes: list, parent: int) -> None:
+    """SIGHUP to the parent: each worker re-reads the tokens file. (A worker just forked
+    still has this handler: it passes nothing on.)"""
+    if os.getpid() != parent:
+        return
+    for p in processes:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGHUP)
+    log.info("SIGHUP passed on to %d workers", len(processes))
 
 
 def pin_to_cpu(index: int) -> int:

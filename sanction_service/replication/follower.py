@@ -32,11 +32,13 @@ import socket
 import time
 from pathlib import Path
 
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from loaders.feed import decode_line
+from sanction_service.loaders.feed import decode_line
 
 from .. import metrics as service_metrics
 from ..events import EventRejected
@@ -91,7 +93,7 @@ class Follower:
         self.applied = 0
         self.created = ""
         self._start_head: int | None = None
-        self.js = None
+        self.js: JetStreamContext | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
         """Follow until `stop` is set (0) or the replica must not go on (Refused.code)."""
@@ -144,7 +146,7 @@ class Follower:
                 sub = await self._drop(sub)
                 await _sleep(stop, 0.5)
                 continue
-            accepted = []
+            accepted: list[Msg] = []
             for message in messages:
                 seq = message.metadata.sequence.stream
                 if seq <= self.applied:
@@ -166,9 +168,16 @@ class Follower:
                 for message in accepted:
                     await _ack(message)
 
+    @property
+    def _jetstream(self) -> JetStreamContext:
+        """The connection's JetStream context: `run` sets it before the loop that uses it."""
+        if self.js is None:
+            raise RuntimeError("the follower is not connected")
+        return self.js
+
     async def _resync(self):
         """Check the stream against the store, then (re)create the consumer at stored + 1."""
-        state = await stream_state(self.js, self.settings)
+        state = await stream_state(self._jetstream, self.settings)
         if state is None:
             raise _Resync(f"stream {self.settings.stream} does not exist yet")
         self._check(state)
@@ -177,14 +186,14 @@ class Follower:
             self._start_head = self.status.start_head = state.last_seq
         self._saw_head(state.last_seq)
         try:
-            await self.js.delete_consumer(self.settings.stream, self.consumer)
+            await self._jetstream.delete_consumer(self.settings.stream, self.consumer)
         except NotFoundError:
             pass
-        await self.js.add_consumer(self.settings.stream, ConsumerConfig(
+        await self._jetstream.add_consumer(self.settings.stream, ConsumerConfig(
             durable_name=self.consumer, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self.applied + 1, ack_policy=AckPolicy.EXPLICIT, ack_wait=30,
             max_ack_pending=max(1000, 4 * self.batch), description="sanction follow"))
-        sub = await self.js.pull_subscribe_bind(durable=self.consumer, stream=self.settings.stream)
+        sub = await self._jetstream.pull_subscribe_bind(durable=self.consumer, stream=self.settings.stream)
         metrics.RESYNCS.inc()
         log.info("following stream %s from sequence %d (head %d) as consumer %s", self.settings.stream,
                  self.applied + 1, state.last_seq, self.consumer)
@@ -206,7 +215,7 @@ class Follower:
         """Nothing delivered for a while: learn the head. True if the consumer should be
         recreated (the stream has more than the store and nothing came)."""
         try:
-            state = await stream_state(self.js, self.settings)
+            state = await stream_state(self._jetstream, self.settings)
         except (NatsError, OSError) as exc:
             self._set_state("disconnected", f"{type(exc).__name__}: {exc}")
             return False

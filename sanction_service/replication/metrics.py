@@ -1,5 +1,5 @@
 """The follower's Prometheus metrics (served by `sanction follow` on its own port,
-SANCTION_FOLLOW_METRICS_PORT). Alert rules: docs/replication-alerts.yml."""
+SANCTION_FOLLOW_METRICS_PORT). Alert rules: docs/ops/replication-alerts.yml."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 valid events to the stream, in feed order, each exactly once.
 
 Two passes over the file. The first decodes and parses every line with the loader's own
-code (`loaders.feed.decode_line`, `events.parse_event`), writes the rejects file in the
+code (`sanction_service.loaders.feed.decode_line`, `events.parse_event`), writes the rejects file in the
 loader's format and finds where an earlier run of this feed stopped (below). The second
 publishes the valid lines, their bytes unchanged, to `<prefix>.<TYPE>`.
 
@@ -48,7 +48,7 @@ from pathlib import Path
 from nats.errors import Error as NatsError
 from nats.js.errors import APIError
 
-from loaders.feed import decode_line
+from sanction_service.loaders.feed import decode_line
 
 from ..events import EventRejected, content_digest
 from ..settings import NatsSettings

@@ -59,7 +59,7 @@ def describe(path: Path, fingerprint: str, map_size: int) -> dict:
             digests = store_digest(view)
             return {"stream": where.stream, "stream_created": where.created, "stream_seq": where.seq,
                     "data_version": view.seq(), "digest": digests["all"], "replication_digest": digests["replication"],
-                    "pepper_fingerprint": fingerprint, "schema": view.meta(b"schema").decode(),
+                    "pepper_fingerprint": fingerprint, "schema": (view.meta(b"schema") or b"").decode(),
                     "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     finally:
         store.close()
