@@ -191,7 +191,8 @@ def check_outcomes(outcomes: list[tuple[str, str, str, str]], raw: dict, value, 
     if not field:
         assert reason in WHOLE_EVENT_REASONS, reason
         return
-    root = field.split(".")[0].split("[")[0]
+    # A top-level key is named as it is, even one like "." or "a[0]"; a nested field by its path.
+    root = field if field in raw else field.split(".")[0].split("[")[0]
     assert root in KNOWN_FIELDS | set(raw) | {UNPRINTABLE_FIELD}, (field, reason)
     assert event_id == "" or is_identifier(event_id)
 
