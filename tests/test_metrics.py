@@ -329,3 +329,23 @@ def test_the_readme_lists_exactly_the_metrics_a_real_server_exports(exercised):
     section = readme[readme.index("## Metrics\n"):readme.index("## Operations\n")]
     documented = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
     assert documented == families, (documented ^ families)
+
+
+def test_the_interceptors_wrap_a_method_once_not_on_every_call():
+    # Wrapping afresh per call cost ~40 us of CPU per unary check (BENCHMARKS.md): the
+    # caller gate handed the metrics interceptor a new handler each time.
+    from types import SimpleNamespace
+
+    from sanction_service.grpc_api.caller import CallerInterceptor
+    from sanction_service.grpc_api.rpc_metrics import MetricsInterceptor
+
+    registered = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+    gate, instrument = CallerInterceptor(None, None), MetricsInterceptor("0")
+    details = SimpleNamespace(method="/sanction.v1.RestrictionService/CheckRestriction", invocation_metadata=())
+
+    def through_both():
+        return instrument.intercept_service(lambda d: gate.intercept_service(lambda _: registered, d), details)
+
+    first = through_both()
+    assert first is not registered and first.unary_unary is not registered.unary_unary
+    assert all(through_both() is first for _ in range(3))

@@ -30,6 +30,8 @@ from .. import metrics
 OK = "OK"
 UNKNOWN = "UNKNOWN"
 CANCELLED = "CANCELLED"
+# Instrumented handlers kept: methods x clients, with room to spare.
+MAX_WRAPPED = 4096
 
 
 class _Method:
@@ -121,19 +123,24 @@ def _instrument(handler: grpc.RpcMethodHandler, full_name: str, worker: str) -> 
 class MetricsInterceptor(grpc.ServerInterceptor):
     def __init__(self, worker: str = "0"):
         self.worker = worker
-        # method -> (the handler grpc found, its instrumented twin). A refusal of the token
-        # interceptor is a new handler each time and is wrapped afresh; registered
-        # handlers are the same object on every call.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        # (method, id of the handler grpc found) -> (that handler, its instrumented twin).
+        # Registered handlers, and the caller gate's per-client twins of them, are the
+        # same objects on every call; a refusal is a new handler each time and is wrapped
+        # afresh (the table is emptied when it grows past MAX_WRAPPED, so refusals
+        # cannot grow it without bound).
+        self._wrapped: dict[tuple[str, int], tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
         name = handler_call_details.method
-        known = self._wrapped.get(name)
+        key = (name, id(handler))
+        known = self._wrapped.get(key)
         if known is not None and known[0] is handler:
             return known[1]
         wrapped = _instrument(handler, name, self.worker)
-        self._wrapped[name] = (handler, wrapped)
+        if len(self._wrapped) >= MAX_WRAPPED:
+            self._wrapped.clear()
+        self._wrapped[key] = (handler, wrapped)
         return wrapped
