@@ -19,7 +19,7 @@ PROTOS := $(wildcard proto/sanction/v1/*.proto)
 STUBS := gen/sanction/v1/restriction_pb2.py
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test proto lint demo clean bench bench-tools bench-hiredis tools nats-server promtool
+.PHONY: run test proto lint format demo clean bench bench-tools bench-hiredis tools nats-server promtool
 
 # `pip install .` generates the stubs itself (setup.py); `make proto` does it for the
 # editable development install, with the grpcio-tools bootstrapped here.
@@ -84,16 +84,21 @@ tools:
 		npm ci --silent --no-audit --no-fund --prefix clients/node >/dev/null 2>&1 || \
 		echo "could not install the Node example's packages with npm: tests/test_node_client.py will be skipped"
 
-test: $(INSTALLED) tools nats-server promtool
+# Lint first: a change that is not formatted, not clean or not typed fails the tests too.
+test: $(INSTALLED) tools nats-server promtool lint
 	$(PY) -m pytest -q
 
-# mypy checks what [tool.mypy] files names (pyproject.toml). `ruff format --check` joins once
-# the tree has been formatted: LINT_FORMAT=1 runs it already.
-LINT_FORMAT ?=
+# ruff (rules and formatting: `make format` applies it) and mypy, which checks what
+# [tool.mypy] files names (pyproject.toml).
+PY_SOURCES := sanction_service loaders clients tests benchmarks setup.py
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check sanction_service loaders clients tests benchmarks setup.py
-	$(if $(LINT_FORMAT),$(VENV)/bin/ruff format --check sanction_service loaders clients tests benchmarks setup.py)
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy
+
+format: $(INSTALLED)
+	$(VENV)/bin/ruff format $(PY_SOURCES)
+	$(VENV)/bin/ruff check --fix $(PY_SOURCES)
 
 # Benchmarks (BENCHMARKS.md): BENCH_SIZE=6000000 for the full run. BEFORE=<checkout of
 # 82670d0> adds the measured before/after of the event-by-event path (otherwise the ratio

@@ -58,18 +58,30 @@ def generator_floors() -> list[str]:
     try:
         tools = importlib.metadata.version("grpcio-tools")
     except importlib.metadata.PackageNotFoundError:
-        raise SystemExit("building sanction-service needs grpcio-tools ([build-system] requires in "
-                         "pyproject.toml); with --no-build-isolation, install it first") from None
-    protobuf = next((m.group(1) for r in importlib.metadata.requires("grpcio-tools") or []
-                     if (m := re.fullmatch(r"protobuf\s*\(?[^;]*?>=\s*([\w.]+).*", r))), None)
+        raise SystemExit(
+            "building sanction-service needs grpcio-tools ([build-system] requires in "
+            "pyproject.toml); with --no-build-isolation, install it first"
+        ) from None
+    protobuf = next(
+        (
+            m.group(1)
+            for r in importlib.metadata.requires("grpcio-tools") or []
+            if (m := re.fullmatch(r"protobuf\s*\(?[^;]*?>=\s*([\w.]+).*", r))
+        ),
+        None,
+    )
     return [f"grpcio>={tools}", f"protobuf>={protobuf}" if protobuf else "protobuf>=5.26"]
 
 
 def stubs_are_fresh() -> bool:
     stubs = list(STUB_PACKAGE.glob("v1/*_pb2*.py"))
     protos = list(PROTO_DIR.glob("sanction/v1/*.proto"))
-    return bool(stubs) and bool(protos) and (STUB_PACKAGE / "v1" / "__init__.py").exists() and \
-        min(p.stat().st_mtime for p in stubs) >= max(p.stat().st_mtime for p in protos)
+    return (
+        bool(stubs)
+        and bool(protos)
+        and (STUB_PACKAGE / "v1" / "__init__.py").exists()
+        and min(p.stat().st_mtime for p in stubs) >= max(p.stat().st_mtime for p in protos)
+    )
 
 
 def generate_stubs() -> None:
@@ -82,8 +94,16 @@ def generate_stubs() -> None:
     GEN_DIR.mkdir(exist_ok=True)
     # protoc's own well-known types (google/protobuf/*.proto) ship inside grpc_tools.
     well_known = Path(protoc.__file__).parent / "_proto"
-    args = ["grpc_tools.protoc", f"-I{PROTO_DIR}", f"-I{IMPORTS_DIR}", f"-I{well_known}",
-            f"--python_out={GEN_DIR}", f"--grpc_python_out={GEN_DIR}", f"--pyi_out={GEN_DIR}", *protos]
+    args = [
+        "grpc_tools.protoc",
+        f"-I{PROTO_DIR}",
+        f"-I{IMPORTS_DIR}",
+        f"-I{well_known}",
+        f"--python_out={GEN_DIR}",
+        f"--grpc_python_out={GEN_DIR}",
+        f"--pyi_out={GEN_DIR}",
+        *protos,
+    ]
     if protoc.main(args) != 0:
         raise SystemExit(f"protoc failed on {', '.join(protos)}")
     for package in (STUB_PACKAGE, STUB_PACKAGE / "v1"):

@@ -52,8 +52,7 @@ class TreeServer(ServerProcess):
         super().__init__(*args, env={"PYTHONPATH": os.pathsep.join([str(tree), str(ROOT / "gen")])}, cwd=tree)
 
 
-def measure(target: str, pid: int, unary: list[bytes], b100: list[bytes], stream: list[bytes] | None,
-            seconds: float) -> dict:
+def measure(target: str, pid: int, unary: list[bytes], b100: list[bytes], stream: list[bytes] | None, seconds: float) -> dict:
     channel = new_channel(target)
     try:
         call, batch = raw_method(channel, "CheckRestriction"), raw_method(channel, "BatchCheckRestriction")
@@ -69,8 +68,12 @@ def measure(target: str, pid: int, unary: list[bytes], b100: list[bytes], stream
     finally:
         channel.close()
     # Server CPU per call or ID: steadier than rates on a machine others use too.
-    row = {"unary_calls_per_second": round(unary_rate), "unary_server_cpu_us": round(unary_cpu * 1e6),
-           "batch100_ids_per_second": round(batch_rate), "batch100_server_cpu_us_per_id": round(batch_cpu * 1e6, 1)}
+    row = {
+        "unary_calls_per_second": round(unary_rate),
+        "unary_server_cpu_us": round(unary_cpu * 1e6),
+        "batch100_ids_per_second": round(batch_rate),
+        "batch100_server_cpu_us_per_id": round(batch_cpu * 1e6, 1),
+    }
     if stream is not None:
         row["stream_messages_per_second"] = round(run_stream(target, stream, 32, 1.0, seconds, pid)["requests_per_second"])
     return row
@@ -94,7 +97,7 @@ def main() -> int:
     trees = {"base": args.base.resolve(), "this": ROOT}
     rows: dict[str, list[dict]] = {name: [] for name in trees}
     for r in range(args.rounds):
-        for name in (("base", "this") if r % 2 == 0 else ("this", "base")):
+        for name in ("base", "this") if r % 2 == 0 else ("this", "base"):
             extra = (["--pin-cpus"] if args.pin else []) + (["--workers", str(args.workers)] if args.workers > 1 else [])
             # Children inherit affinity: the server starts with every CPU, then this
             # client's threads move to the last one.
@@ -114,8 +117,18 @@ def main() -> int:
         print(f"median {name:4s} " + "  ".join(f"{k} {v:>8.1f}" for k, v in m.items()))
     change = {k: round(medians["this"][k] / medians["base"][k] - 1, 3) for k in medians["this"]}
     print("this vs base: " + "  ".join(f"{k} {v:+.1%}" for k, v in change.items()))
-    write_result(args.out, {**header(args.size), "base": str(trees["base"]), "pinned": args.pin,
-                            "workers": args.workers, "rounds": rows, "medians": medians, "change": change})
+    write_result(
+        args.out,
+        {
+            **header(args.size),
+            "base": str(trees["base"]),
+            "pinned": args.pin,
+            "workers": args.workers,
+            "rounds": rows,
+            "medians": medians,
+            "change": change,
+        },
+    )
     return 0
 
 

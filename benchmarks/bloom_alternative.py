@@ -52,8 +52,11 @@ def main() -> None:
     pybloom = timeit.timeit(lambda: [k.hex() in bloom for k in misses], number=rounds) / (rounds * len(misses))
     derived = timeit.timeit(lambda: [contains(k) for k in misses], number=rounds) / (rounds * len(misses))
     result = {
-        "keys": args.keys, "num_bits": m, "k": slices,
-        "pybloom_live_miss_us": pybloom * 1e6, "key_derived_miss_us": derived * 1e6,
+        "keys": args.keys,
+        "num_bits": m,
+        "k": slices,
+        "pybloom_live_miss_us": pybloom * 1e6,
+        "key_derived_miss_us": derived * 1e6,
         "pybloom_live_false_positives": sum(k.hex() in bloom for k in misses) / len(misses),
         "key_derived_false_positives": sum(contains(k) for k in misses) / len(misses),
     }

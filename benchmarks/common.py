@@ -75,17 +75,26 @@ def commit() -> str:
         if head.returncode != 0:
             return "unknown"
         # Result files are rewritten by the run itself: they do not make the code dirty.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)benchmarks/results"], cwd=ROOT, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def header(size: int, command: str | None = None) -> dict:
-    return {"command": command or command_line(), "bench_size": size, "machine": machine(), "commit": commit(),
-            "timestamp": now_utc()}
+    return {
+        "command": command or command_line(),
+        "bench_size": size,
+        "machine": machine(),
+        "commit": commit(),
+        "timestamp": now_utc(),
+    }
 
 
 def write_result(name: str, payload: dict) -> Path:
@@ -105,8 +114,14 @@ def percentiles(samples: list[float]) -> dict:
     def pick(q: float) -> float:
         return round(ordered[min(n - 1, max(0, int(q * n + 0.5) - 1))] * 1000, 3)
 
-    return {"n": n, "mean_ms": round(sum(ordered) / n * 1000, 3), "p50_ms": pick(0.50), "p95_ms": pick(0.95),
-            "p99_ms": pick(0.99), "max_ms": round(ordered[-1] * 1000, 3)}
+    return {
+        "n": n,
+        "mean_ms": round(sum(ordered) / n * 1000, 3),
+        "p50_ms": pick(0.50),
+        "p95_ms": pick(0.95),
+        "p99_ms": pick(0.99),
+        "max_ms": round(ordered[-1] * 1000, 3),
+    }
 
 
 def log(*parts) -> None:

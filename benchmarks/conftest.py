@@ -40,8 +40,13 @@ def pytest_configure(config):
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    output_json["sanction"] = {"command": _command(config), "bench_size": bench_size(), "machine": machine(),
-                               "commit": commit(), "timestamp": now_utc()}
+    output_json["sanction"] = {
+        "command": _command(config),
+        "bench_size": bench_size(),
+        "machine": machine(),
+        "commit": commit(),
+        "timestamp": now_utc(),
+    }
     for bench in output_json.get("benchmarks", []):
         bench.pop("data", None)
         bench.get("stats", {}).pop("data", None)

@@ -96,18 +96,38 @@ def ensure_dataset(size: int | None = None, *, rebuild: bool = False) -> Path:
     log(f"[dataset] building {size:,} listings in {d}")
     began = time.perf_counter()
     timings = {"init_s": _run("init", "init", "--data-dir", str(d))}
-    timings["synth_s"] = _run("synth", "synth", "--seed", str(SEED), "--listings", str(size), "--start", START,
-                              "--out", str(d / "feed.jsonl"), "--probes", str(d / "probes.jsonl"))
+    timings["synth_s"] = _run(
+        "synth",
+        "synth",
+        "--seed",
+        str(SEED),
+        "--listings",
+        str(size),
+        "--start",
+        START,
+        "--out",
+        str(d / "feed.jsonl"),
+        "--probes",
+        str(d / "probes.jsonl"),
+    )
     bulk = has_bulk_load()
-    timings["load_s"] = _run("load" + (" (bulk)" if bulk else ""), "load", "--data-dir", str(d),
-                             *(["--bulk"] if bulk else []), str(d / "feed.jsonl"))
+    timings["load_s"] = _run(
+        "load" + (" (bulk)" if bulk else ""), "load", "--data-dir", str(d), *(["--bulk"] if bulk else []), str(d / "feed.jsonl")
+    )
     started = time.perf_counter()
     how = warm_prefilter(d)
     timings["prefilter_s"] = round(time.perf_counter() - started, 2)
     log(f"[dataset] prefilter {how} in {timings['prefilter_s']:.1f} s")
-    info = {"size": size, "seed": SEED, "start": START, "bulk_load": bulk, "prefilter": how,
-            "timings_s": {k: round(v, 2) for k, v in timings.items()},
-            "total_s": round(time.perf_counter() - began, 1), **describe(d)}
+    info = {
+        "size": size,
+        "seed": SEED,
+        "start": START,
+        "bulk_load": bulk,
+        "prefilter": how,
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "total_s": round(time.perf_counter() - began, 1),
+        **describe(d),
+    }
     (d / MARKER).write_text(json.dumps(info, indent=2) + "\n")
     log(f"[dataset] ready in {info['total_s']:.0f} s: {d}")
     return d
@@ -122,8 +142,13 @@ def open_checker(d: Path, *, use_prefilter: bool = True, store=None, pepper=None
     settings = Settings(data_dir=str(d))
     if store is None:
         store, pepper = open_store(settings)
-    checker = Checker(store, pepper, prefilter_path=Path(d) / PREFILTER_FILE,
-                      error_rate=settings.prefilter_error_rate, use_prefilter=use_prefilter)
+    checker = Checker(
+        store,
+        pepper,
+        prefilter_path=Path(d) / PREFILTER_FILE,
+        error_rate=settings.prefilter_error_rate,
+        use_prefilter=use_prefilter,
+    )
     return store, pepper, checker
 
 

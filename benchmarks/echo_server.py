@@ -54,8 +54,10 @@ def worker(index: int, port: int, response: bytes, pin: bool) -> None:
             return answer
 
     settings = Settings()
-    server = grpc.server(futures.ThreadPoolExecutor(max(1, settings.grpc_threads), thread_name_prefix="grpc"),
-                         options=server_options(settings, reuse_port=True))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max(1, settings.grpc_threads), thread_name_prefix="grpc"),
+        options=server_options(settings, reuse_port=True),
+    )
     restriction_pb2_grpc.add_RestrictionServiceServicer_to_server(Echo(), server)
     if server.add_insecure_port(f"127.0.0.1:{port}") != port:
         raise SystemExit(f"worker {index} could not bind 127.0.0.1:{port}")
@@ -81,8 +83,9 @@ def main() -> int:
     holder.bind(("127.0.0.1", 0))
     port = holder.getsockname()[1]
     context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=worker, args=(i, port, response, args.pin_cpus), name=f"echo-{i}")
-                 for i in range(args.workers)]
+    processes = [
+        context.Process(target=worker, args=(i, port, response, args.pin_cpus), name=f"echo-{i}") for i in range(args.workers)
+    ]
     for p in processes:
         p.start()
     log(f"{args.workers} workers on 127.0.0.1:{port}")

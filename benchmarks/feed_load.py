@@ -48,9 +48,25 @@ def feed_for(size: int) -> Path:
     if not feed.is_file():
         d.mkdir(parents=True, exist_ok=True)
         log(f"[feed_load] writing a feed of {size:,} listings to {feed}")
-        subprocess.run([sys.executable, "-m", "sanction_service", "synth", "--seed", "1", "--listings", str(size),
-                        "--start", "2026-11-01", "--out", str(feed) + ".tmp"], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sanction_service",
+                "synth",
+                "--seed",
+                "1",
+                "--listings",
+                str(size),
+                "--start",
+                "2026-11-01",
+                "--out",
+                str(feed) + ".tmp",
+            ],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         os.replace(str(feed) + ".tmp", feed)
     return feed
 
@@ -90,10 +106,12 @@ def _time_v(stderr: str) -> dict:
         return match.group(1).strip()
 
     clock = [float(x) for x in field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":")]
-    wall = sum(v * 60 ** i for i, v in enumerate(reversed(clock)))
-    return {"wall_s": round(wall, 2), "cpu_s": round(float(field("User time (seconds)")) +
-                                                      float(field("System time (seconds)")), 2),
-            "peak_rss_mb": round(int(field("Maximum resident set size (kbytes)")) / 1024, 1)}
+    wall = sum(v * 60**i for i, v in enumerate(reversed(clock)))
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(float(field("User time (seconds)")) + float(field("System time (seconds)")), 2),
+        "peak_rss_mb": round(int(field("Maximum resident set size (kbytes)")) / 1024, 1),
+    }
 
 
 CORES = os.cpu_count() or 1
@@ -137,11 +155,19 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--modes", default="bulk,event", help="bulk,event")
     parser.add_argument("--before", type=Path, help="another checkout to measure beside this one (e.g. the parent commit)")
-    parser.add_argument("--after", type=Path, default=ROOT,
-                        help="the checkout measured as 'after' (default this one; a frozen worktree lets you edit here)")
+    parser.add_argument(
+        "--after",
+        type=Path,
+        default=ROOT,
+        help="the checkout measured as 'after' (default this one; a frozen worktree lets you edit here)",
+    )
     parser.add_argument("--event-batch-size", type=int, default=None, help="--batch-size for the event path")
-    parser.add_argument("--parse-workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
-                        help="--parse-workers of every bulk load and of this checkout's plain loads (%(default)s)")
+    parser.add_argument(
+        "--parse-workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="--parse-workers of every bulk load and of this checkout's plain loads (%(default)s)",
+    )
     parser.add_argument("--work", type=Path, default=None, help="where the stores go (default: a temp dir)")
     parser.add_argument("--out", default=None, help="result name (default feedload-<size>)")
     args = parser.parse_args()
@@ -159,15 +185,16 @@ def main() -> int:
                 for side, tree in order:
                     # The parent commit's plain load has no --parse-workers (it parses in-process).
                     workers = args.parse_workers if (mode == "bulk" or side == "after") else None
-                    result = run_load(tree, feed, mode, work, args.event_batch_size if mode == "event" else None,
-                                      workers)
+                    result = run_load(tree, feed, mode, work, args.event_batch_size if mode == "event" else None, workers)
                     result.update(side=side, mode=mode, round=r + 1, load_average=os.getloadavg())
                     runs.append(result)
-                    log(f"[feed_load] round {r + 1} {side:6s} {mode:5s} {result['events']:,} events: "
+                    log(
+                        f"[feed_load] round {r + 1} {side:6s} {mode:5s} {result['events']:,} events: "
                         f"{result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU = {result['cpu_us_per_event']} "
                         f"us/event (writer {result['writer_us_per_event']}, workers {result['workers_us_per_event']}), "
                         f"{result['events_per_s']:,} events/s, peak RSS {result['peak_rss_mb']} MB, "
-                        f"load {os.getloadavg()[0]:.1f}")
+                        f"load {os.getloadavg()[0]:.1f}"
+                    )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     digests = {r["digest"] for r in runs if r["side"] == "after"}
@@ -176,28 +203,51 @@ def main() -> int:
     for side, _ in sides:
         for mode in modes:
             mine = [r for r in runs if r["side"] == side and r["mode"] == mode]
-            medians[f"{side} {mode}"] = {k: statistics.median(r[k] for r in mine) for k in
-                                         ("wall_s", "cpu_s", "cpu_us_per_event", "writer_us_per_event",
-                                          "workers_us_per_event", "events_per_s", "idle_machine_events_per_s_estimate",
-                                          "peak_rss_mb")}
+            medians[f"{side} {mode}"] = {
+                k: statistics.median(r[k] for r in mine)
+                for k in (
+                    "wall_s",
+                    "cpu_s",
+                    "cpu_us_per_event",
+                    "writer_us_per_event",
+                    "workers_us_per_event",
+                    "events_per_s",
+                    "idle_machine_events_per_s_estimate",
+                    "peak_rss_mb",
+                )
+            }
     print(f"feed of {size:,} listings ({runs[0]['events']:,} events), {args.rounds} round(s), medians:")
     for name, m in medians.items():
-        print(f"  {name:14s} {m['wall_s']:8.1f} s wall {m['cpu_s']:8.1f} s CPU {m['cpu_us_per_event']:7.1f} us CPU/event "
-              f"(writer {m['writer_us_per_event']:.1f}, workers {m['workers_us_per_event']:.1f}) "
-              f"{m['events_per_s']:9,.0f} events/s (idle-machine estimate {m['idle_machine_events_per_s_estimate']:,.0f})"
-              f"  peak RSS {m['peak_rss_mb']:7.1f} MB")
+        print(
+            f"  {name:14s} {m['wall_s']:8.1f} s wall {m['cpu_s']:8.1f} s CPU {m['cpu_us_per_event']:7.1f} us CPU/event "
+            f"(writer {m['writer_us_per_event']:.1f}, workers {m['workers_us_per_event']:.1f}) "
+            f"{m['events_per_s']:9,.0f} events/s (idle-machine estimate {m['idle_machine_events_per_s_estimate']:,.0f})"
+            f"  peak RSS {m['peak_rss_mb']:7.1f} MB"
+        )
     print("one digest for every store of this checkout (bulk and event by event):", len(digests) == 1)
     if before_digests:
-        print("before: one digest for its stores:", len(before_digests) == 1, "; equal to this checkout's:",
-              before_digests == digests)
-    write_result(args.out or f"feedload-{size}", {**header(size), "feed": str(feed), "events": runs[0]["events"],
-                                                   "before": str(args.before) if args.before else None,
-                                                   "after": str(args.after),
-                                                   "same_digest": len(digests) == 1,
-                                                   "before_same_digest": len(before_digests) == 1 if before_digests else None,
-                                                   "before_digest_equal": before_digests == digests if before_digests else None,
-                                                   "medians": medians, "runs": runs,
-                                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        print(
+            "before: one digest for its stores:",
+            len(before_digests) == 1,
+            "; equal to this checkout's:",
+            before_digests == digests,
+        )
+    write_result(
+        args.out or f"feedload-{size}",
+        {
+            **header(size),
+            "feed": str(feed),
+            "events": runs[0]["events"],
+            "before": str(args.before) if args.before else None,
+            "after": str(args.after),
+            "same_digest": len(digests) == 1,
+            "before_same_digest": len(before_digests) == 1 if before_digests else None,
+            "before_digest_equal": before_digests == digests if before_digests else None,
+            "medians": medians,
+            "runs": runs,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
     return 0 if len(digests) == 1 else 1
 
 

@@ -28,8 +28,13 @@ from sanction_service.clients.sanction_client import Passenger, RestrictionClien
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
-    return {"n": len(ordered), "mean_ms": statistics.fmean(ordered) * 1000, "p50_ms": pick(0.50),
-            "p95_ms": pick(0.95), "p99_ms": pick(0.99)}
+    return {
+        "n": len(ordered),
+        "mean_ms": statistics.fmean(ordered) * 1000,
+        "p50_ms": pick(0.50),
+        "p95_ms": pick(0.95),
+        "p99_ms": pick(0.99),
+    }
 
 
 def load_probes(path: Path, limit: int) -> list[Passenger]:
@@ -55,8 +60,10 @@ def main() -> int:
 
     passengers = load_probes(Path(args.probes), 5000)
     trip = Trip("FLIGHT")
-    results: dict = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-                                f"Python {platform.python_version()}", "data_dir": args.data_dir}
+    results: dict = {
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, Python {platform.python_version()}",
+        "data_dir": args.data_dir,
+    }
     with ServerProcess("--data-dir", args.data_dir) as server:
         target = server.wait_serving(timeout=600)
         with RestrictionClient(target, timeout=10) as client:

@@ -97,14 +97,16 @@ def request_bytes(doc: Doc) -> bytes:
 def batch_bytes(docs: list[Doc], size: int) -> list[bytes]:
     out = []
     for start in range(0, len(docs) - size + 1, size):
-        msg = pb.BatchCheckRequest(checks=[check_request(Passenger(*d), Trip("FLIGHT")) for d in docs[start:start + size]])
+        msg = pb.BatchCheckRequest(checks=[check_request(Passenger(*d), Trip("FLIGHT")) for d in docs[start : start + size]])
         out.append(msg.SerializeToString())
     return out
 
 
 def stream_bytes(docs: list[Doc]) -> list[bytes]:
-    return [pb.StreamCheckRequest(request_id=str(i), check=check_request(Passenger(*d), Trip("FLIGHT"))).SerializeToString()
-            for i, d in enumerate(docs)]
+    return [
+        pb.StreamCheckRequest(request_id=str(i), check=check_request(Passenger(*d), Trip("FLIGHT"))).SerializeToString()
+        for i, d in enumerate(docs)
+    ]
 
 
 def new_channel(target: str, own_connection: bool = False) -> grpc.Channel:
@@ -198,8 +200,11 @@ class CpuMeter:
         wall = time.perf_counter() - self.wall
         server = (tree_cpu_seconds(self.server_pid) - self.server) / wall
         client = (own_cpu_seconds() - self.client) / wall
-        self.result = {"server_cpu_cores": round(server, 2), "client_cpu_cores": round(client, 2),
-                       "other_cpu_cores": other_cores(self.busy, wall, server, client)}
+        self.result = {
+            "server_cpu_cores": round(server, 2),
+            "client_cpu_cores": round(client, 2),
+            "other_cpu_cores": other_cores(self.busy, wall, server, client),
+        }
 
 
 # --------------------------------------------------------------------------- drivers
@@ -207,11 +212,18 @@ class CpuMeter:
 
 def summarise(kind: str, concurrency: int, ids_per_request: int, latencies: list[float], seconds: float, **extra) -> dict:
     n = len(latencies)
-    return {"kind": kind, "concurrency": concurrency, "ids_per_request": ids_per_request, "requests": n,
-            "ids": n * ids_per_request, "seconds": round(seconds, 3),
-            "requests_per_second": round(n / seconds, 1) if seconds else 0.0,
-            "ids_per_second": round(n * ids_per_request / seconds, 1) if seconds else 0.0,
-            "latency": percentiles(latencies), **extra}
+    return {
+        "kind": kind,
+        "concurrency": concurrency,
+        "ids_per_request": ids_per_request,
+        "requests": n,
+        "ids": n * ids_per_request,
+        "seconds": round(seconds, 3),
+        "requests_per_second": round(n / seconds, 1) if seconds else 0.0,
+        "ids_per_second": round(n * ids_per_request / seconds, 1) if seconds else 0.0,
+        "latency": percentiles(latencies),
+        **extra,
+    }
 
 
 def drive_calls(call, payloads: list[bytes], concurrency: int, warmup: float, seconds: float) -> tuple[list[float], float]:
@@ -260,8 +272,9 @@ def run_unary(target: str, payloads: list[bytes], concurrency: int, warmup: floa
     return summarise("unary", concurrency, 1, lat, took, **cpu.result)
 
 
-def run_batch(target: str, batches: list[bytes], size: int, warmup: float, seconds: float, pid: int,
-              concurrency: int = 1) -> dict:
+def run_batch(
+    target: str, batches: list[bytes], size: int, warmup: float, seconds: float, pid: int, concurrency: int = 1
+) -> dict:
     channel = new_channel(target)
     call = raw_method(channel, "BatchCheckRestriction")
     try:
@@ -327,8 +340,17 @@ def sequential_pass(target: str, method: str, payloads: list[bytes]) -> list[flo
 # --------------------------------------------------------------------------- multi-process client
 
 
-def client_process(target: str, method: str, payloads: list[bytes], concurrency: int, channels: int,
-                   warmup: float, seconds: float, barrier, results) -> None:
+def client_process(
+    target: str,
+    method: str,
+    payloads: list[bytes],
+    concurrency: int,
+    channels: int,
+    warmup: float,
+    seconds: float,
+    barrier,
+    results,
+) -> None:
     """A spawned client: `channels` channels with their own TCP connections, threads spread over them."""
     try:
         chans = [new_channel(target, own_connection=True) for _ in range(channels)]
@@ -352,13 +374,28 @@ def client_process(target: str, method: str, payloads: list[bytes], concurrency:
         results.put({"error": repr(exc)})
 
 
-def run_multiprocess(target: str, kind: str, payloads: list[bytes], ids_per_request: int, procs: int, concurrency: int,
-                     channels: int, warmup: float, seconds: float, pid: int) -> dict:
+def run_multiprocess(
+    target: str,
+    kind: str,
+    payloads: list[bytes],
+    ids_per_request: int,
+    procs: int,
+    concurrency: int,
+    channels: int,
+    warmup: float,
+    seconds: float,
+    pid: int,
+) -> dict:
     method = "CheckRestriction" if kind == "unary" else "BatchCheckRestriction"
     barrier, results = SPAWN.Barrier(procs + 1), SPAWN.Queue()
-    children = [SPAWN.Process(target=client_process, daemon=True,
-                              args=(target, method, payloads, concurrency, channels, warmup, seconds, barrier, results))
-                for _ in range(procs)]
+    children = [
+        SPAWN.Process(
+            target=client_process,
+            daemon=True,
+            args=(target, method, payloads, concurrency, channels, warmup, seconds, barrier, results),
+        )
+        for _ in range(procs)
+    ]
     for c in children:
         c.start()
     barrier.wait(timeout=120)
@@ -376,10 +413,18 @@ def run_multiprocess(target: str, kind: str, payloads: list[bytes], ids_per_requ
     # Each process measured its own window; the aggregate rate is the sum of their rates.
     rps = sum(len(p["latencies"]) / p["seconds"] for p in parts)
     client_cpu = sum(p["cpu_seconds"] for p in parts)
-    out = summarise(kind, procs * concurrency, ids_per_request, lat, seconds,
-                    server_cpu_cores=round(server_cpu / wall, 2), client_cpu_cores=round(client_cpu / wall, 2),
-                    other_cpu_cores=round(max(0.0, (busy - server_cpu - client_cpu) / wall), 2),
-                    client_processes=procs, connections=procs * channels)
+    out = summarise(
+        kind,
+        procs * concurrency,
+        ids_per_request,
+        lat,
+        seconds,
+        server_cpu_cores=round(server_cpu / wall, 2),
+        client_cpu_cores=round(client_cpu / wall, 2),
+        other_cpu_cores=round(max(0.0, (busy - server_cpu - client_cpu) / wall), 2),
+        client_processes=procs,
+        connections=procs * channels,
+    )
     out["requests_per_second"] = round(rps, 1)
     out["ids_per_second"] = round(rps * ids_per_request, 1)
     return out
@@ -486,8 +531,11 @@ class Server:
             m = re.match(r'^(sanction_check_seconds_count|sanction_prefilter_total\{result="(\w+)"\})\s+(\S+)', line)
             if m:
                 found["checks" if m.group(2) is None else "prefilter_" + m.group(2)] = float(m.group(3))
-            m = re.match(r'^grpc_server_started_total\{.*grpc_service="sanction.v1.RestrictionService".*'
-                         r'worker="(\d+)".*\}\s+(\S+)', line)
+            m = re.match(
+                r'^grpc_server_started_total\{.*grpc_service="sanction.v1.RestrictionService".*'
+                r'worker="(\d+)".*\}\s+(\S+)',
+                line,
+            )
             if m and int(m.group(1)) < self.workers:
                 found["rpcs_per_worker"][int(m.group(1))] += float(m.group(2))
         return found
@@ -514,9 +562,13 @@ def decode_check(target: str, batch: bytes, expected_listed: int) -> dict:
         channel.close()
     response = pb.BatchCheckResponse.FromString(raw)
     results = [i.result for i in response.items if i.HasField("result")]
-    return {"items": len(response.items), "errors": len(response.items) - len(results),
-            "deny": sum(r.decision == pb.DENY for r in results), "restricted": sum(r.restricted for r in results),
-            "listed_in_batch": expected_listed}
+    return {
+        "items": len(response.items),
+        "errors": len(response.items) - len(results),
+        "deny": sum(r.decision == pb.DENY for r in results),
+        "restricted": sum(r.restricted for r in results),
+        "listed_in_batch": expected_listed,
+    }
 
 
 # --------------------------------------------------------------------------- h2load
@@ -531,10 +583,26 @@ def run_h2load(target: str, body: bytes, clients: int, streams: int, warmup: flo
     with tempfile.TemporaryDirectory() as tmp:
         data, log_file = Path(tmp) / "request.bin", Path(tmp) / "requests.log"
         data.write_bytes(grpc_frame(body))
-        cmd = ["h2load", "-D", f"{round(seconds * 1000)}ms", "--warm-up-time", f"{round(max(warmup, 0.1) * 1000)}ms",
-               "-c", str(clients),
-               "-m", str(streams), "-t", "1", f"--data={data}", "-H", "content-type: application/grpc",
-               "-H", "te: trailers", f"--log-file={log_file}", f"http://{target}{SERVICE}CheckRestriction"]
+        cmd = [
+            "h2load",
+            "-D",
+            f"{round(seconds * 1000)}ms",
+            "--warm-up-time",
+            f"{round(max(warmup, 0.1) * 1000)}ms",
+            "-c",
+            str(clients),
+            "-m",
+            str(streams),
+            "-t",
+            "1",
+            f"--data={data}",
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            f"--log-file={log_file}",
+            f"http://{target}{SERVICE}CheckRestriction",
+        ]
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy0, server0, began = machine_busy_seconds(), tree_cpu_seconds(pid), time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + warmup + 120)
@@ -556,11 +624,20 @@ def run_h2load(target: str, body: bytes, clients: int, streams: int, warmup: flo
     if done.returncode != 0 or not finished:
         return {"error": f"h2load exited {done.returncode}", "output": (out + done.stderr)[-2000:], "command": cmd}
     rps = float(finished.group(3))
-    result = {"kind": "h2load-unary", "clients": clients, "streams_per_client": streams, "in_flight": clients * streams,
-              "requests_per_second": rps, "ids_per_second": rps, "latency": percentiles(latencies),
-              "h2load_time_for_request": {"min": mean.group(1), "max": mean.group(2), "mean": mean.group(3)} if mean else None,
-              "server_cpu_cores": round(server_cpu, 2), "client_cpu_cores": round(client_cpu, 2), "other_cpu_cores": other,
-              "command": " ".join(cmd[:-1] + [cmd[-1]])}
+    result = {
+        "kind": "h2load-unary",
+        "clients": clients,
+        "streams_per_client": streams,
+        "in_flight": clients * streams,
+        "requests_per_second": rps,
+        "ids_per_second": rps,
+        "latency": percentiles(latencies),
+        "h2load_time_for_request": {"min": mean.group(1), "max": mean.group(2), "mean": mean.group(3)} if mean else None,
+        "server_cpu_cores": round(server_cpu, 2),
+        "client_cpu_cores": round(client_cpu, 2),
+        "other_cpu_cores": other,
+        "command": " ".join(cmd[:-1] + [cmd[-1]]),
+    }
     if counts:
         result.update(succeeded=int(counts.group(4)), failed=int(counts.group(5)), errored=int(counts.group(6)))
     return result
@@ -627,14 +704,19 @@ class RedisServer:
 
         self.keys, self.pepper = active_keys_hex(d)
         self.port = free_port()
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.pid = self.proc.pid
-        self.info: dict = {"server": f"redis-server 127.0.0.1:{self.port}, no persistence",
-                           "key_form": "hex of identity.document_key(pepper, normalize(type, number, country))"
-                                       " (BLAKE2b-128 keyed)",
-                           "keys_loaded": len(self.keys), "redis_py": redis.__version__,
-                           "hiredis_available": hiredis_available()}
+        self.info: dict = {
+            "server": f"redis-server 127.0.0.1:{self.port}, no persistence",
+            "key_form": "hex of identity.document_key(pepper, normalize(type, number, country)) (BLAKE2b-128 keyed)",
+            "keys_loaded": len(self.keys),
+            "redis_py": redis.__version__,
+            "hiredis_available": hiredis_available(),
+        }
         try:
             client = self.client()
             deadline = time.monotonic() + 20
@@ -650,7 +732,7 @@ class RedisServer:
             began = time.perf_counter()
             for start in range(0, len(self.keys), 10_000):
                 pipe = client.pipeline(transaction=False)
-                for k in self.keys[start:start + 10_000]:
+                for k in self.keys[start : start + 10_000]:
                     pipe.set(k, b"1")
                 pipe.execute()
             took = time.perf_counter() - began
@@ -667,8 +749,9 @@ class RedisServer:
 
         if parser not in PARSERS:
             raise ValueError(parser)
-        pool = redis.ConnectionPool(host="127.0.0.1", port=self.port,
-                                    parser_class=_HiredisParser if parser == "hiredis" else _RESP2Parser)
+        pool = redis.ConnectionPool(
+            host="127.0.0.1", port=self.port, parser_class=_HiredisParser if parser == "hiredis" else _RESP2Parser
+        )
         return redis.Redis(connection_pool=pool)
 
     def key_of(self, doc: Doc) -> str:
@@ -693,11 +776,13 @@ class RedisServer:
 
 def exists_pipeline(client):
     """A function sending one pipelined EXISTS per key (no MULTI) and returning the answers."""
+
     def exists_batch(batch_keys: list[str]) -> list:
         pipe = client.pipeline(transaction=False)
         for k in batch_keys:
             pipe.exists(k)
         return pipe.execute()
+
     return exists_batch
 
 
@@ -712,18 +797,19 @@ def run_redis(d: Path, docs: list[Doc], warmup: float, seconds: float) -> dict:
         precomputed = [server.key_of(doc) for doc in docs]
         runs = {}
         for size in (100, 1000):
-            key_batches = [precomputed[i:i + size] for i in range(0, len(precomputed) - size + 1, size)]
-            doc_batches = [docs[i:i + size] for i in range(0, len(docs) - size + 1, size)]
+            key_batches = [precomputed[i : i + size] for i in range(0, len(precomputed) - size + 1, size)]
+            doc_batches = [docs[i : i + size] for i in range(0, len(docs) - size + 1, size)]
             hits = sum(sum(exists_batch(b)) for b in key_batches[:5]) / (5 * size)
             with CpuMeter(server.pid) as cpu:
                 lat, t = drive_calls(exists_batch, key_batches, 1, warmup, seconds)
-            runs[f"exists_pipeline{size}_keys_precomputed"] = summarise(f"redis-exists{size}", 1, size, lat, t,
-                                                                        hit_share=round(hits, 4), **cpu.result)
+            runs[f"exists_pipeline{size}_keys_precomputed"] = summarise(
+                f"redis-exists{size}", 1, size, lat, t, hit_share=round(hits, 4), **cpu.result
+            )
             with CpuMeter(server.pid) as cpu:
-                lat, t = drive_calls(lambda b: exists_batch([server.key_of(x) for x in b]), doc_batches, 1, warmup,
-                                     seconds)
-            runs[f"exists_pipeline{size}_with_normalize_and_key"] = summarise(f"redis-exists{size}+key", 1, size, lat, t,
-                                                                              **cpu.result)
+                lat, t = drive_calls(lambda b: exists_batch([server.key_of(x) for x in b]), doc_batches, 1, warmup, seconds)
+            runs[f"exists_pipeline{size}_with_normalize_and_key"] = summarise(
+                f"redis-exists{size}+key", 1, size, lat, t, **cpu.result
+            )
         out["runs"] = runs
     return out
 
@@ -745,14 +831,24 @@ def line(name: str, r: dict) -> str:
     if "error" in r:
         return f"{name:44s} ERROR {r['error']}"
     lat = r.get("latency", {})
-    return (f"{name:44s} {r.get('ids_per_second', 0):>10,.0f} IDs/s {r.get('requests_per_second', 0):>9,.0f} req/s"
-            f"  p50 {lat.get('p50_ms', 0):7.2f}  p95 {lat.get('p95_ms', 0):7.2f}  p99 {lat.get('p99_ms', 0):7.2f} ms"
-            f"  cpu srv {r.get('server_cpu_cores', 0):.2f} cli {r.get('client_cpu_cores', 0):.2f}"
-            f" other {r.get('other_cpu_cores', 0):.2f}")
+    return (
+        f"{name:44s} {r.get('ids_per_second', 0):>10,.0f} IDs/s {r.get('requests_per_second', 0):>9,.0f} req/s"
+        f"  p50 {lat.get('p50_ms', 0):7.2f}  p95 {lat.get('p95_ms', 0):7.2f}  p99 {lat.get('p99_ms', 0):7.2f} ms"
+        f"  cpu srv {r.get('server_cpu_cores', 0):.2f} cli {r.get('client_cpu_cores', 0):.2f}"
+        f" other {r.get('other_cpu_cores', 0):.2f}"
+    )
 
 
-def warm_matrix(server: Server, plan: Plan, unary: list[bytes], b100: list[bytes], b1000: list[bytes],
-                stream: list[bytes], table: list[str], label: str) -> dict:
+def warm_matrix(
+    server: Server,
+    plan: Plan,
+    unary: list[bytes],
+    b100: list[bytes],
+    b1000: list[bytes],
+    stream: list[bytes],
+    table: list[str],
+    label: str,
+) -> dict:
     out = {}
     w, s, pid, target = plan.warmup, plan.seconds, server.pid, server.target
     for c in (1, 8, 32):
@@ -779,14 +875,26 @@ def cold_vs_warm(d: Path, extra: tuple[str, ...], method: str, payloads: list[by
     finally:
         server.stop()
     cold_s, warm_s = sum(cold), sum(warm)
-    return {"method": method, "requests": len(payloads), "ids": len(payloads) * ids_per_request,
-            "eviction": {**eviction, "resident_after_server_start": after_start, "resident_after_cold_pass": after_cold},
-            "server_start_seconds": server.start_seconds,
-            "cold": {"seconds": round(cold_s, 3), "ids_per_second": round(len(payloads) * ids_per_request / cold_s, 1),
-                     "first_request_ms": round(cold[0] * 1000, 3), "latency": percentiles(cold)},
-            "warm": {"seconds": round(warm_s, 3), "ids_per_second": round(len(payloads) * ids_per_request / warm_s, 1),
-                     "first_request_ms": round(warm[0] * 1000, 3), "latency": percentiles(warm)},
-            "cold_over_warm": round(cold_s / warm_s, 2)}
+    return {
+        "method": method,
+        "requests": len(payloads),
+        "ids": len(payloads) * ids_per_request,
+        "eviction": {**eviction, "resident_after_server_start": after_start, "resident_after_cold_pass": after_cold},
+        "server_start_seconds": server.start_seconds,
+        "cold": {
+            "seconds": round(cold_s, 3),
+            "ids_per_second": round(len(payloads) * ids_per_request / cold_s, 1),
+            "first_request_ms": round(cold[0] * 1000, 3),
+            "latency": percentiles(cold),
+        },
+        "warm": {
+            "seconds": round(warm_s, 3),
+            "ids_per_second": round(len(payloads) * ids_per_request / warm_s, 1),
+            "first_request_ms": round(warm[0] * 1000, 3),
+            "latency": percentiles(warm),
+        },
+        "cold_over_warm": round(cold_s / warm_s, 2),
+    }
 
 
 def pinned_single(server: Server, plan: Plan, unary: list[bytes], miss_body: bytes, table: list[str]) -> dict:
@@ -833,11 +941,22 @@ def main() -> int:
     first_batch_listed = sum(doc in listed_set for doc in pool[:1000])
     miss_body, hit_body = request_bytes(probes.never[0]), request_bytes(probes.listed[0])
 
-    result: dict = {**header(size), "data_dir": str(d), "dataset": json.loads((d / "bench.json").read_text()),
-                    "settings": {"seconds": plan.seconds, "warmup": plan.warmup, "miss_ratio": args.miss_ratio,
-                                 "query_pool": POOL, "trip": "FLIGHT", "stream_window": plan.stream_window,
-                                 "client": "grpcio raw unary_unary/stream_stream, pre-serialised requests, answers not decoded",
-                                 "grpc_version": grpc.__version__, "server_threads": "default (16)"}}
+    result: dict = {
+        **header(size),
+        "data_dir": str(d),
+        "dataset": json.loads((d / "bench.json").read_text()),
+        "settings": {
+            "seconds": plan.seconds,
+            "warmup": plan.warmup,
+            "miss_ratio": args.miss_ratio,
+            "query_pool": POOL,
+            "trip": "FLIGHT",
+            "stream_window": plan.stream_window,
+            "client": "grpcio raw unary_unary/stream_stream, pre-serialised requests, answers not decoded",
+            "grpc_version": grpc.__version__,
+            "server_threads": "default (16)",
+        },
+    }
     table: list[str] = []
     log(f"[load] {size:,} listings in {d}; {plan.seconds:g} s per figure")
 
@@ -847,18 +966,22 @@ def main() -> int:
             continue
         part: dict = {}
         if "cold" not in plan.skip:
-            part["cold_unary_sequential"] = cold_vs_warm(d, extra, "CheckRestriction",
-                                                         [request_bytes(x) for x in cold_docs[:plan.cold_unary]], 1)
-            part["cold_batch100_sequential"] = cold_vs_warm(d, extra, "BatchCheckRestriction",
-                                                            batch_bytes(cold_docs, 100)[:plan.cold_batches], 100)
+            part["cold_unary_sequential"] = cold_vs_warm(
+                d, extra, "CheckRestriction", [request_bytes(x) for x in cold_docs[: plan.cold_unary]], 1
+            )
+            part["cold_batch100_sequential"] = cold_vs_warm(
+                d, extra, "BatchCheckRestriction", batch_bytes(cold_docs, 100)[: plan.cold_batches], 100
+            )
             for k in ("cold_unary_sequential", "cold_batch100_sequential"):
                 c = part[k]
-                table.append(f"{label} {k:34s} cold {c['cold']['ids_per_second']:>9,.0f} IDs/s "
-                             f"(first {c['cold']['first_request_ms']:.1f} ms, p99 {c['cold']['latency']['p99_ms']:.2f} ms)"
-                             f"  warm {c['warm']['ids_per_second']:>9,.0f} IDs/s  cold/warm {c['cold_over_warm']}x"
-                             f"  evicted {c['eviction']['eviction_worked']}: resident share "
-                             f"{c['eviction']['resident_before']}->{c['eviction']['resident_after']}"
-                             f"->{c['eviction']['resident_after_cold_pass']} after the pass")
+                table.append(
+                    f"{label} {k:34s} cold {c['cold']['ids_per_second']:>9,.0f} IDs/s "
+                    f"(first {c['cold']['first_request_ms']:.1f} ms, p99 {c['cold']['latency']['p99_ms']:.2f} ms)"
+                    f"  warm {c['warm']['ids_per_second']:>9,.0f} IDs/s  cold/warm {c['cold_over_warm']}x"
+                    f"  evicted {c['eviction']['eviction_worked']}: resident share "
+                    f"{c['eviction']['resident_before']}->{c['eviction']['resident_after']}"
+                    f"->{c['eviction']['resident_after_cold_pass']} after the pass"
+                )
                 log(table[-1])
         with start_server(d, *extra) as server:
             part["server_start_seconds"] = server.start_seconds
@@ -915,8 +1038,10 @@ def main() -> int:
             result["redis"] = {"skipped": msg}
         else:
             result["redis"] = run_redis(d, pool, plan.warmup, plan.seconds)
-            table.append(f"redis load: {result['redis']['keys_loaded']:,} keys by pipelined SET in "
-                         f"{result['redis']['load_seconds']} s ({result['redis']['load_keys_per_second']:,} keys/s)")
+            table.append(
+                f"redis load: {result['redis']['keys_loaded']:,} keys by pipelined SET in "
+                f"{result['redis']['load_seconds']} s ({result['redis']['load_keys_per_second']:,} keys/s)"
+            )
             for name, r in result["redis"]["runs"].items():
                 table.append(line(f"redis {name}", r))
             log("\n".join(table[-5:]))
@@ -929,9 +1054,11 @@ def main() -> int:
     result["machine_load_average_end"] = os.getloadavg()
     result["table"] = table
     path = write_result(args.out, result)
-    print(f"\nBENCH_SIZE={size:,}  ({plan.seconds:g} s per figure, {args.miss_ratio:.0%} misses, FLIGHT)  "
-          f"IDs/s, requests/s, latency per request, "
-          f"CPU cores used by the server, the client and everything else on the machine")
+    print(
+        f"\nBENCH_SIZE={size:,}  ({plan.seconds:g} s per figure, {args.miss_ratio:.0%} misses, FLIGHT)  "
+        f"IDs/s, requests/s, latency per request, "
+        f"CPU cores used by the server, the client and everything else on the machine"
+    )
     print("\n".join(table))
     print(f"\ntotal {result['total_seconds']:.0f} s; wrote {path}")
     return 0
@@ -940,14 +1067,13 @@ def main() -> int:
 def workers_runs(server: Server, plan: Plan, unary: list[bytes], b100: list[bytes], table: list[str], label: str) -> dict:
     before = server.metrics()
     out = {
-        "unary_2procs_c16": run_multiprocess(server.target, "unary", unary, 1, 2, 16, 4, plan.warmup, plan.seconds,
-                                             server.pid),
-        "batch100_2procs_c2": run_multiprocess(server.target, "batch100", b100, 100, 2, 2, 4, plan.warmup, plan.seconds,
-                                               server.pid),
+        "unary_2procs_c16": run_multiprocess(server.target, "unary", unary, 1, 2, 16, 4, plan.warmup, plan.seconds, server.pid),
+        "batch100_2procs_c2": run_multiprocess(
+            server.target, "batch100", b100, 100, 2, 2, 4, plan.warmup, plan.seconds, server.pid
+        ),
     }
     after = server.metrics()
-    out["rpcs_per_worker"] = [round(a - b) for a, b in zip(after.get("rpcs_per_worker", []),
-                                                            before.get("rpcs_per_worker", []))]
+    out["rpcs_per_worker"] = [round(a - b) for a, b in zip(after.get("rpcs_per_worker", []), before.get("rpcs_per_worker", []))]
     for name in ("unary_2procs_c16", "batch100_2procs_c2"):
         table.append(line(f"{label} {name}", out[name]))
         log(table[-1])

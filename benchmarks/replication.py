@@ -60,20 +60,28 @@ def new_person_events(count: int, seed: int = 99) -> list[dict]:
     for n in range(count):
         body = f"65010219{n // 900 % 100:02d}0101{n % 900 + 100:03d}"[:17]
         number = body + ric.calc_check_digit(body + "0")
-        events.append({"event_id": f"bench-{seed}-{n}", "type": "LIST", "occurred_at": "2026-11-01T09:00:00+08:00",
-                       "listing_id": f"BENCH-{seed}-{n}", "list_type": "DISHONEST",
-                       "case_number": f"(2026)新0102执{n}号", "court": "乌鲁木齐市天山区人民法院",
-                       "listed_on": "2025-01-01",
-                       "subject": {"kind": "PERSON", "name": "测试", "document": {"type": "RESIDENT_ID",
-                                                                              "number": number}}})
+        events.append(
+            {
+                "event_id": f"bench-{seed}-{n}",
+                "type": "LIST",
+                "occurred_at": "2026-11-01T09:00:00+08:00",
+                "listing_id": f"BENCH-{seed}-{n}",
+                "list_type": "DISHONEST",
+                "case_number": f"(2026)新0102执{n}号",
+                "court": "乌鲁木齐市天山区人民法院",
+                "listed_on": "2025-01-01",
+                "subject": {"kind": "PERSON", "name": "测试", "document": {"type": "RESIDENT_ID", "number": number}},
+            }
+        )
     return events
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100, help="events timed from publish to DENY (%(default)s)")
-    parser.add_argument("--background", type=int, default=1,
-                        help="background checking clients per replica, 0 for none (%(default)s)")
+    parser.add_argument(
+        "--background", type=int, default=1, help="background checking clients per replica, 0 for none (%(default)s)"
+    )
     args = parser.parse_args()
     size = bench_size(20_000)
     from sanction_service.loaders import synth
@@ -86,8 +94,7 @@ def main() -> None:
             feed = work / "feed.jsonl"
             events = synth.write_feed(feed, 1, size, start=date(2026, 11, 1))
             started = time.monotonic()
-            published = sanction("publish", "--nats", nats.url, "--data-dir", str(work), str(feed), env=ENV,
-                                 timeout=3600)
+            published = sanction("publish", "--nats", nats.url, "--data-dir", str(work), str(feed), env=ENV, timeout=3600)
             assert published.returncode == 0, published.stderr
             publish_seconds = time.monotonic() - started
             log(published.stdout.strip(), f"({publish_seconds:.1f} s)")
@@ -97,8 +104,9 @@ def main() -> None:
             local = work / "local"
             assert sanction("init", "--data-dir", str(local), env=ENV).returncode == 0
             started = time.monotonic()
-            loaded = sanction("load", "--data-dir", str(local), "--batch-size", "500", "--no-progress", str(feed),
-                              env=ENV, timeout=3600)
+            loaded = sanction(
+                "load", "--data-dir", str(local), "--batch-size", "500", "--no-progress", str(feed), env=ENV, timeout=3600
+            )
             assert loaded.returncode == 0, loaded.stderr
             load_rate = round(end / (time.monotonic() - started))
             log(f"sanction load of the same feed, alone: {load_rate} events/s (process start included)")
@@ -108,10 +116,26 @@ def main() -> None:
                 assert sanction("init", "--data-dir", str(data), env=ENV).returncode == 0
             started = time.monotonic()
             for data in replicas:
-                followers.append(subprocess.Popen(
-                    [sys.executable, "-m", "sanction_service", "follow", "--nats", nats.url, "--data-dir", str(data),
-                     "--metrics-port", "0"], env=_env(ENV), cwd=ROOT, stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL))
+                followers.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "sanction_service",
+                            "follow",
+                            "--nats",
+                            nats.url,
+                            "--data-dir",
+                            str(data),
+                            "--metrics-port",
+                            "0",
+                        ],
+                        env=_env(ENV),
+                        cwd=ROOT,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
             first: dict[int, float] = {}
             done: dict[int, float] = {}
             while len(done) < REPLICAS:
@@ -146,13 +170,20 @@ def main() -> None:
     for i, p in enumerate(per_replica):
         log(f"  replica {i}: {p}")
     log(f"background checks answered meanwhile: {background} (batches of 100)")
-    path = write_result(f"replication-{size}" + ("" if args.background else "-no-background"), {
-        **header(size), "feed_events": events, "stream_sequence": end,
-        "publish": {"seconds": round(publish_seconds, 2), "events_per_second": round(end / publish_seconds)},
-        "apply_events_per_second_per_follower": apply_rates, "local_load_events_per_second": load_rate,
-        "publish_to_visible_deny": {"all": overall, "per_replica": per_replica},
-        "background_clients_per_replica": args.background, "background_checks": background,
-    })
+    path = write_result(
+        f"replication-{size}" + ("" if args.background else "-no-background"),
+        {
+            **header(size),
+            "feed_events": events,
+            "stream_sequence": end,
+            "publish": {"seconds": round(publish_seconds, 2), "events_per_second": round(end / publish_seconds)},
+            "apply_events_per_second_per_follower": apply_rates,
+            "local_load_events_per_second": load_rate,
+            "publish_to_visible_deny": {"all": overall, "per_replica": per_replica},
+            "background_clients_per_replica": args.background,
+            "background_checks": background,
+        },
+    )
     log(f"written {path}")
 
 

@@ -77,17 +77,24 @@ def instrumentation_cost(rounds: int, calls: int) -> dict:
         pair = (plain, instrumented) if r % 2 == 0 else (instrumented, plain)
         took = {f.__name__: f() for f in pair}
         added.append((took["instrumented"] - took["plain"]) / calls * 1e6)
-    return {"multiprocess": metrics.multiprocess(), "added_cpu_us_per_call_median": round(statistics.median(added), 2),
-            "rounds_us": [round(a, 2) for a in added]}
+    return {
+        "multiprocess": metrics.multiprocess(),
+        "added_cpu_us_per_call_median": round(statistics.median(added), 2),
+        "rounds_us": [round(a, 2) for a in added],
+    }
 
 
 def cost_in_child(rounds: int, calls: int) -> dict:
     """The same in a fresh interpreter whose prometheus_client records to multiprocess files."""
     with tempfile.TemporaryDirectory(prefix="rpc-metrics-") as folder:
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": folder,
-               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")])}
-        out = subprocess.run([sys.executable, __file__, "--cost-only", "--rounds", str(rounds), "--calls", str(calls)],
-                             env=env, capture_output=True, text=True, check=True).stdout
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": folder, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")])}
+        out = subprocess.run(
+            [sys.executable, __file__, "--cost-only", "--rounds", str(rounds), "--calls", str(calls)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     return json.loads(out.splitlines()[-1])
 
 
@@ -107,8 +114,11 @@ def bucket_shares(page: str, name: str, method: str | None) -> dict:
                 total += s.value
     if not count:
         return {}
-    return {"calls": int(count), "mean_us": round(total / count * 1e6, 1),
-            "share_at_or_under": {le: round(v / count, 3) for le, v in sorted(buckets.items(), key=lambda kv: float(kv[0]))}}
+    return {
+        "calls": int(count),
+        "mean_us": round(total / count * 1e6, 1),
+        "share_at_or_under": {le: round(v / count, 3) for le, v in sorted(buckets.items(), key=lambda kv: float(kv[0]))},
+    }
 
 
 def latencies(size: int) -> dict:
@@ -120,8 +130,12 @@ def latencies(size: int) -> dict:
 
     d = ensure_dataset(size)
     docs = mix(probe_documents(d), 20_000)
-    unary, b100, b1000, stream = ([request_bytes(x) for x in docs[:3000]], batch_bytes(docs, 100)[:200],
-                                  batch_bytes(docs, 1000)[:20], stream_bytes(docs[:3000]))
+    unary, b100, b1000, stream = (
+        [request_bytes(x) for x in docs[:3000]],
+        batch_bytes(docs, 100)[:200],
+        batch_bytes(docs, 1000)[:20],
+        stream_bytes(docs[:3000]),
+    )
     port = free_port()
     with ServerProcess("--data-dir", str(d), "--metrics-port", str(port)) as server:
         target = server.wait_serving(timeout=300)
@@ -138,8 +152,10 @@ def latencies(size: int) -> dict:
             for _ in streaming(iter(stream), timeout=60):
                 pass
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = {m: bucket_shares(page, "grpc_server_handling_seconds", m)
-           for m in ("CheckRestriction", "BatchCheckRestriction", "Check", "StreamCheckRestriction")}
+    out = {
+        m: bucket_shares(page, "grpc_server_handling_seconds", m)
+        for m in ("CheckRestriction", "BatchCheckRestriction", "Check", "StreamCheckRestriction")
+    }
     out["sanction_check_seconds"] = bucket_shares(page, "sanction_check_seconds", None)
     return out
 
@@ -156,11 +172,16 @@ def main() -> int:
         return 0
     from common import header, write_result
 
-    result = {"in_memory": instrumentation_cost(args.rounds, args.calls),
-              "multiprocess_files": cost_in_child(args.rounds, args.calls)}
+    result = {
+        "in_memory": instrumentation_cost(args.rounds, args.calls),
+        "multiprocess_files": cost_in_child(args.rounds, args.calls),
+    }
     for mode in ("in_memory", "multiprocess_files"):
-        print(f"instrumentation, {mode}: +{result[mode]['added_cpu_us_per_call_median']} us CPU per unary call "
-              f"(rounds {result[mode]['rounds_us']})", flush=True)
+        print(
+            f"instrumentation, {mode}: +{result[mode]['added_cpu_us_per_call_median']} us CPU per unary call "
+            f"(rounds {result[mode]['rounds_us']})",
+            flush=True,
+        )
     result["latencies"] = latencies(args.size)
     for name, row in result["latencies"].items():
         print(f"{name}: {json.dumps(row)}")

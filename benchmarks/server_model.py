@@ -70,9 +70,12 @@ def serve_aio(data: str, pinned: bool) -> None:
             if isinstance(outcome, status_pb2.Status):
                 await context.abort_with_status(rpc_status.to_status(outcome))
             checker.refusals.add_results(outcome[1])
-            return pb.BatchCheckResponse(items=[
-                pb.BatchCheckItem(error=i) if isinstance(i, status_pb2.Status) else pb.BatchCheckItem(result=i)
-                for i in outcome[0]])
+            return pb.BatchCheckResponse(
+                items=[
+                    pb.BatchCheckItem(error=i) if isinstance(i, status_pb2.Status) else pb.BatchCheckItem(result=i)
+                    for i in outcome[0]
+                ]
+            )
 
     async def run() -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -104,7 +107,7 @@ def main() -> int:
     cpus = set(os.sched_getaffinity(0))
     rows: dict[str, list[dict]] = {"sync": [], "aio": []}
     for r in range(args.rounds):
-        for name in (("sync", "aio") if r % 2 == 0 else ("aio", "sync")):
+        for name in ("sync", "aio") if r % 2 == 0 else ("aio", "sync"):
             pin(os.getpid(), cpus)
             if name == "sync":
                 server = ServerProcess("--data-dir", str(d), *(["--pin-cpus"] if args.pin else []))
@@ -124,8 +127,7 @@ def main() -> int:
         print(f"median {name:4s} " + "  ".join(f"{k} {v:>8.1f}" for k, v in m.items()))
     change = {k: round(medians["aio"][k] / medians["sync"][k] - 1, 3) for k in medians["aio"]}
     print("aio vs sync: " + "  ".join(f"{k} {v:+.1%}" for k, v in change.items()))
-    write_result(args.out, {**header(args.size), "pinned": args.pin, "rounds": rows, "medians": medians,
-                            "change": change})
+    write_result(args.out, {**header(args.size), "pinned": args.pin, "rounds": rows, "medians": medians, "change": change})
     return 0
 
 

@@ -110,8 +110,10 @@ def micro_figures(size: int) -> dict:
     for path in ("fast", "fast_prefilter_off", "reference"):
         b = by_name.get(f"test_batch_request_to_response_bytes[{path}]")
         if b:
-            out[f"batch1000_{path}"] = {"ids_per_cpu_second": b["extra_info"].get("ids_per_cpu_second"),
-                                        "cpu_ms_median": b["extra_info"].get("cpu_ms_median")}
+            out[f"batch1000_{path}"] = {
+                "ids_per_cpu_second": b["extra_info"].get("ids_per_cpu_second"),
+                "cpu_ms_median": b["extra_info"].get("cpu_ms_median"),
+            }
     # The check path's decode: parametrized as [typed] where the checker reads typed records
     # (the [reference] beside it is the json decode it replaced), plain otherwise.
     for name in ("test_hit_decode[typed]", "test_hit_decode"):
@@ -139,14 +141,17 @@ def load_figures(size: int) -> dict:
         for cold in ("cold_unary_sequential", "cold_batch100_sequential"):
             if cold in part:
                 c = part[cold]
-                out[label][cold] = {"cold_ids_per_second": c["cold"]["ids_per_second"],
-                                    "warm_ids_per_second": c["warm"]["ids_per_second"],
-                                    "first_request_ms": c["cold"]["first_request_ms"],
-                                    "cold_over_warm": c["cold_over_warm"],
-                                    "eviction_worked": c["eviction"]["eviction_worked"]}
+                out[label][cold] = {
+                    "cold_ids_per_second": c["cold"]["ids_per_second"],
+                    "warm_ids_per_second": c["warm"]["ids_per_second"],
+                    "first_request_ms": c["cold"]["first_request_ms"],
+                    "cold_over_warm": c["cold_over_warm"],
+                    "eviction_worked": c["eviction"]["eviction_worked"],
+                }
     workers = data.get("workers", {})
-    out["workers_batch100_2procs_c2"] = {k: workers[k]["batch100_2procs_c2"]["ids_per_second"]
-                                         for k in ("1", "2", "2_pinned") if k in workers}
+    out["workers_batch100_2procs_c2"] = {
+        k: workers[k]["batch100_2procs_c2"]["ids_per_second"] for k in ("1", "2", "2_pinned") if k in workers
+    }
     return out
 
 
@@ -160,8 +165,12 @@ def batches_vs_redis(d: Path, rounds: int, warmup: float, seconds: float) -> dic
         return {"skipped": missing}
     probes = probe_documents(d)
     pool = mix(probes, POOL, 0.99, seed=2)
-    out: dict = {"server": "sanction serve --pin-cpus (one process on CPU 0)", "client": "this process, 1 in flight",
-                 "rounds": rounds, "seconds": seconds}
+    out: dict = {
+        "server": "sanction serve --pin-cpus (one process on CPU 0)",
+        "client": "this process, 1 in flight",
+        "rounds": rounds,
+        "seconds": seconds,
+    }
     parsers = ["python"] + (["hiredis"] if hiredis_available() else [])
     if "hiredis" not in parsers:
         out["hiredis"] = "not installed: `make bench` installs it (pip install hiredis); measured without only"
@@ -174,7 +183,7 @@ def batches_vs_redis(d: Path, rounds: int, warmup: float, seconds: float) -> dic
         try:
             for size in (1000, 100):
                 payloads = {"sanction": batch_bytes(pool, size)}
-                key_batches = [keys[i:i + size] for i in range(0, len(keys) - size + 1, size)]
+                key_batches = [keys[i : i + size] for i in range(0, len(keys) - size + 1, size)]
                 # Shown beside the figures: the service's DENY count and Redis's hits on batch 0.
                 answer = pb.BatchCheckResponse.FromString(call(payloads["sanction"][0], timeout=60))
                 listed = sum(i.result.decision == pb.DENY for i in answer.items)
@@ -185,25 +194,36 @@ def batches_vs_redis(d: Path, rounds: int, warmup: float, seconds: float) -> dic
                 rows: dict[str, list[dict]] = {name: [] for name in sides}
                 names = list(sides)
                 for r in range(rounds):
-                    for name in names[r % len(names):] + names[:r % len(names)]:
+                    for name in names[r % len(names) :] + names[: r % len(names)]:
                         fn, items, pid = sides[name]
                         with CpuMeter(pid) as cpu:
                             lat, took = drive_calls(fn, items, 1, warmup, seconds)
                         ids = len(lat) * size
-                        row = {"ids_per_second": round(ids / took), "p50_ms": percentiles(lat)["p50_ms"],
-                               "p99_ms": percentiles(lat)["p99_ms"], **cpu.result}
+                        row = {
+                            "ids_per_second": round(ids / took),
+                            "p50_ms": percentiles(lat)["p50_ms"],
+                            "p99_ms": percentiles(lat)["p99_ms"],
+                            **cpu.result,
+                        }
                         row["server_cpu_us_per_id"] = round(cpu.result["server_cpu_cores"] * took / ids * 1e6, 2)
                         row["client_cpu_us_per_id"] = round(cpu.result["client_cpu_cores"] * took / ids * 1e6, 2)
                         rows[name].append(row)
-                        log(f"[targets] batch{size} round {r + 1} {name:15s} {row['ids_per_second']:>9,} IDs/s "
+                        log(
+                            f"[targets] batch{size} round {r + 1} {name:15s} {row['ids_per_second']:>9,} IDs/s "
                             f"p99 {row['p99_ms']:.2f} ms  cpu srv {row['server_cpu_cores']:.2f} "
-                            f"cli {row['client_cpu_cores']:.2f} other {row['other_cpu_cores']:.2f}")
+                            f"cli {row['client_cpu_cores']:.2f} other {row['other_cpu_cores']:.2f}"
+                        )
                 medians = {name: {k: median_of(rs, k) for k in rs[0]} for name, rs in rows.items()}
-                out[f"batch{size}"] = {"rounds": rows, "medians": medians,
-                                       "deny_in_first_batch": listed, "redis_hits_in_first_batch": hits,
-                                       "ratios": {p: round(medians["sanction"]["ids_per_second"] /
-                                                           medians[f"redis_{p}"]["ids_per_second"], 3)
-                                                  for p in parsers}}
+                out[f"batch{size}"] = {
+                    "rounds": rows,
+                    "medians": medians,
+                    "deny_in_first_batch": listed,
+                    "redis_hits_in_first_batch": hits,
+                    "ratios": {
+                        p: round(medians["sanction"]["ids_per_second"] / medians[f"redis_{p}"]["ids_per_second"], 3)
+                        for p in parsers
+                    },
+                }
         finally:
             channel.close()
     return out
@@ -215,8 +235,12 @@ def unary_vs_echo(d: Path, rounds: int, warmup: float, seconds: float) -> dict:
         return {"skipped": "h2load is not installed (make bench-tools: apt-get install -y nghttp2-client)"}
     probes = probe_documents(d)
     body = request_bytes(probes.never[0])
-    out: dict = {"in_flight": "h2load -c 8 -m 4 (32)", "request": "one never-listed RESIDENT_ID, FLIGHT",
-                 "rounds": rounds, "seconds": seconds}
+    out: dict = {
+        "in_flight": "h2load -c 8 -m 4 (32)",
+        "request": "one never-listed RESIDENT_ID, FLIGHT",
+        "rounds": rounds,
+        "seconds": seconds,
+    }
     with tempfile.TemporaryDirectory() as tmp, Server(d, "--pin-cpus", workers=2) as sanction:
         channel = new_channel(sanction.target)
         try:
@@ -225,8 +249,9 @@ def unary_vs_echo(d: Path, rounds: int, warmup: float, seconds: float) -> dict:
             channel.close()
         response = Path(tmp) / "response.bin"
         response.write_bytes(answer)
-        echo = ServerProcess(command=[sys.executable, str(HERE / "echo_server.py"), "--response", str(response),
-                                      "--workers", "2", "--pin-cpus"])
+        echo = ServerProcess(
+            command=[sys.executable, str(HERE / "echo_server.py"), "--response", str(response), "--workers", "2", "--pin-cpus"]
+        )
         try:
             echo_target = echo.wait_serving(timeout=60, workers=2)
             channel = new_channel(echo_target)
@@ -238,25 +263,35 @@ def unary_vs_echo(d: Path, rounds: int, warmup: float, seconds: float) -> dict:
             sides = {"sanction": (sanction.target, sanction.pid), "echo": (echo_target, echo.proc.pid)}
             rows: dict[str, list[dict]] = {name: [] for name in sides}
             for r in range(rounds):
-                for name in (("sanction", "echo") if r % 2 == 0 else ("echo", "sanction")):
+                for name in ("sanction", "echo") if r % 2 == 0 else ("echo", "sanction"):
                     target, pid = sides[name]
                     res = run_h2load(target, body, 8, 4, warmup, seconds, pid)
                     if "error" in res:
                         raise RuntimeError(f"h2load against {name}: {res}")
-                    row = {"calls_per_second": res["requests_per_second"], "p50_ms": res["latency"].get("p50_ms"),
-                           "p99_ms": res["latency"].get("p99_ms"), "failed": res.get("failed", 0) + res.get("errored", 0),
-                           "server_cpu_cores": res["server_cpu_cores"], "client_cpu_cores": res["client_cpu_cores"],
-                           "other_cpu_cores": res["other_cpu_cores"]}
+                    row = {
+                        "calls_per_second": res["requests_per_second"],
+                        "p50_ms": res["latency"].get("p50_ms"),
+                        "p99_ms": res["latency"].get("p99_ms"),
+                        "failed": res.get("failed", 0) + res.get("errored", 0),
+                        "server_cpu_cores": res["server_cpu_cores"],
+                        "client_cpu_cores": res["client_cpu_cores"],
+                        "other_cpu_cores": res["other_cpu_cores"],
+                    }
                     rows[name].append(row)
-                    log(f"[targets] unary round {r + 1} {name:8s} {row['calls_per_second']:>9,.0f} calls/s "
+                    log(
+                        f"[targets] unary round {r + 1} {name:8s} {row['calls_per_second']:>9,.0f} calls/s "
                         f"p99 {row['p99_ms']} ms  cpu srv {row['server_cpu_cores']:.2f} cli {row['client_cpu_cores']:.2f}"
-                        f" other {row['other_cpu_cores']:.2f}")
+                        f" other {row['other_cpu_cores']:.2f}"
+                    )
         finally:
             echo.stop()
     medians = {name: {k: median_of(rs, k) for k in rs[0]} for name, rs in rows.items()}
-    out.update(rounds=rows, medians=medians,
-               calls_ratio=round(medians["sanction"]["calls_per_second"] / medians["echo"]["calls_per_second"], 3),
-               p99_ratio=round(medians["sanction"]["p99_ms"] / medians["echo"]["p99_ms"], 3))
+    out.update(
+        rounds=rows,
+        medians=medians,
+        calls_ratio=round(medians["sanction"]["calls_per_second"] / medians["echo"]["calls_per_second"], 3),
+        p99_ratio=round(medians["sanction"]["p99_ms"] / medians["echo"]["p99_ms"], 3),
+    )
     return out
 
 
@@ -267,14 +302,15 @@ def bulk_load(d: Path, size: int, event_digest_max: int) -> dict:
     workers = max(1, (os.cpu_count() or 2) - 1)
     try:
         out = {"feed": str(feed), "parse_workers": workers, "bulk": run_load(ROOT, feed, "bulk", work, None, workers)}
-        log(f"[targets] bulk load of {out['bulk']['events']:,} events: {out['bulk']['wall_s']} s wall, "
-            f"peak RSS {out['bulk']['peak_rss_mb']} MB")
+        log(
+            f"[targets] bulk load of {out['bulk']['events']:,} events: {out['bulk']['wall_s']} s wall, "
+            f"peak RSS {out['bulk']['peak_rss_mb']} MB"
+        )
         if size <= event_digest_max:
             out["event"] = run_load(ROOT, feed, "event", work, None, workers)
             out["digest_compared_at"] = size
             out["same_digest"] = out["event"]["digest"] == out["bulk"]["digest"]
-            log(f"[targets] event-by-event load of the same feed: {out['event']['wall_s']} s; same digest "
-                f"{out['same_digest']}")
+            log(f"[targets] event-by-event load of the same feed: {out['event']['wall_s']} s; same digest {out['same_digest']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -283,13 +319,27 @@ def bulk_load(d: Path, size: int, event_digest_max: int) -> dict:
 def event_path(size: int, feed_size: int, rounds: int, before: Path | None) -> dict:
     """benchmarks/feed_load.py at feed_size, with --before when given; its JSON read back."""
     name = f"targets-{size}-feedload-{feed_size}"
-    command = [sys.executable, str(HERE / "feed_load.py"), "--size", str(feed_size), "--rounds", str(rounds),
-               "--out", name, *(["--before", str(before)] if before else [])]
+    command = [
+        sys.executable,
+        str(HERE / "feed_load.py"),
+        "--size",
+        str(feed_size),
+        "--rounds",
+        str(rounds),
+        "--out",
+        name,
+        *(["--before", str(before)] if before else []),
+    ]
     log(f"[targets] {' '.join(command)}")
     done = subprocess.run(command, cwd=ROOT)
     data = json.loads((RESULTS / f"{name}.json").read_text())
-    out = {"command": " ".join(command), "exit_status": done.returncode, "events": data["events"],
-           "same_digest": data["same_digest"], "medians": data["medians"]}
+    out = {
+        "command": " ".join(command),
+        "exit_status": done.returncode,
+        "events": data["events"],
+        "same_digest": data["same_digest"],
+        "medians": data["medians"],
+    }
     after = data["medians"]["after event"]
     if before:
         ref = data["medians"]["before event"]
@@ -298,9 +348,11 @@ def event_path(size: int, feed_size: int, rounds: int, before: Path | None) -> d
     elif RECORDED_BEFORE.is_file():
         recorded = json.loads(RECORDED_BEFORE.read_text())
         ref = recorded["medians"]["before event"]
-        out["before_source"] = (f"recorded, not measured in this run: {RECORDED_BEFORE.relative_to(ROOT)} "
-                                f"({recorded['events']:,} events, {recorded['timestamp']}, load average "
-                                f"{recorded['machine']['load_average'][0]:.1f})")
+        out["before_source"] = (
+            f"recorded, not measured in this run: {RECORDED_BEFORE.relative_to(ROOT)} "
+            f"({recorded['events']:,} events, {recorded['timestamp']}, load average "
+            f"{recorded['machine']['load_average'][0]:.1f})"
+        )
         if recorded["events"] != data["events"]:
             out["before_source"] += f"; a feed of {recorded['events']:,} events, not {data['events']:,}"
     else:
@@ -319,9 +371,14 @@ def table(size: int, r: dict) -> list[tuple[str, str, str, str]]:
     rows = []
     m = r["micro"]
     fast = m.get("batch1000_fast", {}).get("ids_per_cpu_second")
-    rows.append(("in-process whole check, batch 1000, 99 % never listed (IDs per CPU-second)", ">= 500 k",
-                 f"{fast / 1000:.0f} k" if fast else m.get("missing", "not measured"),
-                 met(fast >= 500_000 if fast else None)))
+    rows.append(
+        (
+            "in-process whole check, batch 1000, 99 % never listed (IDs per CPU-second)",
+            ">= 500 k",
+            f"{fast / 1000:.0f} k" if fast else m.get("missing", "not measured"),
+            met(fast >= 500_000 if fast else None),
+        )
+    )
     b = r["batches_vs_redis"]
     for size_, need in ((1000, 2.0), (100, 1.0)):
         part = b.get(f"batch{size_}")
@@ -333,46 +390,88 @@ def table(size: int, r: dict) -> list[tuple[str, str, str, str]]:
                 continue
             ratio = part["ratios"][parser]
             med = part["medians"]
-            rows.append((label, f">= {need:.1f}x",
-                         f"{ratio:.2f}x ({med['sanction']['ids_per_second']:,.0f} vs "
-                         f"{med[f'redis_{parser}']['ids_per_second']:,.0f} IDs/s)", met(ratio >= need)))
+            rows.append(
+                (
+                    label,
+                    f">= {need:.1f}x",
+                    f"{ratio:.2f}x ({med['sanction']['ids_per_second']:,.0f} vs "
+                    f"{med[f'redis_{parser}']['ids_per_second']:,.0f} IDs/s)",
+                    met(ratio >= need),
+                )
+            )
     u = r["unary_vs_echo"]
     if "medians" in u:
         s, e = u["medians"]["sanction"], u["medians"]["echo"]
-        rows.append(("unary CheckRestriction, 2 workers pinned, h2load 32 in flight: calls/s vs echo", ">= 0.9x",
-                     f"{u['calls_ratio']:.2f}x ({s['calls_per_second']:,.0f} vs {e['calls_per_second']:,.0f})",
-                     met(u["calls_ratio"] >= 0.9)))
-        rows.append(("same: p99 vs echo's", "<= 1.3x",
-                     f"{u['p99_ratio']:.2f}x ({s['p99_ms']:.2f} vs {e['p99_ms']:.2f} ms)", met(u["p99_ratio"] <= 1.3)))
+        rows.append(
+            (
+                "unary CheckRestriction, 2 workers pinned, h2load 32 in flight: calls/s vs echo",
+                ">= 0.9x",
+                f"{u['calls_ratio']:.2f}x ({s['calls_per_second']:,.0f} vs {e['calls_per_second']:,.0f})",
+                met(u["calls_ratio"] >= 0.9),
+            )
+        )
+        rows.append(
+            (
+                "same: p99 vs echo's",
+                "<= 1.3x",
+                f"{u['p99_ratio']:.2f}x ({s['p99_ms']:.2f} vs {e['p99_ms']:.2f} ms)",
+                met(u["p99_ratio"] <= 1.3),
+            )
+        )
     else:
         rows.append(("unary CheckRestriction vs echo", ">= 0.9x, p99 <= 1.3x", u.get("skipped", "not measured"), "n/a"))
     bl = r["bulk_load"]["bulk"]
     wall_target = 60.0 if size == FULL_SIZE else round(60.0 * bl["events"] / FULL_EVENTS, 1)
     scaled = "" if size == FULL_SIZE else f" (60 s at 6 M, scaled to {bl['events']:,} events)"
-    rows.append((f"sanction load --bulk of {size:,} listings into an empty store: wall", f"<= {wall_target} s{scaled}",
-                 f"{bl['wall_s']:.1f} s ({bl['events_per_s']:,} events/s)", met(bl["wall_s"] <= wall_target)))
-    rows.append(("same: peak RSS (largest process)", "<= 2 GB" + ("" if size == FULL_SIZE else " (the 6 M target)"),
-                 f"{bl['peak_rss_mb']:,.0f} MB", met(bl["peak_rss_mb"] <= 2048)))
+    rows.append(
+        (
+            f"sanction load --bulk of {size:,} listings into an empty store: wall",
+            f"<= {wall_target} s{scaled}",
+            f"{bl['wall_s']:.1f} s ({bl['events_per_s']:,} events/s)",
+            met(bl["wall_s"] <= wall_target),
+        )
+    )
+    rows.append(
+        (
+            "same: peak RSS (largest process)",
+            "<= 2 GB" + ("" if size == FULL_SIZE else " (the 6 M target)"),
+            f"{bl['peak_rss_mb']:,.0f} MB",
+            met(bl["peak_rss_mb"] <= 2048),
+        )
+    )
     same_here = r["bulk_load"].get("same_digest")
     ev = r["event_path"]
-    digest_note = (f"at {size:,} listings: {'equal' if same_here else 'DIFFERENT'}" if same_here is not None else
-                   f"not compared at {size:,}")
+    digest_note = (
+        f"at {size:,} listings: {'equal' if same_here else 'DIFFERENT'}"
+        if same_here is not None
+        else f"not compared at {size:,}"
+    )
     digest_note += f"; at {r['feed_size']:,} listings (feed_load.py): {'equal' if ev.get('same_digest') else 'DIFFERENT'}"
     ok = bool(ev.get("same_digest")) and same_here is not False
     rows.append(("same: sanction digest equal to the event-by-event path's", "equal", digest_note, met(ok)))
     if "events_per_s_ratio" in ev:
         after = ev["medians"]["after event"]
-        rows.append((f"event-by-event path, {ev['events']:,} events: events/s vs 82670d0", ">= 5x",
-                     f"{ev['events_per_s_ratio']:.2f}x ({after['events_per_s']:,.0f} vs "
-                     f"{ev['before_event']['events_per_s']:,.0f} events/s; CPU per event {after['cpu_us_per_event']} vs "
-                     f"{ev['before_event']['cpu_us_per_event']} us); before: {ev['before_source']}",
-                     met(ev["events_per_s_ratio"] >= 5)))
+        rows.append(
+            (
+                f"event-by-event path, {ev['events']:,} events: events/s vs 82670d0",
+                ">= 5x",
+                f"{ev['events_per_s_ratio']:.2f}x ({after['events_per_s']:,.0f} vs "
+                f"{ev['before_event']['events_per_s']:,.0f} events/s; CPU per event {after['cpu_us_per_event']} vs "
+                f"{ev['before_event']['cpu_us_per_event']} us); before: {ev['before_source']}",
+                met(ev["events_per_s_ratio"] >= 5),
+            )
+        )
     else:
         rows.append(("event-by-event path vs 82670d0", ">= 5x", "no before figure (pass BEFORE=)", "n/a"))
     hit = m.get("hit_decode_us_median")
-    rows.append((f"listed hit: decode of the listing record, median ({m.get('hit_decode_benchmark', 'test_hit_decode')})",
-                 "<= 4 us",
-                 f"{hit:.2f} us" if hit else m.get("missing", "not measured"), met(hit <= 4 if hit else None)))
+    rows.append(
+        (
+            f"listed hit: decode of the listing record, median ({m.get('hit_decode_benchmark', 'test_hit_decode')})",
+            "<= 4 us",
+            f"{hit:.2f} us" if hit else m.get("missing", "not measured"),
+            met(hit <= 4 if hit else None),
+        )
+    )
     return rows
 
 
@@ -383,8 +482,10 @@ def also_lines(r: dict) -> list[str]:
     on, off = m.get("batch1000_fast", {}), m.get("batch1000_fast_prefilter_off", {})
     ref = m.get("batch1000_reference", {})
     if on and off:
-        lines.append(f"in process, batch 1000 (IDs per CPU-second): columnar path prefilter on {on['ids_per_cpu_second']:,}"
-                     f", off {off['ids_per_cpu_second']:,}; reference path {ref.get('ids_per_cpu_second', 0):,}")
+        lines.append(
+            f"in process, batch 1000 (IDs per CPU-second): columnar path prefilter on {on['ids_per_cpu_second']:,}"
+            f", off {off['ids_per_cpu_second']:,}; reference path {ref.get('ids_per_cpu_second', 0):,}"
+        )
     lf = r["load"]
     if "missing" in lf:
         lines.append(f"load.py figures: {lf['missing']}")
@@ -393,37 +494,49 @@ def also_lines(r: dict) -> list[str]:
             p = lf.get(label, {})
             if not p:
                 continue
-            lines.append(f"{label}, warm, end to end (IDs/s): unary 8 in flight {p.get('unary_c8', 0):,.0f}, "
-                         f"batch 100 {p.get('batch100', 0):,.0f}, batch 1000 {p.get('batch1000', 0):,.0f}")
+            lines.append(
+                f"{label}, warm, end to end (IDs/s): unary 8 in flight {p.get('unary_c8', 0):,.0f}, "
+                f"batch 100 {p.get('batch100', 0):,.0f}, batch 1000 {p.get('batch1000', 0):,.0f}"
+            )
             for cold in ("cold_unary_sequential", "cold_batch100_sequential"):
                 c = p.get(cold)
                 if c:
-                    lines.append(f"{label}, {cold}: cold {c['cold_ids_per_second']:,.0f} vs warm "
-                                 f"{c['warm_ids_per_second']:,.0f} IDs/s (cold/warm time {c['cold_over_warm']}x, first "
-                                 f"request {c['first_request_ms']:.1f} ms, eviction worked {c['eviction_worked']})")
+                    lines.append(
+                        f"{label}, {cold}: cold {c['cold_ids_per_second']:,.0f} vs warm "
+                        f"{c['warm_ids_per_second']:,.0f} IDs/s (cold/warm time {c['cold_over_warm']}x, first "
+                        f"request {c['first_request_ms']:.1f} ms, eviction worked {c['eviction_worked']})"
+                    )
         w = lf.get("workers_batch100_2procs_c2", {})
         if w:
-            lines.append("batch 100, 2 client processes x 2 in flight (IDs/s): "
-                         + ", ".join(f"{k.replace('_', ' ')} worker(s) {v:,.0f}" for k, v in w.items())
-                         + (f"; 2 vs 1: {w['2'] / w['1']:.2f}x" if "1" in w and "2" in w else "")
-                         + (f", 2 pinned vs 1: {w['2_pinned'] / w['1']:.2f}x" if "1" in w and "2_pinned" in w else ""))
+            lines.append(
+                "batch 100, 2 client processes x 2 in flight (IDs/s): "
+                + ", ".join(f"{k.replace('_', ' ')} worker(s) {v:,.0f}" for k, v in w.items())
+                + (f"; 2 vs 1: {w['2'] / w['1']:.2f}x" if "1" in w and "2" in w else "")
+                + (f", 2 pinned vs 1: {w['2_pinned'] / w['1']:.2f}x" if "1" in w and "2_pinned" in w else "")
+            )
     b = r["batches_vs_redis"]
     for size_ in (1000, 100):
         part = b.get(f"batch{size_}")
         if part:
             for name, med in part["medians"].items():
-                lines.append(f"batch {size_}, {name}: {med['ids_per_second']:,.0f} IDs/s, p99 {med['p99_ms']:.2f} ms, "
-                             f"CPU per ID server {med['server_cpu_us_per_id']:.2f} us + client "
-                             f"{med['client_cpu_us_per_id']:.2f} us")
+                lines.append(
+                    f"batch {size_}, {name}: {med['ids_per_second']:,.0f} IDs/s, p99 {med['p99_ms']:.2f} ms, "
+                    f"CPU per ID server {med['server_cpu_us_per_id']:.2f} us + client "
+                    f"{med['client_cpu_us_per_id']:.2f} us"
+                )
     u = r["unary_vs_echo"]
     if "medians" in u:
         for name, med in u["medians"].items():
-            lines.append(f"unary h2load, {name}: {med['calls_per_second']:,.0f} calls/s, p50 {med['p50_ms']} ms, "
-                         f"p99 {med['p99_ms']} ms, server {med['server_cpu_cores']:.2f} cores, h2load "
-                         f"{med['client_cpu_cores']:.2f}")
+            lines.append(
+                f"unary h2load, {name}: {med['calls_per_second']:,.0f} calls/s, p50 {med['p50_ms']} ms, "
+                f"p99 {med['p99_ms']} ms, server {med['server_cpu_cores']:.2f} cores, h2load "
+                f"{med['client_cpu_cores']:.2f}"
+            )
     bl = r["bulk_load"]["bulk"]
-    lines.append(f"bulk load: {bl['cpu_s']:.1f} s CPU = {bl['cpu_us_per_event']} us per event (writer "
-                 f"{bl['writer_us_per_event']}, parse workers {bl['workers_us_per_event']})")
+    lines.append(
+        f"bulk load: {bl['cpu_s']:.1f} s CPU = {bl['cpu_us_per_event']} us per event (writer "
+        f"{bl['writer_us_per_event']}, parse workers {bl['workers_us_per_event']})"
+    )
     return lines
 
 
@@ -436,14 +549,22 @@ def main() -> int:
     parser.add_argument("--before", type=Path, help="a checkout of 82670d0 for the event-path ratio")
     parser.add_argument("--feed-size", type=int, default=50_000, help="listings of the event-path comparison")
     parser.add_argument("--feed-rounds", type=int, default=3)
-    parser.add_argument("--event-digest-max", type=int, default=1_000_000,
-                        help="up to this BENCH_SIZE the bulk store's digest is also compared with an event-by-event load")
+    parser.add_argument(
+        "--event-digest-max",
+        type=int,
+        default=1_000_000,
+        help="up to this BENCH_SIZE the bulk store's digest is also compared with an event-by-event load",
+    )
     args = parser.parse_args()
     size = bench_size() if args.size is None else args.size
     started = time.perf_counter()
     d = ensure_dataset(size)
-    result: dict = {**header(size), "data_dir": str(d), "feed_size": args.feed_size,
-                    "settings": {"rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup}}
+    result: dict = {
+        **header(size),
+        "data_dir": str(d),
+        "feed_size": args.feed_size,
+        "settings": {"rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup},
+    }
     result["micro"] = micro_figures(size)
     result["load"] = load_figures(size)
     result["batches_vs_redis"] = batches_vs_redis(d, args.rounds, args.warmup, args.seconds)
@@ -460,8 +581,10 @@ def main() -> int:
     result["machine_load_average_end"] = os.getloadavg()
     path = write_result(f"targets-{size}", result)
 
-    print(f"\nIssue 9 targets at BENCH_SIZE={size:,} (commit {result['commit']}, load average at start "
-          f"{result['machine']['load_average'][0]:.1f}, at end {result['machine_load_average_end'][0]:.1f})")
+    print(
+        f"\nIssue 9 targets at BENCH_SIZE={size:,} (commit {result['commit']}, load average at start "
+        f"{result['machine']['load_average'][0]:.1f}, at end {result['machine_load_average_end'][0]:.1f})"
+    )
     for f, t, v, s in rows:
         print(f"  {s:7s} {f}\n          target {t}; measured {v}")
     print("\nAlso measured (no target):")

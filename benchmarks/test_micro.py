@@ -43,8 +43,10 @@ def world():
         "listed": document_key(pepper, normalize(DocumentType(listed.type), listed.number, listed.country)),
         "never_listed": document_key(pepper, normalize(DocumentType(never.type), never.number, never.country)),
     }
-    batch = [CheckQuery(doc.type, doc.number, doc.country, trip=Trip(TravelMode.FLIGHT))
-             for doc in mix(probes, BATCH, MISS_RATIO, seed=1)]
+    batch = [
+        CheckQuery(doc.type, doc.number, doc.country, trip=Trip(TravelMode.FLIGHT))
+        for doc in mix(probes, BATCH, MISS_RATIO, seed=1)
+    ]
     yield {"store": store, "pepper": pepper, "on": on, "off": off, "listed": listed, "keys": keys, "batch": batch}
     store.close()
 
@@ -109,9 +111,13 @@ def batch_request(world):
     99 % never listed, parsed from the wire."""
     from sanction.v1 import restriction_pb2 as pb
 
-    checks = [pb.CheckRequest(document=pb.Document(type=pb.DocumentType.Value(q.document_type), number=q.number,
-                                                   country=q.country), trip=pb.Trip(mode=pb.FLIGHT))
-              for q in world["batch"]]
+    checks = [
+        pb.CheckRequest(
+            document=pb.Document(type=pb.DocumentType.Value(q.document_type), number=q.number, country=q.country),
+            trip=pb.Trip(mode=pb.FLIGHT),
+        )
+        for q in world["batch"]
+    ]
     return pb.BatchCheckRequest.FromString(pb.BatchCheckRequest(checks=checks).SerializeToString())
 
 
@@ -131,13 +137,17 @@ def test_batch_request_to_response_bytes(benchmark, world, batch_request, path):
     checker = world["off"] if path == "fast_prefilter_off" else world["on"]
     servicer = RestrictionServicer(checker)
     if path == "reference":
+
         def run():
             return servicer.reference_batch(batch_request.checks).SerializeToString()
     else:
+
         def run():
             return batch_fast.answer_batch(checker, batch_request)[0]
-    assert batch_fast.answer_batch(checker, batch_request)[0] == \
-        servicer.reference_batch(batch_request.checks).SerializeToString()
+
+    assert (
+        batch_fast.answer_batch(checker, batch_request)[0] == servicer.reference_batch(batch_request.checks).SerializeToString()
+    )
     cpu = []
 
     def timed():

@@ -22,18 +22,22 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 2.0
 
 # Every RPC is safe to retry: checks read, and ApplyEvents is idempotent by event_id.
-SERVICE_CONFIG = json.dumps({
-    "methodConfig": [{
-        "name": [{"service": "sanction.v1.RestrictionService"}, {"service": "sanction.v1.ListAdminService"}],
-        "retryPolicy": {
-            "maxAttempts": 4,
-            "initialBackoff": "0.05s",
-            "maxBackoff": "1s",
-            "backoffMultiplier": 2,
-            "retryableStatusCodes": ["UNAVAILABLE"],
-        },
-    }]
-})
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "sanction.v1.RestrictionService"}, {"service": "sanction.v1.ListAdminService"}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
 
 
 class ServiceError(Exception):
@@ -48,11 +52,11 @@ class ServiceError(Exception):
 
 @dataclass(frozen=True)
 class Trip:
-    mode: str                      # FLIGHT, RAIL or SHIP
+    mode: str  # FLIGHT, RAIL or SHIP
     train_number: str = ""
-    rail_class: str = ""           # e.g. SECOND, FIRST, SOFT_SLEEPER
+    rail_class: str = ""  # e.g. SECOND, FIRST, SOFT_SLEEPER
     cabin: str = ""
-    ship_class: str = ""           # SPECIAL, FIRST, SECOND, THIRD, FOURTH, SEAT
+    ship_class: str = ""  # SPECIAL, FIRST, SECOND, THIRD, FOURTH, SEAT
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,9 @@ class Match:
     caused_denial: bool
     active: bool
     exemption_reference: str = ""  # the EXEMPT's reference when exemption_applied
-    lifted_reason: str = ""        # LookupPerson only
+    lifted_reason: str = ""  # LookupPerson only
     lifted_on: date | None = None  # LookupPerson only
-    listed_name: str = ""          # the name the listing gives the person
+    listed_name: str = ""  # the name the listing gives the person
     # Set when the listing names the person under another (bound) document: that document, masked.
     matched_document: str = ""
 
@@ -90,7 +94,7 @@ class Match:
 class CheckOutcome:
     """One CheckResponse, every field."""
 
-    decision: str                  # ALLOW or DENY
+    decision: str  # ALLOW or DENY
     restricted: bool
     masked_document: str
     name_mismatch: bool
@@ -117,12 +121,21 @@ def _date(d: pb.Date, present: bool) -> date | None:
 
 def _match(m: pb.ListingMatch) -> Match:
     return Match(
-        listing_id=m.listing_id, case_number=m.case_number, court=m.court,
-        list_type=pb.ListType.Name(m.list_type), role=pb.Role.Name(m.role), organization_name=m.organization_name,
-        listed_on=_date(m.listed_on, m.HasField("listed_on")), expires_on=_date(m.expires_on, m.HasField("expires_on")),
-        exemption_applied=m.exemption_applied, caused_denial=m.caused_denial, active=m.active,
-        exemption_reference=m.exemption_reference, lifted_reason=m.lifted_reason,
-        lifted_on=_date(m.lifted_on, m.HasField("lifted_on")), listed_name=m.listed_name,
+        listing_id=m.listing_id,
+        case_number=m.case_number,
+        court=m.court,
+        list_type=pb.ListType.Name(m.list_type),
+        role=pb.Role.Name(m.role),
+        organization_name=m.organization_name,
+        listed_on=_date(m.listed_on, m.HasField("listed_on")),
+        expires_on=_date(m.expires_on, m.HasField("expires_on")),
+        exemption_applied=m.exemption_applied,
+        caused_denial=m.caused_denial,
+        active=m.active,
+        exemption_reference=m.exemption_reference,
+        lifted_reason=m.lifted_reason,
+        lifted_on=_date(m.lifted_on, m.HasField("lifted_on")),
+        listed_name=m.listed_name,
         matched_document=m.matched_document,
     )
 
@@ -131,9 +144,12 @@ def outcome_from(response: pb.CheckResponse) -> CheckOutcome:
     if response.decision not in (pb.ALLOW, pb.DENY):
         raise ServiceError("UNKNOWN", "response carries no decision")
     return CheckOutcome(
-        decision=pb.Decision.Name(response.decision), restricted=response.restricted,
-        masked_document=response.masked_document, name_mismatch=response.name_mismatch,
-        data_version=response.data_version, matches=[_match(m) for m in response.matches],
+        decision=pb.Decision.Name(response.decision),
+        restricted=response.restricted,
+        masked_document=response.masked_document,
+        name_mismatch=response.name_mismatch,
+        data_version=response.data_version,
+        matches=[_match(m) for m in response.matches],
         travel_date=_date(response.travel_date, response.HasField("travel_date")),
     )
 
@@ -162,8 +178,9 @@ def error_from_rpc(exc: grpc.RpcError) -> ServiceError:
 
 def check_request(passenger: Passenger, trip: Trip | None = None, travel_date: date | None = None) -> pb.CheckRequest:
     request = pb.CheckRequest(
-        document=pb.Document(type=pb.DocumentType.Value(passenger.document_type), number=passenger.number,
-                             country=passenger.country),
+        document=pb.Document(
+            type=pb.DocumentType.Value(passenger.document_type), number=passenger.number, country=passenger.country
+        ),
         name=passenger.name,
     )
     if trip is not None:
@@ -176,7 +193,10 @@ def check_request(passenger: Passenger, trip: Trip | None = None, travel_date: d
             request.trip.ship_class = pb.ShipClass.Value("SHIP_" + trip.ship_class)
     if travel_date is not None:
         request.travel_date.year, request.travel_date.month, request.travel_date.day = (
-            travel_date.year, travel_date.month, travel_date.day)
+            travel_date.year,
+            travel_date.month,
+            travel_date.day,
+        )
     return request
 
 
@@ -190,11 +210,18 @@ def tls_credentials(ca_file: str, cert_file: str = "", key_file: str = "") -> gr
 
 
 class RestrictionClient:
-    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = DEFAULT_TIMEOUT,
-                 credentials: grpc.ChannelCredentials | None = None, token: str = ""):
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str = "",
+    ):
         options = [("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)]
-        self.channel = (grpc.secure_channel(target, credentials, options) if credentials
-                        else grpc.insecure_channel(target, options))
+        self.channel = (
+            grpc.secure_channel(target, credentials, options) if credentials else grpc.insecure_channel(target, options)
+        )
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._checks = restriction_pb2_grpc.RestrictionServiceStub(self.channel)
@@ -218,8 +245,9 @@ class RestrictionClient:
     def check(self, passenger: Passenger, trip: Trip | None = None, travel_date: date | None = None) -> CheckOutcome:
         return outcome_from(self._call(self._checks.CheckRestriction, check_request(passenger, trip, travel_date)))
 
-    def check_batch(self, passengers: list[Passenger], trip: Trip | None = None,
-                    travel_date: date | None = None) -> list[CheckOutcome | ServiceError]:
+    def check_batch(
+        self, passengers: list[Passenger], trip: Trip | None = None, travel_date: date | None = None
+    ) -> list[CheckOutcome | ServiceError]:
         """One result per passenger, in order: a CheckOutcome, or the ServiceError for that item."""
         request = pb.BatchCheckRequest(checks=[check_request(p, trip, travel_date) for p in passengers])
         response = self._call(self._checks.BatchCheckRestriction, request)
@@ -227,8 +255,9 @@ class RestrictionClient:
             raise ServiceError("INTERNAL", "batch answer has the wrong number of items")
         return [outcome_from(i.result) if i.HasField("result") else error_from_status(i.error) for i in response.items]
 
-    def check_stream(self, requests: Iterable[tuple[str, pb.CheckRequest]],
-                     timeout: float | None = None) -> Iterator[tuple[str, CheckOutcome | ServiceError]]:
+    def check_stream(
+        self, requests: Iterable[tuple[str, pb.CheckRequest]], timeout: float | None = None
+    ) -> Iterator[tuple[str, CheckOutcome | ServiceError]]:
         messages = (pb.StreamCheckRequest(request_id=rid, check=req) for rid, req in requests)
         try:
             for answer in self._checks.StreamCheckRestriction(messages, timeout=timeout, metadata=self._metadata):

@@ -43,8 +43,10 @@ class LoadSummary:
         return self.applied + self.duplicates + self.rejected
 
     def describe(self) -> str:
-        text = (f"{self.lines} lines: {self.applied} applied, {self.duplicates} duplicates, "
-                f"{self.rejected} rejected; data version {self.data_version}")
+        text = (
+            f"{self.lines} lines: {self.applied} applied, {self.duplicates} duplicates, "
+            f"{self.rejected} rejected; data version {self.data_version}"
+        )
         if self.rejected:
             text += f"\nrejects written to {self.rejects_path}"
             for reason, n in sorted(self.reject_reasons.items(), key=lambda kv: -kv[1])[:10]:
@@ -91,8 +93,9 @@ def _parse_chunk(chunk: list[tuple[int, bytes]]) -> list[FeedLine]:
     return [line for number, raw in chunk if (line := decode_line(number, raw)) is not None]
 
 
-def read_feed_parallel(path: str | os.PathLike, workers: int, progress: tqdm | None = None,
-                       chunk_lines: int = 2000) -> Iterator[FeedLine]:
+def read_feed_parallel(
+    path: str | os.PathLike, workers: int, progress: tqdm | None = None, chunk_lines: int = 2000
+) -> Iterator[FeedLine]:
     """Like read_feed, with JSON decoding and event parsing done by worker processes
     (pepper-free work; the writes stay in this process, in feed order). At most
     8 x workers chunks are in flight (enough that a worker never waits for the writer to
@@ -184,8 +187,9 @@ def feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int
             start = end
 
 
-def read_feed_ranges(path: str | os.PathLike, workers: int, pepper: bytes, progress: tqdm | None = None,
-                     chunk_bytes: int = 4 << 20) -> Iterator[tuple]:
+def read_feed_ranges(
+    path: str | os.PathLike, workers: int, pepper: bytes, progress: tqdm | None = None, chunk_bytes: int = 4 << 20
+) -> Iterator[tuple]:
     """For a Ledger's writer: the feed's lines as `ledger.prepare_line` makes them, in feed
     order, parsed by `workers` processes that each read their own byte ranges of the file
     and hand back one marshalled blob per range (tuples of bytes, strings and numbers:
@@ -218,8 +222,15 @@ def read_feed_ranges(path: str | os.PathLike, workers: int, pepper: bytes, progr
             yield from take()
 
 
-def load_feed(ledger: Ledger, feed_path: str | os.PathLike, rejects_path: str | os.PathLike, *,
-              batch_size: int = 1000, show_progress: bool | None = None, parse_workers: int = 0) -> LoadSummary:
+def load_feed(
+    ledger: Ledger,
+    feed_path: str | os.PathLike,
+    rejects_path: str | os.PathLike,
+    *,
+    batch_size: int = 1000,
+    show_progress: bool | None = None,
+    parse_workers: int = 0,
+) -> LoadSummary:
     summary = LoadSummary(rejects_path=str(rejects_path))
     size = Path(feed_path).stat().st_size
     if show_progress is None:
@@ -245,9 +256,13 @@ def load_feed(ledger: Ledger, feed_path: str | os.PathLike, rejects_path: str | 
                 summary.rejected += 1
                 reason = f"{outcome.field}: {outcome.reason}" if outcome.field else outcome.reason
                 summary.reject_reasons[reason] = summary.reject_reasons.get(reason, 0) + 1
-                rejects.write(json.dumps({"line": outcome.line, "event_id": outcome.event_id,
-                                          "field": outcome.field, "reason": outcome.reason},
-                                         ensure_ascii=False) + "\n")
+                rejects.write(
+                    json.dumps(
+                        {"line": outcome.line, "event_id": outcome.event_id, "field": outcome.field, "reason": outcome.reason},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
     for status, n in ((APPLIED, summary.applied), (DUPLICATE, summary.duplicates), (REJECTED, summary.rejected)):
         if n:
             metrics.EVENTS.labels(status.lower()).inc(n)

@@ -899,8 +899,7 @@ def _feed_lines(seed: int, listings: int, start: datetime.date) -> Iterator[str]
                 continue  # cheap pre-check on the draws fate() uses
             f = fate(k)
             if f[_REASON] == "EXPIRED":
-                schedule(f[_LIFT_T], _listing_id(k), "DELIST",
-                         f'"reason":"EXPIRED","effective_on":"{date_str(f[_LIFT_DAY])}"')
+                schedule(f[_LIFT_T], _listing_id(k), "DELIST", f'"reason":"EXPIRED","effective_on":"{date_str(f[_LIFT_DAY])}"')
         exp_due = 1 << 62
 
     last_t, last_stamp = -1, ""

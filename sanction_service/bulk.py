@@ -86,6 +86,7 @@ from .store import (
 log = logging.getLogger(__name__)
 _REMOVE = b"-"
 
+
 class StoreNotEmpty(StoreError):
     pass
 
@@ -132,8 +133,8 @@ class _IndexLog:
         for w in sorted(self._buffers):
             buffer = self._buffers.pop(w)
             rows = np.frombuffer(buffer, dtype=np.uint8).reshape(-1, KEY_SIZE + w + 2)
-            composite[at:at + len(rows), :KEY_SIZE + w] = rows[:, :KEY_SIZE + w]
-            tail[at:at + len(rows)] = rows[:, KEY_SIZE + w:]
+            composite[at : at + len(rows), : KEY_SIZE + w] = rows[:, : KEY_SIZE + w]
+            tail[at : at + len(rows)] = rows[:, KEY_SIZE + w :]
             at += len(rows)
             del rows, buffer
         order = np.argsort(composite.view(f"S{KEY_SIZE + width}").ravel(), kind="stable")
@@ -151,8 +152,9 @@ class _IndexLog:
         kinds = tail[last, 0].copy().view("S1")
         del tail, last
         lids = np.ascontiguousarray(composite[:, KEY_SIZE:]).view(f"S{width}").ravel()
-        lifted = np.isin(lids, np.array(sorted(self.lifted), dtype=f"S{width}")) if self.lifted else \
-            np.zeros(len(lids), dtype=bool)
+        lifted = (
+            np.isin(lids, np.array(sorted(self.lifted), dtype=f"S{width}")) if self.lifted else np.zeros(len(lids), dtype=bool)
+        )
         self.lifted.clear()
         return composite, kinds, lifted, width
 
@@ -279,14 +281,13 @@ class BulkLedger(Ledger):
         if known is not None:
             if known[:16] == digest:
                 return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
-            return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)",
-                           "event_id")
+            return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)", "event_id")
         if lid <= top.get(listings, b"") and txn.get(lid, db=listings) is not None:
             return Outcome(number, REJECTED, event_id, "already used by another listing", "listing_id")
         tally.seq = seq = tally.seq + 1
         self._log.add_records(len(lid), entries)
         for i in range(0, len(bindings), 2 * KEY_SIZE):
-            document, person = bindings[i:i + KEY_SIZE], bindings[i + KEY_SIZE:i + 2 * KEY_SIZE]
+            document, person = bindings[i : i + KEY_SIZE], bindings[i + KEY_SIZE : i + 2 * KEY_SIZE]
             put_binding(txn, s.bindings, document, person, lid)
         self._put(txn, listings, lid, record)
         tally.add(txn, "active:" + list_type, 1)
@@ -307,8 +308,7 @@ class BulkLedger(Ledger):
         if known is not None:
             if known[:16] == digest:
                 return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
-            return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)",
-                           "event_id")
+            return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)", "event_id")
         lid = listing_id.encode()
         raw_old = self._get(txn, s.listings, lid)
         old = None if raw_old is None else loads(raw_old)
@@ -367,8 +367,7 @@ class BulkLedger(Ledger):
             self._log.lifted.add(lid)
         return sorted((after.keys() - before.keys()) | self._rebind(txn, old, new))
 
-    def finish(self, *, error_rate: float, min_capacity: int = MIN_CAPACITY, prefilter_path=None,
-               progress=None) -> Prefilter:
+    def finish(self, *, error_rate: float, min_capacity: int = MIN_CAPACITY, prefilter_path=None, progress=None) -> Prefilter:
         """Write the indexes (sorted appends, in transactions of INDEX_CHUNK entries),
         then the last transaction: the counters and meta, and the incomplete mark cleared;
         then build (and save) the prefilter."""
@@ -393,11 +392,10 @@ class BulkLedger(Ledger):
         persons = int(np.maximum.reduceat(primary, starts).sum()) if len(starts) else 0
         with s.read() as view:
             bound = view.count("bindings")
-        prefilter = Prefilter.empty(capacity=max(min_capacity, 2 * (n_all + bound)), error_rate=error_rate,
-                                    store_id=s.store_id)
+        prefilter = Prefilter.empty(capacity=max(min_capacity, 2 * (n_all + bound)), error_rate=error_rate, store_id=s.store_id)
         distinct = np.ascontiguousarray(keys[starts])
         for i in range(0, len(distinct), 1_000_000):
-            prefilter.add_many(distinct[i:i + 1_000_000])
+            prefilter.add_many(distinct[i : i + 1_000_000])
         del distinct, keys, first, primary, active
         tally.counters["persons_restricted"] = persons  # never counted per event on this path
         try:
@@ -410,8 +408,12 @@ class BulkLedger(Ledger):
                 del names
                 with s.begin_write() as txn:
                     _putmulti(txn, s.persons_all, pairs, "persons_all")
-                    _putmulti(txn, s.persons_active,
-                              [pair for pair, gone in zip(pairs, lifted[lo:hi].tolist()) if not gone], "persons_active")
+                    _putmulti(
+                        txn,
+                        s.persons_active,
+                        [pair for pair, gone in zip(pairs, lifted[lo:hi].tolist()) if not gone],
+                        "persons_active",
+                    )
                 del pairs
                 self._pages.drop()
                 if progress:
@@ -449,15 +451,17 @@ def _putmulti(txn: lmdb.Transaction, db, pairs: list[tuple[bytes, bytes]], db_na
     with txn.cursor(db=db) as cursor:
         consumed, added = cursor.putmulti(pairs, append=True)
     if consumed != len(pairs) or added != len(pairs):
-        raise AppendOutOfOrder(f"bulk load: {len(pairs) - added} keys of {db_name} were not above every key "
-                               "already there (has something else written the store?); the load stops and the "
-                               "store stays marked incomplete")
+        raise AppendOutOfOrder(
+            f"bulk load: {len(pairs) - added} keys of {db_name} were not above every key "
+            "already there (has something else written the store?); the load stops and the "
+            "store stays marked incomplete"
+        )
 
 
 def _append(appended: bool, db_name: str) -> None:
     if not appended:
-        raise AppendOutOfOrder(f"bulk load: a key in {db_name} was not above every key already there "
-                               "(has something else written the store?); the load stops and the store stays "
-                               "marked incomplete")
-
-
+        raise AppendOutOfOrder(
+            f"bulk load: a key in {db_name} was not above every key already there "
+            "(has something else written the store?); the load stops and the store stays "
+            "marked incomplete"
+        )

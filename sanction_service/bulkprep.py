@@ -166,8 +166,9 @@ _TEXT_LIMITS_REQUIRED = (MAX_CASE_NUMBER_CHARS, MAX_COURT_CHARS, MAX_NAME_CHARS)
 def _ident(value: str) -> str:
     """fastdecode._identifier without the call to text.identifier_problem for the common
     case (the caller checks `isprintable` on all identifiers of the event at once)."""
-    if len(value) > MAX_IDENTIFIER_BYTES or (not value.isascii() and
-                                            len(value.encode("utf-8", "surrogatepass")) > MAX_IDENTIFIER_BYTES):
+    if len(value) > MAX_IDENTIFIER_BYTES or (
+        not value.isascii() and len(value.encode("utf-8", "surrogatepass")) > MAX_IDENTIFIER_BYTES
+    ):
         raise _FALLBACK
     stripped = value.strip()
     if not stripped:
@@ -225,8 +226,18 @@ def _prepare(p: _List, key_of) -> tuple:
             scalars.append(_scalar(value, limit))
 
     subject_key = subject_doc[3]
-    persons = [PersonEntry("subject", "SUBJECT", name, subject_doc[0], subject_doc[1], subject_doc[2],
-                           subject_key.hex(), "O" if organization else "P")]
+    persons = [
+        PersonEntry(
+            "subject",
+            "SUBJECT",
+            name,
+            subject_doc[0],
+            subject_doc[1],
+            subject_doc[2],
+            subject_key.hex(),
+            "O" if organization else "P",
+        )
+    ]
     entries = {subject_key: b"O" if organization else b"P"}
     bindings = set()
     for doc in extra_docs:
@@ -245,18 +256,42 @@ def _prepare(p: _List, key_of) -> tuple:
         texts.append(person_name)
         document = _person_doc(person.document, "restricted_persons.document", True, key_of, of)
         key = document[3]
-        persons.append(PersonEntry("restricted", role.value, person_name.strip(), document[0], document[1],
-                                   document[2], key.hex(), "P"))
+        persons.append(
+            PersonEntry("restricted", role.value, person_name.strip(), document[0], document[1], document[2], key.hex(), "P")
+        )
         if key not in entries:  # (a person's document is never the organisation's USCC)
             entries[key] = b"P"
     if _FORBIDDEN_SEARCH("".join(texts)):
         raise _FALLBACK
-    record = ListingRecord(listing_id, list_type, "ACTIVE", None, None, [event_id], case_number, court,
-                           scalars[0], scalars[1], scalars[2], listed_on, expires_on, kind,
-                           name if organization else None, persons)
+    record = ListingRecord(
+        listing_id,
+        list_type,
+        "ACTIVE",
+        None,
+        None,
+        [event_id],
+        case_number,
+        court,
+        scalars[0],
+        scalars[1],
+        scalars[2],
+        listed_on,
+        expires_on,
+        kind,
+        name if organization else None,
+        persons,
+    )
     added = sorted(entries.keys() | {document for document, _ in bindings})
     journal = _ENCODE(_Journal(event_id, "LIST", listing_id, [k.hex() for k in added]))
     lid = listing_id.encode()
-    return (event_id, listing_id, _digest(p), occurred_at, list_type, _ENCODE(record),
-            b"".join(k + lid + v + b"+" for k, v in entries.items()), b"".join(d + s for d, s in sorted(bindings)),
-            journal)
+    return (
+        event_id,
+        listing_id,
+        _digest(p),
+        occurred_at,
+        list_type,
+        _ENCODE(record),
+        b"".join(k + lid + v + b"+" for k, v in entries.items()),
+        b"".join(d + s for d, s in sorted(bindings)),
+        journal,
+    )

@@ -108,8 +108,16 @@ def parse_document(doc_type: str, number: str, country: str, field: str = "docum
 
 
 class Checker:
-    def __init__(self, store: Store, pepper: bytes, *, prefilter_path, error_rate: float, use_prefilter: bool = True,
-                 min_capacity: int = MIN_CAPACITY):
+    def __init__(
+        self,
+        store: Store,
+        pepper: bytes,
+        *,
+        prefilter_path,
+        error_rate: float,
+        use_prefilter: bool = True,
+        min_capacity: int = MIN_CAPACITY,
+    ):
         self.store = store
         self._pepper = pepper
         self._prefilter_path = prefilter_path
@@ -134,9 +142,13 @@ class Checker:
         if not self.use_prefilter:
             return "prefilter disabled"
         with self.store.read() as view:
-            self.prefilter, how = load_or_build(self._prefilter_path, view, error_rate=self._error_rate,
-                                                min_capacity=self._min_capacity,
-                                                progress=lambda n: log.info("prefilter rebuild: %d keys so far", n))
+            self.prefilter, how = load_or_build(
+                self._prefilter_path,
+                view,
+                error_rate=self._error_rate,
+                min_capacity=self._min_capacity,
+                progress=lambda n: log.info("prefilter rebuild: %d keys so far", n),
+            )
         return how
 
     def save_prefilter(self) -> None:
@@ -170,8 +182,9 @@ class Checker:
                     self._rebuild_in_background()
             yield view, view.seq(), prefilter, self.clock()
 
-    def check_many(self, queries: list[CheckQuery], *, count_refusals: bool = True,
-                   between_chunks=None, chunk: int = 100) -> list[CheckResult | ItemError]:
+    def check_many(
+        self, queries: list[CheckQuery], *, count_refusals: bool = True, between_chunks=None, chunk: int = 100
+    ) -> list[CheckResult | ItemError]:
         """One read snapshot for all; a bad item yields its exception, not a failed batch.
 
         count_refusals=False leaves counting to the caller (`refusals.add_results`), so a
@@ -194,8 +207,16 @@ class Checker:
             self.refusals.add_results(results)
         return results
 
-    def check_plain_batch(self, positions: list[int], numbers: list[bytes], names: list[str], trip: Trip | None,
-                          travel_date: date | None, *, others: Sequence[tuple[int, CheckQuery]] = ()) -> PlainBatch:
+    def check_plain_batch(
+        self,
+        positions: list[int],
+        numbers: list[bytes],
+        names: list[str],
+        trip: Trip | None,
+        travel_date: date | None,
+        *,
+        others: Sequence[tuple[int, CheckQuery]] = (),
+    ) -> PlainBatch:
         """The fast path for a batch whose common items are resident IDs of 18 bytes (UTF-8)
         with one trip and travel date for all (at `positions`), answered with the batch's
         other queries (`others`, by position) from one snapshot. Same answers as
@@ -228,8 +249,11 @@ class Checker:
                 _decision_counter(mode, ALLOW).inc(len(never_listed))
                 _PREFILTER_MISS.inc(len(never_listed))
             settled = set(never_listed) | results.keys()
-            queries = [(position, CheckQuery("RESIDENT_ID", number.decode(), "", name, trip, travel_date))
-                       for position, number, name in zip(positions, numbers, names) if position not in settled]
+            queries = [
+                (position, CheckQuery("RESIDENT_ID", number.decode(), "", name, trip, travel_date))
+                for position, number, name in zip(positions, numbers, names)
+                if position not in settled
+            ]
             for position, query in sorted([*queries, *others], key=lambda pq: pq[0]):
                 try:
                     results[position] = self._check_one(view, seq, query, today, prefilter)
@@ -237,8 +261,7 @@ class Checker:
                     results[position] = exc
         return PlainBatch(seq, day, mode, never_listed, never_plain, results)
 
-    def _check_one(self, view: ReadView, seq: int, query: CheckQuery, today: date,
-                   prefilter: Prefilter | None) -> CheckResult:
+    def _check_one(self, view: ReadView, seq: int, query: CheckQuery, today: date, prefilter: Prefilter | None) -> CheckResult:
         document = parse_document(query.document_type, query.number, query.country)
         trip = query.trip
         purchase_restricted = purchase_is_restricted(trip) if trip is not None else True
@@ -246,16 +269,29 @@ class Checker:
         key = document_key(self._pepper, document)
         found = _lookup(view, key, prefilter)
         if found:
-            decision = decide(found, purchase_restricted=purchase_restricted, mode=trip.mode if trip else None,
-                              day=day.isoformat(), name=query.name)
+            decision = decide(
+                found,
+                purchase_restricted=purchase_restricted,
+                mode=trip.mode if trip else None,
+                day=day.isoformat(),
+                name=query.name,
+            )
         else:
             decision = NOT_LISTED
         mode = trip.mode.value if trip else "NONE"
         _decision_counter(mode, decision.decision).inc()
         if _debug():
-            log.debug("check %s %s mode=%s day=%s -> %s restricted=%s listings=%s (data version %d)",
-                      document.type.value, document.masked(), mode, day, decision.decision, decision.restricted,
-                      [o.found.listing.listing_id for o in decision.matches], seq)
+            log.debug(
+                "check %s %s mode=%s day=%s -> %s restricted=%s listings=%s (data version %d)",
+                document.type.value,
+                document.masked(),
+                mode,
+                day,
+                decision.decision,
+                decision.restricted,
+                [o.found.listing.listing_id for o in decision.matches],
+                seq,
+            )
         return CheckResult(decision, document.masked(), seq, day, mode)
 
     def lookup_person(self, document: Document) -> tuple[list[Found], int]:
@@ -278,8 +314,7 @@ class Checker:
                 # Checks take the new object from their next batch on and catch it up to
                 # their own snapshot before asking it.
                 self.prefilter = fresh
-                log.info("prefilter rebuilt with capacity %d at data version %d", fresh.bloom.capacity,
-                         fresh.covered_seq)
+                log.info("prefilter rebuilt with capacity %d at data version %d", fresh.bloom.capacity, fresh.covered_seq)
             except Exception:
                 log.exception("prefilter rebuild failed; the current filter stays in use")
             finally:
@@ -309,8 +344,7 @@ def _found(view: ReadView, key: bytes, *, active_only: bool) -> list[Found]:
             if listing is None:  # an index entry without its record: answer nothing rather than a partial ALLOW
                 raise StoreCorrupt(f"{view.store.path}: listing {listing_id} is indexed but has no record")
             person = next(p for p in listing.persons if p.key == person_hex and p.slot != "extra")
-            found.append(Found(listing, person, view.exemption_records(person_key, listing_id),
-                               bound=person_key != key))
+            found.append(Found(listing, person, view.exemption_records(person_key, listing_id), bound=person_key != key))
     return found
 
 

@@ -31,18 +31,18 @@ log = logging.getLogger("sanction")
 
 # Exit codes (README "Exit codes"). 0-4 are those of the commands that write a store.
 EXIT_OK, EXIT_REJECTS, EXIT_STORE, EXIT_WRITER_BUSY, EXIT_STORE_FULL = 0, 1, 2, 3, 4
-EXIT_GAP = 5              # `follow`: the stream no longer holds what comes after this replica's position
-EXIT_NATS = 6             # `publish`, `follow --bootstrap`, `snapshot`: NATS did not answer in time
-EXIT_UNPROTECTED = 7      # `serve`: a non-loopback address without a tokens file (exposure.py)
-EXIT_DENY = 10            # `check --exit-code`: the answer is DENY
-EXIT_USAGE = 64           # a command line the command does not accept (sysexits EX_USAGE)
-EXIT_INVALID = 65         # the service refused the request as invalid: INVALID_ARGUMENT
-EXIT_NOT_FOUND = 66       # no such listing: NOT_FOUND
-EXIT_UNAVAILABLE = 69     # no answer: no server, UNAVAILABLE, DEADLINE_EXCEEDED
-EXIT_SERVICE_ERROR = 70   # any other error status (UNKNOWN, INTERNAL, RESOURCE_EXHAUSTED, …)
-EXIT_NO_PERMISSION = 77   # UNAUTHENTICATED, PERMISSION_DENIED
-EXIT_CONFIG = 78          # a SANCTION_* environment variable holds a value it does not accept
-EXIT_PIPE = 141           # stdout was closed before the output was written (`… | head`), as 128 + SIGPIPE
+EXIT_GAP = 5  # `follow`: the stream no longer holds what comes after this replica's position
+EXIT_NATS = 6  # `publish`, `follow --bootstrap`, `snapshot`: NATS did not answer in time
+EXIT_UNPROTECTED = 7  # `serve`: a non-loopback address without a tokens file (exposure.py)
+EXIT_DENY = 10  # `check --exit-code`: the answer is DENY
+EXIT_USAGE = 64  # a command line the command does not accept (sysexits EX_USAGE)
+EXIT_INVALID = 65  # the service refused the request as invalid: INVALID_ARGUMENT
+EXIT_NOT_FOUND = 66  # no such listing: NOT_FOUND
+EXIT_UNAVAILABLE = 69  # no answer: no server, UNAVAILABLE, DEADLINE_EXCEEDED
+EXIT_SERVICE_ERROR = 70  # any other error status (UNKNOWN, INTERNAL, RESOURCE_EXHAUSTED, …)
+EXIT_NO_PERMISSION = 77  # UNAUTHENTICATED, PERMISSION_DENIED
+EXIT_CONFIG = 78  # a SANCTION_* environment variable holds a value it does not accept
+EXIT_PIPE = 141  # stdout was closed before the output was written (`… | head`), as 128 + SIGPIPE
 
 CLIENT_COMMANDS = ("check", "lookup", "listing", "stats")
 _ANY = (EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_PIPE)
@@ -83,8 +83,7 @@ def enum_type(what: str, values: Sequence[str], prefix: str = "") -> Callable[[s
         if prefix and value.startswith(prefix) and value.removeprefix(prefix) in values:
             value = value.removeprefix(prefix)
         if value not in values:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}; one of {', '.join(values)} "
-                                             "(any letter case)")
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}; one of {', '.join(values)} (any letter case)")
         return value
 
     return parse
@@ -123,21 +122,30 @@ SHIP_CLASSES = tuple(c.value for c in ShipClass)
 
 def _common(parser: argparse.ArgumentParser, defaults: Settings) -> None:
     parser.add_argument("--data-dir", default=defaults.data_dir, help="store directory [SANCTION_DATA_DIR] (%(default)s)")
-    parser.add_argument("--pepper-file", default=defaults.pepper_file,
-                        help="file holding the secret pepper [SANCTION_PEPPER_FILE] (<data-dir>/pepper); "
-                             "or set SANCTION_PEPPER to hex")
-    parser.add_argument("--log-level", type=enum_type("log level", LOG_LEVELS), default=defaults.log_level,
-                        metavar="LEVEL", help=f"{_one_of(LOG_LEVELS)} [SANCTION_LOG_LEVEL] (%(default)s)")
-    parser.add_argument("--log-format", type=enum_type("log format", LOG_FORMATS), default=defaults.log_format,
-                        metavar="FORMAT", help=f"{_one_of(LOG_FORMATS)}; JSON: one object per line "
-                                               "[SANCTION_LOG_FORMAT] (%(default)s)")
+    parser.add_argument(
+        "--pepper-file",
+        default=defaults.pepper_file,
+        help="file holding the secret pepper [SANCTION_PEPPER_FILE] (<data-dir>/pepper); or set SANCTION_PEPPER to hex",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=enum_type("log level", LOG_LEVELS),
+        default=defaults.log_level,
+        metavar="LEVEL",
+        help=f"{_one_of(LOG_LEVELS)} [SANCTION_LOG_LEVEL] (%(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        type=enum_type("log format", LOG_FORMATS),
+        default=defaults.log_format,
+        metavar="FORMAT",
+        help=f"{_one_of(LOG_FORMATS)}; JSON: one object per line [SANCTION_LOG_FORMAT] (%(default)s)",
+    )
 
 
 def _target(parser: argparse.ArgumentParser, defaults: Settings) -> None:
-    parser.add_argument("--target", default=defaults.listen,
-                        help="server address host:port [SANCTION_LISTEN] (%(default)s)")
-    parser.add_argument("--timeout", type=_number(float, 0.001), default=2.0,
-                        help="deadline per call in seconds (%(default)s)")
+    parser.add_argument("--target", default=defaults.listen, help="server address host:port [SANCTION_LISTEN] (%(default)s)")
+    parser.add_argument("--timeout", type=_number(float, 0.001), default=2.0, help="deadline per call in seconds (%(default)s)")
     parser.add_argument("--token", default=env_str("SANCTION_TOKEN"), help="bearer token [SANCTION_TOKEN]")
     parser.add_argument("--tls-ca", default="", help="PEM CA to verify a TLS server (enables TLS)")
     parser.add_argument("--tls-client-cert", default="", help="PEM client certificate (mutual TLS)")
@@ -145,27 +153,41 @@ def _target(parser: argparse.ArgumentParser, defaults: Settings) -> None:
 
 
 def _nats(parser: argparse.ArgumentParser, nats: NatsSettings) -> None:
-    parser.add_argument("--nats", default=nats.url, help="NATS server URL(s), comma-separated [SANCTION_NATS_URL]; "
-                        "credentials and TLS: set SANCTION_NATS_USER/PASSWORD/TOKEN/CREDS/TLS_CA/TLS_CERT/TLS_KEY")
+    parser.add_argument(
+        "--nats",
+        default=nats.url,
+        help="NATS server URL(s), comma-separated [SANCTION_NATS_URL]; "
+        "credentials and TLS: set SANCTION_NATS_USER/PASSWORD/TOKEN/CREDS/TLS_CA/TLS_CERT/TLS_KEY",
+    )
     parser.add_argument("--stream", default=nats.stream, help="JetStream stream [SANCTION_NATS_STREAM] (%(default)s)")
 
 
 def _document(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--document-type", type=enum_type("document type", DOCUMENT_TYPES), default="RESIDENT_ID",
-                        metavar="TYPE", help=f"{_one_of(DOCUMENT_TYPES)} (%(default)s)")
+    parser.add_argument(
+        "--document-type",
+        type=enum_type("document type", DOCUMENT_TYPES),
+        default="RESIDENT_ID",
+        metavar="TYPE",
+        help=f"{_one_of(DOCUMENT_TYPES)} (%(default)s)",
+    )
     parser.add_argument("--number", required=True, help="document number")
     parser.add_argument("--country", default="", help="issuing country (ISO alpha-3) for PASSPORT (CHN)")
 
 
 def _json_flag(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--json", action="store_true",
-                        help=f"print {what} as JSON (snake_case proto field names, every field even when zero or "
-                             "empty, enums as names, dates YYYY-MM-DD or null)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help=f"print {what} as JSON (snake_case proto field names, every field even when zero or "
+        "empty, enums as names, dates YYYY-MM-DD or null)",
+    )
 
 
-CLIENT_EXIT_HELP = ("Exit codes: 0 answered, 65 the service refused the request as invalid, 69 no answer "
-                    "(no server, UNAVAILABLE, deadline), 70 another error status, 77 no or wrong token, 64 wrong "
-                    "command line, 78 a bad SANCTION_* variable, 141 stdout closed.")
+CLIENT_EXIT_HELP = (
+    "Exit codes: 0 answered, 65 the service refused the request as invalid, 69 no answer "
+    "(no server, UNAVAILABLE, deadline), 70 another error status, 77 no or wrong token, 64 wrong "
+    "command line, 78 a bad SANCTION_* variable, 141 stdout closed."
+)
 
 
 def package_version() -> str:
@@ -181,223 +203,357 @@ def package_version() -> str:
 def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
     defaults = defaults or Settings()
     nats = NatsSettings()
-    parser = UsageParser(prog="sanction", description="Defaulter-list restriction service: serve purchase-time "
-                                                      "checks, load the court feed, ask the server.",
-                         epilog="Each command's --help has its options and exit codes; README.md has them all.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
-                        help="print the installed version and exit")
+    parser = UsageParser(
+        prog="sanction",
+        description="Defaulter-list restriction service: serve purchase-time checks, load the court feed, ask the server.",
+        epilog="Each command's --help has its options and exit codes; README.md has them all.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {package_version()}", help="print the installed version and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="serve checks over gRPC")
     _common(p, defaults)
     p.add_argument("--listen", default=defaults.listen, help="host:port [SANCTION_LISTEN] (%(default)s)")
-    p.add_argument("--metrics-port", type=int, default=defaults.metrics_port,
-                   help="Prometheus /metrics port, 0 to disable [SANCTION_METRICS_PORT] (%(default)s)")
-    p.add_argument("--workers", type=int, default=defaults.workers,
-                   help="server processes sharing the port (SO_REUSEPORT); the parent serves the metrics of "
-                        "all of them on the one metrics port [SANCTION_WORKERS] (%(default)s)")
-    p.add_argument("--pin-cpus", action="store_true", default=defaults.pin_cpus,
-                   help="pin each server process to one CPU (worker i to the i-th) [SANCTION_PIN_CPUS=on]")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=defaults.metrics_port,
+        help="Prometheus /metrics port, 0 to disable [SANCTION_METRICS_PORT] (%(default)s)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="server processes sharing the port (SO_REUSEPORT); the parent serves the metrics of "
+        "all of them on the one metrics port [SANCTION_WORKERS] (%(default)s)",
+    )
+    p.add_argument(
+        "--pin-cpus",
+        action="store_true",
+        default=defaults.pin_cpus,
+        help="pin each server process to one CPU (worker i to the i-th) [SANCTION_PIN_CPUS=on]",
+    )
     p.add_argument("--no-prefilter", action="store_true", help="answer every check from LMDB [SANCTION_PREFILTER=off]")
-    p.add_argument("--threads", type=int, default=defaults.grpc_threads,
-                   help="gRPC threads for checks and admin reads; streams, admin writes and health "
-                        "have their own [SANCTION_GRPC_THREADS] (%(default)s)")
-    p.add_argument("--max-streams", type=int, default=defaults.max_streams,
-                   help="open check streams per process; more get RESOURCE_EXHAUSTED [SANCTION_MAX_STREAMS] "
-                        "(%(default)s)")
-    p.add_argument("--stream-idle-seconds", type=float, default=defaults.stream_idle_seconds,
-                   help="end a stream idle this long with UNAVAILABLE, 0 never [SANCTION_STREAM_IDLE_SECONDS] "
-                        "(%(default)s)")
-    p.add_argument("--drain-seconds", type=float, default=defaults.drain_seconds,
-                   help="on SIGTERM/SIGINT keep serving this long with health NOT_SERVING "
-                        "[SANCTION_DRAIN_SECONDS] (%(default)s)")
-    p.add_argument("--grace-seconds", type=float, default=defaults.shutdown_grace_seconds,
-                   help="then give in-flight calls this long to finish [SANCTION_SHUTDOWN_GRACE_SECONDS] "
-                        "(%(default)s)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=defaults.grpc_threads,
+        help="gRPC threads for checks and admin reads; streams, admin writes and health "
+        "have their own [SANCTION_GRPC_THREADS] (%(default)s)",
+    )
+    p.add_argument(
+        "--max-streams",
+        type=int,
+        default=defaults.max_streams,
+        help="open check streams per process; more get RESOURCE_EXHAUSTED [SANCTION_MAX_STREAMS] (%(default)s)",
+    )
+    p.add_argument(
+        "--stream-idle-seconds",
+        type=float,
+        default=defaults.stream_idle_seconds,
+        help="end a stream idle this long with UNAVAILABLE, 0 never [SANCTION_STREAM_IDLE_SECONDS] (%(default)s)",
+    )
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=defaults.drain_seconds,
+        help="on SIGTERM/SIGINT keep serving this long with health NOT_SERVING [SANCTION_DRAIN_SECONDS] (%(default)s)",
+    )
+    p.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=defaults.shutdown_grace_seconds,
+        help="then give in-flight calls this long to finish [SANCTION_SHUTDOWN_GRACE_SECONDS] (%(default)s)",
+    )
     p.add_argument("--tls-cert", default=defaults.tls_cert, help="PEM certificate chain: serve TLS [SANCTION_TLS_CERT]")
     p.add_argument("--tls-key", default=defaults.tls_key, help="PEM private key [SANCTION_TLS_KEY]")
-    p.add_argument("--tls-client-ca", default=defaults.tls_client_ca,
-                   help="PEM CA: require client certificates it signed [SANCTION_TLS_CLIENT_CA]")
-    p.add_argument("--tokens-file", default=defaults.tokens_file,
-                   help="JSON bearer tokens with roles check/admin, re-read on SIGHUP [SANCTION_TOKENS_FILE]")
-    p.add_argument("--allow-unauthenticated", action="store_true", default=defaults.allow_unauthenticated,
-                   help="without --tokens-file, listen on a non-loopback address anyway (the admin API is then "
-                        "open to anyone reaching it) [SANCTION_ALLOW_UNAUTHENTICATED=on]")
-    p.add_argument("--audit-log", default=defaults.audit_log,
-                   help="append-only JSON Lines log of admin calls [SANCTION_AUDIT_LOG] (<data-dir>/audit.log)")
-    p.add_argument("--follow-lag-max", type=int, default=defaults.follow_lag_max,
-                   help="the store is fed by `sanction follow`: health NOT_SERVING while the follower is more than N "
-                        "events behind the stream or silent for --follow-stale-seconds; -1: no follower "
-                        "[SANCTION_FOLLOW_LAG_MAX] (%(default)s)")
-    p.add_argument("--follow-stale-seconds", type=float, default=defaults.follow_stale_seconds,
-                   help="with --follow-lag-max: how old the follower's status may be [SANCTION_FOLLOW_STALE_SECONDS] "
-                        "(%(default)s)")
+    p.add_argument(
+        "--tls-client-ca",
+        default=defaults.tls_client_ca,
+        help="PEM CA: require client certificates it signed [SANCTION_TLS_CLIENT_CA]",
+    )
+    p.add_argument(
+        "--tokens-file",
+        default=defaults.tokens_file,
+        help="JSON bearer tokens with roles check/admin, re-read on SIGHUP [SANCTION_TOKENS_FILE]",
+    )
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=defaults.allow_unauthenticated,
+        help="without --tokens-file, listen on a non-loopback address anyway (the admin API is then "
+        "open to anyone reaching it) [SANCTION_ALLOW_UNAUTHENTICATED=on]",
+    )
+    p.add_argument(
+        "--audit-log",
+        default=defaults.audit_log,
+        help="append-only JSON Lines log of admin calls [SANCTION_AUDIT_LOG] (<data-dir>/audit.log)",
+    )
+    p.add_argument(
+        "--follow-lag-max",
+        type=int,
+        default=defaults.follow_lag_max,
+        help="the store is fed by `sanction follow`: health NOT_SERVING while the follower is more than N "
+        "events behind the stream or silent for --follow-stale-seconds; -1: no follower "
+        "[SANCTION_FOLLOW_LAG_MAX] (%(default)s)",
+    )
+    p.add_argument(
+        "--follow-stale-seconds",
+        type=float,
+        default=defaults.follow_stale_seconds,
+        help="with --follow-lag-max: how old the follower's status may be [SANCTION_FOLLOW_STALE_SECONDS] (%(default)s)",
+    )
 
-    p = sub.add_parser("init", help="create the pepper file (if none) and an empty store",
-                       description="Create the pepper file <data-dir>/pepper (unless SANCTION_PEPPER or "
-                                   "SANCTION_PEPPER_FILE is set, or it exists) and an empty store. Exit codes: 0 "
-                                   "done, 2 the store cannot be created or opened (no pepper, another pepper, not "
-                                   "writable), 64 wrong command line, 78 a bad SANCTION_* variable.")
+    p = sub.add_parser(
+        "init",
+        help="create the pepper file (if none) and an empty store",
+        description="Create the pepper file <data-dir>/pepper (unless SANCTION_PEPPER or "
+        "SANCTION_PEPPER_FILE is set, or it exists) and an empty store. Exit codes: 0 "
+        "done, 2 the store cannot be created or opened (no pepper, another pepper, not "
+        "writable), 64 wrong command line, 78 a bad SANCTION_* variable.",
+    )
     _common(p, defaults)
 
-    p = sub.add_parser("load", help="apply a JSON Lines feed to the store",
-                       description="Apply a JSON Lines feed to the store, holding the store's writer lock for the "
-                                   "whole feed. Exit codes: 0 every line applied or a duplicate, 1 some lines "
-                                   "rejected (see the rejects file), 2 the store or feed cannot be opened (missing, "
-                                   "corrupt, another pepper, an unfinished bulk load, not empty for --bulk), 3 another "
-                                   "writer holds the store and --no-wait was given, 4 no room: the disk or the LMDB "
-                                   "map is full (whole batches only were committed; free space and run again), "
-                                   "64 wrong command line, 78 a bad SANCTION_* variable, 141 stdout closed.")
+    p = sub.add_parser(
+        "load",
+        help="apply a JSON Lines feed to the store",
+        description="Apply a JSON Lines feed to the store, holding the store's writer lock for the "
+        "whole feed. Exit codes: 0 every line applied or a duplicate, 1 some lines "
+        "rejected (see the rejects file), 2 the store or feed cannot be opened (missing, "
+        "corrupt, another pepper, an unfinished bulk load, not empty for --bulk), 3 another "
+        "writer holds the store and --no-wait was given, 4 no room: the disk or the LMDB "
+        "map is full (whole batches only were committed; free space and run again), "
+        "64 wrong command line, 78 a bad SANCTION_* variable, 141 stdout closed.",
+    )
     _common(p, defaults)
     p.add_argument("feed", help="feed file (JSON Lines; the format is in docs/FEED.md)")
     p.add_argument("--rejects", help="where to write rejected lines (<feed>.rejects.jsonl)")
-    p.add_argument("--batch-size", type=_number(int, 1), default=None,
-                   help="events per write transaction (default 10000; 50000 with --bulk)")
+    p.add_argument(
+        "--batch-size",
+        type=_number(int, 1),
+        default=None,
+        help="events per write transaction (default 10000; 50000 with --bulk)",
+    )
     p.add_argument("--create", action="store_true", help="create the store if it does not exist")
-    p.add_argument("--bulk", action="store_true",
-                   help="fast path for an empty store: sorted appends, indexes written at the end; the store is "
-                        "marked incomplete (refuses to serve) until it finishes, and running it again after a "
-                        "crash starts it over")
-    p.add_argument("--no-wait", action="store_true",
-                   help="if another writer holds the store, exit at once (code 3) instead of waiting for it")
-    p.add_argument("--parse-workers", type=_number(int, 0), default=max(1, (os.cpu_count() or 2) - 1),
-                   help="processes that decode and validate lines while this one writes, each reading its own byte "
-                        "ranges of the feed; 0: this process does it all (%(default)s)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show a progress bar (default: when stderr is a terminal)")
+    p.add_argument(
+        "--bulk",
+        action="store_true",
+        help="fast path for an empty store: sorted appends, indexes written at the end; the store is "
+        "marked incomplete (refuses to serve) until it finishes, and running it again after a "
+        "crash starts it over",
+    )
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="if another writer holds the store, exit at once (code 3) instead of waiting for it",
+    )
+    p.add_argument(
+        "--parse-workers",
+        type=_number(int, 0),
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="processes that decode and validate lines while this one writes, each reading its own byte "
+        "ranges of the feed; 0: this process does it all (%(default)s)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
 
-    p = sub.add_parser("migrate", help="upgrade a store of an older schema in place (one transaction)",
-                       description="Upgrade a store written by an older version to this version's schema, in one "
-                                   "write transaction: a crash leaves the old store as it was. Exit codes: 0 done "
-                                   "(or nothing to do), 2 the store cannot be opened, 3 another writer holds it "
-                                   "(--no-wait), 4 no room to write, 64 wrong command line, 78 a bad SANCTION_* "
-                                   "variable, 141 stdout closed.")
+    p = sub.add_parser(
+        "migrate",
+        help="upgrade a store of an older schema in place (one transaction)",
+        description="Upgrade a store written by an older version to this version's schema, in one "
+        "write transaction: a crash leaves the old store as it was. Exit codes: 0 done "
+        "(or nothing to do), 2 the store cannot be opened, 3 another writer holds it "
+        "(--no-wait), 4 no room to write, 64 wrong command line, 78 a bad SANCTION_* "
+        "variable, 141 stdout closed.",
+    )
     _common(p, defaults)
     p.add_argument("--no-wait", action="store_true", help="exit at once (code 3) if another writer holds the store")
 
-    p = sub.add_parser("backup", help="consistent, compacted copy of the store while it serves and loads",
-                       description="Write a consistent, compacted copy of the store (DEST/data.mdb) from one read "
-                                   "snapshot, while servers and loaders go on. The pepper is not copied: keep it "
-                                   "apart. Exit codes: 0 written, 2 the store cannot be opened or DEST is not an "
-                                   "empty directory, 4 no room at DEST, 64 wrong command line, 78 a bad SANCTION_* "
-                                   "variable, 141 stdout closed.")
+    p = sub.add_parser(
+        "backup",
+        help="consistent, compacted copy of the store while it serves and loads",
+        description="Write a consistent, compacted copy of the store (DEST/data.mdb) from one read "
+        "snapshot, while servers and loaders go on. The pepper is not copied: keep it "
+        "apart. Exit codes: 0 written, 2 the store cannot be opened or DEST is not an "
+        "empty directory, 4 no room at DEST, 64 wrong command line, 78 a bad SANCTION_* "
+        "variable, 141 stdout closed.",
+    )
     _common(p, defaults)
     p.add_argument("dest", help="empty or new directory to write data.mdb into")
 
-    p = sub.add_parser("digest", help="canonical digest of the store's contents (compare two stores)",
-                       description="Print a canonical digest of the store's contents as JSON, to compare two "
-                                   "stores (e.g. a backup with its original: give the backup its pepper with "
-                                   "--pepper-file or SANCTION_PEPPER). Exit codes: 0 printed, 2 the store cannot be "
-                                   "opened (missing, no pepper, another pepper), 64 wrong command line, 78 a bad "
-                                   "SANCTION_* variable, 141 stdout closed.")
+    p = sub.add_parser(
+        "digest",
+        help="canonical digest of the store's contents (compare two stores)",
+        description="Print a canonical digest of the store's contents as JSON, to compare two "
+        "stores (e.g. a backup with its original: give the backup its pepper with "
+        "--pepper-file or SANCTION_PEPPER). Exit codes: 0 printed, 2 the store cannot be "
+        "opened (missing, no pepper, another pepper), 64 wrong command line, 78 a bad "
+        "SANCTION_* variable, 141 stdout closed.",
+    )
     _common(p, defaults)
 
-    p = sub.add_parser("publish", help="validate a feed as `load` does and append its valid events to the stream",
-                       description="Validate a JSON Lines feed exactly as `sanction load` does (rejects file, same "
-                                   "reasons) and publish its valid events to the JetStream stream in feed order, "
-                                   "each once (docs/REPLICATION.md). Exit codes: 0 every line published or a "
-                                   "duplicate, 1 some lines rejected (the rest published), 2 the feed, the pepper or "
-                                   "the stream cannot be used, 6 NATS did not acknowledge for --timeout seconds "
-                                   "(what was acknowledged stays published: run the same feed again).")
+    p = sub.add_parser(
+        "publish",
+        help="validate a feed as `load` does and append its valid events to the stream",
+        description="Validate a JSON Lines feed exactly as `sanction load` does (rejects file, same "
+        "reasons) and publish its valid events to the JetStream stream in feed order, "
+        "each once (docs/REPLICATION.md). Exit codes: 0 every line published or a "
+        "duplicate, 1 some lines rejected (the rest published), 2 the feed, the pepper or "
+        "the stream cannot be used, 6 NATS did not acknowledge for --timeout seconds "
+        "(what was acknowledged stays published: run the same feed again).",
+    )
     _common(p, defaults)
     _nats(p, nats)
     p.add_argument("feed", help="feed file (JSON Lines; docs/FEED.md)")
     p.add_argument("--rejects", help="where to write rejected lines (default <feed>.rejects.jsonl)")
     p.add_argument("--window", type=int, default=256, help="messages in flight before their acks (%(default)s)")
-    p.add_argument("--timeout", type=float, default=60.0,
-                   help="give up after this many seconds without an acknowledgement (%(default)s)")
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="give up after this many seconds without an acknowledgement (%(default)s)"
+    )
 
-    p = sub.add_parser("follow", help="apply the stream to this replica's store (runs beside `serve`)",
-                       description="Follow the JetStream stream: apply its events in order through the Ledger, each "
-                                   "batch with its stream sequence in one transaction, holding the store's writer "
-                                   "lock (docs/REPLICATION.md). Exit codes: 0 stopped by SIGTERM/SIGINT, 2 refused "
-                                   "(store missing or corrupt, another pepper, a store not fed by this stream, no "
-                                   "snapshot or a bad one for --bootstrap), 3 another writer holds the store and "
-                                   "--no-wait was given, 4 the store is full, 5 the stream no longer holds what comes "
-                                   "after this replica's position: bootstrap it again, 6 the --bootstrap download "
-                                   "failed (NATS error or time-out; nothing was installed).")
+    p = sub.add_parser(
+        "follow",
+        help="apply the stream to this replica's store (runs beside `serve`)",
+        description="Follow the JetStream stream: apply its events in order through the Ledger, each "
+        "batch with its stream sequence in one transaction, holding the store's writer "
+        "lock (docs/REPLICATION.md). Exit codes: 0 stopped by SIGTERM/SIGINT, 2 refused "
+        "(store missing or corrupt, another pepper, a store not fed by this stream, no "
+        "snapshot or a bad one for --bootstrap), 3 another writer holds the store and "
+        "--no-wait was given, 4 the store is full, 5 the stream no longer holds what comes "
+        "after this replica's position: bootstrap it again, 6 the --bootstrap download "
+        "failed (NATS error or time-out; nothing was installed).",
+    )
     _common(p, defaults)
     _nats(p, nats)
-    p.add_argument("--bootstrap", action="store_true",
-                   help="if the data dir holds no store, install the latest snapshot first (verified)")
-    p.add_argument("--consumer", default=nats.consumer,
-                   help="durable consumer name [SANCTION_FOLLOW_CONSUMER] (default: replica-<host>-<dir hash>)")
+    p.add_argument(
+        "--bootstrap", action="store_true", help="if the data dir holds no store, install the latest snapshot first (verified)"
+    )
+    p.add_argument(
+        "--consumer",
+        default=nats.consumer,
+        help="durable consumer name [SANCTION_FOLLOW_CONSUMER] (default: replica-<host>-<dir hash>)",
+    )
     p.add_argument("--batch-size", type=int, default=500, help="messages per fetch and transaction (%(default)s)")
-    p.add_argument("--metrics-port", type=int, default=nats.follow_metrics_port,
-                   help="Prometheus port of the follower, 0 to disable [SANCTION_FOLLOW_METRICS_PORT] (%(default)s)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=nats.follow_metrics_port,
+        help="Prometheus port of the follower, 0 to disable [SANCTION_FOLLOW_METRICS_PORT] (%(default)s)",
+    )
     p.add_argument("--no-wait", action="store_true", help="exit at once (code 3) if another writer holds the store")
 
-    p = sub.add_parser("snapshot", help="put a consistent copy of this replica into the NATS object store",
-                       description="Copy this replica's store from one read snapshot, describe it (stream sequence, "
-                                   "digest) and upload it to the snapshot bucket for `follow --bootstrap`. Exit "
-                                   "codes: 0 done, 2 the store cannot be opened or is not a replica, 6 NATS "
-                                   "unavailable.")
+    p = sub.add_parser(
+        "snapshot",
+        help="put a consistent copy of this replica into the NATS object store",
+        description="Copy this replica's store from one read snapshot, describe it (stream sequence, "
+        "digest) and upload it to the snapshot bucket for `follow --bootstrap`. Exit "
+        "codes: 0 done, 2 the store cannot be opened or is not a replica, 6 NATS "
+        "unavailable.",
+    )
     _common(p, defaults)
     _nats(p, nats)
     p.add_argument("--keep", type=int, default=3, help="snapshots kept in the bucket (%(default)s)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for NATS (%(default)s)")
 
-    p = sub.add_parser("replica-status", help="a replica's stream position, rejected messages and follower status",
-                       description="Print, as JSON, a replica's stream position, the messages its ledger rejected "
-                                   "and its follower's last status. Exit codes: 0 printed, 2 the store cannot be "
-                                   "opened.")
+    p = sub.add_parser(
+        "replica-status",
+        help="a replica's stream position, rejected messages and follower status",
+        description="Print, as JSON, a replica's stream position, the messages its ledger rejected "
+        "and its follower's last status. Exit codes: 0 printed, 2 the store cannot be "
+        "opened.",
+    )
     _common(p, defaults)
 
-    p = sub.add_parser("check", help="ask the server whether a passenger may buy a ticket",
-                       description="Ask the server whether a passenger may buy a ticket (CheckRestriction). "
-                                   "Without --mode: is the person restricted at all? " + CLIENT_EXIT_HELP
-                                   + " With --exit-code, a DENY exits 10.")
+    p = sub.add_parser(
+        "check",
+        help="ask the server whether a passenger may buy a ticket",
+        description="Ask the server whether a passenger may buy a ticket (CheckRestriction). "
+        "Without --mode: is the person restricted at all? " + CLIENT_EXIT_HELP + " With --exit-code, a DENY exits 10.",
+    )
     _target(p, defaults)
     _document(p)
     p.add_argument("--name", default="", help="passenger name as booked")
-    p.add_argument("--mode", type=enum_type("travel mode", MODES), metavar="MODE",
-                   help=f"travel mode, {_one_of(MODES)} (omit: restricted at all?)")
+    p.add_argument(
+        "--mode",
+        type=enum_type("travel mode", MODES),
+        metavar="MODE",
+        help=f"travel mode, {_one_of(MODES)} (omit: restricted at all?)",
+    )
     p.add_argument("--train", default="", help="train number, e.g. G1234 (RAIL)")
-    p.add_argument("--rail-class", type=enum_type("rail class", RAIL_CLASSES), metavar="CLASS",
-                   help=f"seat class (RAIL; may be left out on a G train), {_one_of(RAIL_CLASSES)}")
+    p.add_argument(
+        "--rail-class",
+        type=enum_type("rail class", RAIL_CLASSES),
+        metavar="CLASS",
+        help=f"seat class (RAIL; may be left out on a G train), {_one_of(RAIL_CLASSES)}",
+    )
     p.add_argument("--cabin", default="", help="flight cabin (informational)")
-    p.add_argument("--ship-class", type=enum_type("ship class", SHIP_CLASSES, prefix="SHIP_"), metavar="CLASS",
-                   help=f"ship class (SHIP), {_one_of(SHIP_CLASSES)}")
-    p.add_argument("--date", type=iso_date,
-                   help="travel date YYYY-MM-DD, yesterday to 366 days ahead (default: today, Asia/Shanghai)")
+    p.add_argument(
+        "--ship-class",
+        type=enum_type("ship class", SHIP_CLASSES, prefix="SHIP_"),
+        metavar="CLASS",
+        help=f"ship class (SHIP), {_one_of(SHIP_CLASSES)}",
+    )
+    p.add_argument(
+        "--date", type=iso_date, help="travel date YYYY-MM-DD, yesterday to 366 days ahead (default: today, Asia/Shanghai)"
+    )
     _json_flag(p, "the whole answer")
-    p.add_argument("--exit-code", action="store_true",
-                   help="exit 10 when the answer is DENY (0 for ALLOW), for shell scripts")
+    p.add_argument("--exit-code", action="store_true", help="exit 10 when the answer is DENY (0 for ALLOW), for shell scripts")
 
-    p = sub.add_parser("lookup", help="every listing (active and lifted) naming a document",
-                       description="Every listing of the person a document stands for, active and lifted "
-                                   "(LookupPerson; needs the admin role when the server has a tokens file). "
-                                   + CLIENT_EXIT_HELP)
+    p = sub.add_parser(
+        "lookup",
+        help="every listing (active and lifted) naming a document",
+        description="Every listing of the person a document stands for, active and lifted "
+        "(LookupPerson; needs the admin role when the server has a tokens file). " + CLIENT_EXIT_HELP,
+    )
     _target(p, defaults)
     _document(p)
     _json_flag(p, "the answer")
 
-    p = sub.add_parser("listing", help="show one listing by listing_id",
-                       description="One listing by listing_id, active or lifted, with its persons, extra "
-                                   "documents, exemptions and event ids (GetListing; admin role). "
-                                   + CLIENT_EXIT_HELP.replace("70 another", "66 no such listing, 70 another"))
+    p = sub.add_parser(
+        "listing",
+        help="show one listing by listing_id",
+        description="One listing by listing_id, active or lifted, with its persons, extra "
+        "documents, exemptions and event ids (GetListing; admin role). "
+        + CLIENT_EXIT_HELP.replace("70 another", "66 no such listing, 70 another"),
+    )
     _target(p, defaults)
     p.add_argument("listing_id")
     _json_flag(p, "the listing")
 
-    p = sub.add_parser("stats", help="the list's figures: active listings, refusals, performances",
-                       description="The list's figures: active listings by type, persons restricted, refused "
-                                   "checks by mode, voluntary performances, delistings by reason, data version and "
-                                   "last event time (GetStats; admin role). " + CLIENT_EXIT_HELP)
+    p = sub.add_parser(
+        "stats",
+        help="the list's figures: active listings, refusals, performances",
+        description="The list's figures: active listings by type, persons restricted, refused "
+        "checks by mode, voluntary performances, delistings by reason, data version and "
+        "last event time (GetStats; admin role). " + CLIENT_EXIT_HELP,
+    )
     _target(p, defaults)
     _json_flag(p, "the figures")
 
-    p = sub.add_parser("synth", help="write a deterministic synthetic feed (and a probe file)",
-                       description="Write a deterministic synthetic feed (valid checksums, every event type, the "
-                                   "showcase listings) and optionally a probe file of documents with their expected "
-                                   "status. Exit codes: 0 written, 2 a file cannot be written, 64 wrong command "
-                                   "line, 78 a bad SANCTION_* variable.")
+    p = sub.add_parser(
+        "synth",
+        help="write a deterministic synthetic feed (and a probe file)",
+        description="Write a deterministic synthetic feed (valid checksums, every event type, the "
+        "showcase listings) and optionally a probe file of documents with their expected "
+        "status. Exit codes: 0 written, 2 a file cannot be written, 64 wrong command "
+        "line, 78 a bad SANCTION_* variable.",
+    )
     p.add_argument("--seed", type=int, default=1, help="(%(default)s)")
     p.add_argument("--listings", type=_number(int, 1), default=20_000, help="LIST events to generate (%(default)s)")
     p.add_argument("--out", required=True, help="feed file to write")
     p.add_argument("--probes", help="also write probe documents with their expected status here")
-    p.add_argument("--start", type=iso_date, default=None,
-                   help="feed start date: listings fall in the 3 years before it (generator default 2024-01-01)")
+    p.add_argument(
+        "--start",
+        type=iso_date,
+        default=None,
+        help="feed start date: listings fall in the 3 years before it (generator default 2024-01-01)",
+    )
     return parser
 
 
@@ -561,16 +717,30 @@ def cmd_load(args) -> int:
                 if args.bulk:
                     ledger = BulkLedger(store, pepper, writer=what)
                     with ledger.session(f"{what}, pid {os.getpid()}"):
-                        summary = load_feed(ledger, args.feed, rejects, batch_size=args.batch_size or BulkLedger.BATCH,
-                                            show_progress=args.progress, parse_workers=args.parse_workers)
+                        summary = load_feed(
+                            ledger,
+                            args.feed,
+                            rejects,
+                            batch_size=args.batch_size or BulkLedger.BATCH,
+                            show_progress=args.progress,
+                            parse_workers=args.parse_workers,
+                        )
                         log.info("writing the person indexes and the prefilter")
-                        ledger.finish(error_rate=settings.prefilter_error_rate,
-                                      min_capacity=settings.prefilter_min_capacity, prefilter_path=prefilter_path,
-                                      progress=lambda n, total: log.info("person index: %d of %d entries", n, total))
+                        ledger.finish(
+                            error_rate=settings.prefilter_error_rate,
+                            min_capacity=settings.prefilter_min_capacity,
+                            prefilter_path=prefilter_path,
+                            progress=lambda n, total: log.info("person index: %d of %d entries", n, total),
+                        )
                 else:
-                    summary = load_feed(Ledger(store, pepper, writer=what), args.feed, rejects,
-                                        batch_size=args.batch_size or 10_000, show_progress=args.progress,
-                                        parse_workers=args.parse_workers)
+                    summary = load_feed(
+                        Ledger(store, pepper, writer=what),
+                        args.feed,
+                        rejects,
+                        batch_size=args.batch_size or 10_000,
+                        show_progress=args.progress,
+                        parse_workers=args.parse_workers,
+                    )
                     # Refresh a persisted prefilter so the next server start need not replay the journal.
                     with store.read() as view:
                         try:
@@ -701,9 +871,13 @@ def _passenger(args):
 
 
 SERVICE_ERROR_EXITS = {
-    "INVALID_ARGUMENT": EXIT_INVALID, "OUT_OF_RANGE": EXIT_INVALID, "NOT_FOUND": EXIT_NOT_FOUND,
-    "UNAVAILABLE": EXIT_UNAVAILABLE, "DEADLINE_EXCEEDED": EXIT_UNAVAILABLE,
-    "UNAUTHENTICATED": EXIT_NO_PERMISSION, "PERMISSION_DENIED": EXIT_NO_PERMISSION,
+    "INVALID_ARGUMENT": EXIT_INVALID,
+    "OUT_OF_RANGE": EXIT_INVALID,
+    "NOT_FOUND": EXIT_NOT_FOUND,
+    "UNAVAILABLE": EXIT_UNAVAILABLE,
+    "DEADLINE_EXCEEDED": EXIT_UNAVAILABLE,
+    "UNAUTHENTICATED": EXIT_NO_PERMISSION,
+    "PERMISSION_DENIED": EXIT_NO_PERMISSION,
 }
 
 
@@ -874,21 +1048,25 @@ def _role(role: str, organization: str) -> str:
 
 
 def describe_outcome(outcome) -> str:
-    lines = [f"{outcome.decision}  {outcome.masked_document}  restricted={outcome.restricted}  "
-             f"data_version={outcome.data_version}" + ("  NAME MISMATCH" if outcome.name_mismatch else "")]
+    lines = [
+        f"{outcome.decision}  {outcome.masked_document}  restricted={outcome.restricted}  "
+        f"data_version={outcome.data_version}" + ("  NAME MISMATCH" if outcome.name_mismatch else "")
+    ]
     for m in outcome.matches:
         role = "" if m.role == "SUBJECT" else f" as {m.role} of {m.organization_name}"
         under = f" (listed under {m.matched_document})" if m.matched_document else ""
-        flags = (" [caused denial]" if m.caused_denial
-                 else f" [exempted: {m.exemption_reference}]" if m.exemption_applied else "")
-        lines.append(f"  {m.list_type}{role}: case {m.case_number}, {m.court}, listed {m.listed_on}, "
-                     f"expires {m.expires_on or 'no fixed end'}{under}{flags}")
+        flags = (
+            " [caused denial]" if m.caused_denial else f" [exempted: {m.exemption_reference}]" if m.exemption_applied else ""
+        )
+        lines.append(
+            f"  {m.list_type}{role}: case {m.case_number}, {m.court}, listed {m.listed_on}, "
+            f"expires {m.expires_on or 'no fixed end'}{under}{flags}"
+        )
     return "\n".join(lines)
 
 
 def _date_text(message, name: str) -> str:
-    return _field_json(message.DESCRIPTOR.fields_by_name[name], getattr(message, name)) \
-        if message.HasField(name) else ""
+    return _field_json(message.DESCRIPTOR.fields_by_name[name], getattr(message, name)) if message.HasField(name) else ""
 
 
 def _status(message) -> str:
@@ -903,12 +1081,26 @@ def describe_lookup(answer) -> str:
     head = f"{answer.masked_document}: {len(answer.listings)} listing(s)  data_version={answer.data_version}"
     if not answer.listings:
         return head
-    rows = [[m.listing_id, pb.ListType.Name(m.list_type), _role(pb.Role.Name(m.role), m.organization_name),
-             m.listed_name, m.case_number, m.court, _date_text(m, "listed_on"),
-             _date_text(m, "expires_on") or "no fixed end", _status(m), m.matched_document]
-            for m in answer.listings]
-    return head + "\n" + table(["LISTING", "TYPE", "ROLE", "NAME", "CASE", "COURT", "LISTED", "EXPIRES", "STATUS",
-                                "LISTED UNDER"], rows)
+    rows = [
+        [
+            m.listing_id,
+            pb.ListType.Name(m.list_type),
+            _role(pb.Role.Name(m.role), m.organization_name),
+            m.listed_name,
+            m.case_number,
+            m.court,
+            _date_text(m, "listed_on"),
+            _date_text(m, "expires_on") or "no fixed end",
+            _status(m),
+            m.matched_document,
+        ]
+        for m in answer.listings
+    ]
+    return (
+        head
+        + "\n"
+        + table(["LISTING", "TYPE", "ROLE", "NAME", "CASE", "COURT", "LISTED", "EXPIRES", "STATUS", "LISTED UNDER"], rows)
+    )
 
 
 def describe_listing(listing) -> str:
@@ -918,31 +1110,48 @@ def describe_listing(listing) -> str:
         return [pb.Role.Name(p.role), p.name, pb.DocumentType.Name(p.document_type), p.masked_document, p.country]
 
     s = listing.subject
-    subject = " ".join(filter(None, [listing.subject_kind, s.name, pb.DocumentType.Name(s.document_type),
-                                     s.masked_document, s.country])) if listing.HasField("subject") else ""
-    parts = [_pairs([
-        ("listing", listing.listing_id),
-        ("list type", pb.ListType.Name(listing.list_type)),
-        ("case", listing.case_number),
-        ("court", listing.court),
-        ("listed on", _date_text(listing, "listed_on")),
-        ("expires on", _date_text(listing, "expires_on") or "no fixed end"),
-        ("status", _status(listing)),
-        ("subject", subject),
-        ("grounds", listing.grounds),
-        ("obligation", listing.obligation),
-        ("amount unperformed", listing.amount_unperformed),
-        ("event ids", ", ".join(listing.event_ids)),
-        ("data version", listing.data_version),
-    ])]
+    subject = (
+        " ".join(
+            filter(None, [listing.subject_kind, s.name, pb.DocumentType.Name(s.document_type), s.masked_document, s.country])
+        )
+        if listing.HasField("subject")
+        else ""
+    )
+    parts = [
+        _pairs(
+            [
+                ("listing", listing.listing_id),
+                ("list type", pb.ListType.Name(listing.list_type)),
+                ("case", listing.case_number),
+                ("court", listing.court),
+                ("listed on", _date_text(listing, "listed_on")),
+                ("expires on", _date_text(listing, "expires_on") or "no fixed end"),
+                ("status", _status(listing)),
+                ("subject", subject),
+                ("grounds", listing.grounds),
+                ("obligation", listing.obligation),
+                ("amount unperformed", listing.amount_unperformed),
+                ("event ids", ", ".join(listing.event_ids)),
+                ("data version", listing.data_version),
+            ]
+        )
+    ]
     headers = ["ROLE", "NAME", "DOCUMENT TYPE", "DOCUMENT", "COUNTRY"]
     if listing.restricted_persons:
         parts.append("restricted persons:\n" + table(headers, [person(p) for p in listing.restricted_persons]))
     if listing.extra_documents:
         parts.append("extra documents:\n" + table(headers, [person(p) for p in listing.extra_documents]))
     if listing.exemptions:
-        rows = [[e.reference, e.masked_document, ",".join(pb.TravelMode.Name(m) for m in e.modes),
-                 _date_text(e, "valid_from"), _date_text(e, "valid_to")] for e in listing.exemptions]
+        rows = [
+            [
+                e.reference,
+                e.masked_document,
+                ",".join(pb.TravelMode.Name(m) for m in e.modes),
+                _date_text(e, "valid_from"),
+                _date_text(e, "valid_to"),
+            ]
+            for e in listing.exemptions
+        ]
         parts.append("exemptions:\n" + table(["REFERENCE", "DOCUMENT", "MODES", "FROM", "TO"], rows))
     return "\n\n".join(parts)
 
@@ -987,9 +1196,16 @@ def cmd_publish(args) -> int:
         return EXIT_STORE
     try:
         fingerprint = pepper_fingerprint(_pepper(_settings(args)))
-        summary = asyncio.run(publish_feed(args.feed, args.rejects or f"{args.feed}.rejects.jsonl",
-                                           _nats_settings(args), fingerprint, window=args.window,
-                                           give_up_after=args.timeout))
+        summary = asyncio.run(
+            publish_feed(
+                args.feed,
+                args.rejects or f"{args.feed}.rejects.jsonl",
+                _nats_settings(args),
+                fingerprint,
+                window=args.window,
+                give_up_after=args.timeout,
+            )
+        )
     except (PepperError, StreamRefused, ValueError) as exc:
         log.error("cannot publish: %s", exc)
         return EXIT_STORE
@@ -997,8 +1213,12 @@ def cmd_publish(args) -> int:
         log.error("publish stopped: %s; run the same feed again (nothing is published twice)", exc)
         return EXIT_NATS
     except NatsError as exc:
-        log.error("publish stopped: NATS answered %s: %s (permissions? see docs/REPLICATION.md); run the same feed "
-                  "again (nothing is published twice)", type(exc).__name__, exc)
+        log.error(
+            "publish stopped: NATS answered %s: %s (permissions? see docs/REPLICATION.md); run the same feed "
+            "again (nothing is published twice)",
+            type(exc).__name__,
+            exc,
+        )
         return EXIT_NATS
     print(summary.describe())
     return EXIT_REJECTS if summary.rejected else EXIT_OK
@@ -1030,13 +1250,19 @@ def cmd_follow(args) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         if args.bootstrap and not (Path(settings.data_dir) / "data.mdb").exists():
-            await bootstrap(Path(settings.data_dir), nats, pepper_fingerprint(_pepper(settings)), settings.map_size,
-                            stop=stop)
+            await bootstrap(Path(settings.data_dir), nats, pepper_fingerprint(_pepper(settings)), settings.map_size, stop=stop)
         store, pepper = open_store(settings)
         try:
             with store.writing(what, wait=not args.no_wait, on_wait=log.warning):
-                follower = Follower(store, Ledger(store, pepper, writer=what), pepper_fingerprint(pepper), nats,
-                                    status_path(settings.data_dir), consumer=consumer, batch=args.batch_size)
+                follower = Follower(
+                    store,
+                    Ledger(store, pepper, writer=what),
+                    pepper_fingerprint(pepper),
+                    nats,
+                    status_path(settings.data_dir),
+                    consumer=consumer,
+                    batch=args.batch_size,
+                )
                 return await follower.run(stop)
         finally:
             store.close()
@@ -1080,8 +1306,11 @@ def cmd_snapshot(args) -> int:
         log.error("cannot take a snapshot: %s", exc)
         return EXIT_STORE
     try:
-        manifest = asyncio.run(take_snapshot(store, _nats_settings(args), pepper_fingerprint(pepper), settings.map_size,
-                                             keep=args.keep, wait=args.timeout))
+        manifest = asyncio.run(
+            take_snapshot(
+                store, _nats_settings(args), pepper_fingerprint(pepper), settings.map_size, keep=args.keep, wait=args.timeout
+            )
+        )
     except (NotAReplica, StoreError, ValueError) as exc:
         log.error("cannot take a snapshot: %s", exc)
         return EXIT_STORE
@@ -1106,8 +1335,7 @@ def cmd_replica_status(args) -> int:
     try:
         with store.read() as view:
             where = read_position(view)
-            report = {"data_version": view.seq(), "position": asdict(where) if where else None,
-                      "rejected": rejections(view)}
+            report = {"data_version": view.seq(), "position": asdict(where) if where else None, "rejected": rejections(view)}
     finally:
         store.close()
     status = read_status(status_path(settings.data_dir))

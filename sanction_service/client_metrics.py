@@ -26,10 +26,15 @@ CLIENT_CHECKS = Counter(
     "(batch and stream items counted one by one; items answered with an error are not).",
     ["client", "decision"],
 )
-TOKEN_RELOADS = Counter("sanction_tokens_reloads_total",
-                        "Tokens file re-reads on SIGHUP: ok (new tokens in force) or error (old ones kept).", ["result"])
-AUDIT_WRITE_ERRORS = Counter("sanction_audit_write_errors_total",
-                             "Admin-call audit entries that could not be written to the audit log (they are logged).")
+TOKEN_RELOADS = Counter(
+    "sanction_tokens_reloads_total",
+    "Tokens file re-reads on SIGHUP: ok (new tokens in force) or error (old ones kept).",
+    ["result"],
+)
+AUDIT_WRITE_ERRORS = Counter(
+    "sanction_audit_write_errors_total",
+    "Admin-call audit entries that could not be written to the audit log (they are logged).",
+)
 
 _child = functools.lru_cache(maxsize=4096)(CLIENT_CHECKS.labels)
 

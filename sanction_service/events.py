@@ -91,8 +91,11 @@ DELIST_REASONS = frozenset(
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TEXT_LIMITS = {"case_number": MAX_CASE_NUMBER_CHARS, "court": MAX_COURT_CHARS}
-_SCALAR_TEXT_LIMITS = {"grounds": MAX_FREE_TEXT_CHARS, "obligation": MAX_FREE_TEXT_CHARS,
-                       "amount_unperformed": MAX_AMOUNT_CHARS}
+_SCALAR_TEXT_LIMITS = {
+    "grounds": MAX_FREE_TEXT_CHARS,
+    "obligation": MAX_FREE_TEXT_CHARS,
+    "amount_unperformed": MAX_AMOUNT_CHARS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,9 +251,7 @@ def _listing_fields(raw: dict, *, required: bool) -> ListingFields:
         values["subject_kind"], values["subject"] = kind, subject
     if "extra_documents" in raw:
         docs = _list(raw, "extra_documents", MAX_EXTRA_DOCUMENTS)
-        values["extra_documents"] = tuple(
-            _document(d, f"extra_documents[{i}]", person_only=True) for i, d in enumerate(docs)
-        )
+        values["extra_documents"] = tuple(_document(d, f"extra_documents[{i}]", person_only=True) for i, d in enumerate(docs))
     elif required:
         values["extra_documents"] = ()
     if "restricted_persons" in raw:

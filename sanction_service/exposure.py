@@ -50,7 +50,10 @@ def admin_exposure(settings: Settings) -> str | None:
         raise Unprotected(
             f"{settings.listen} is not a loopback address and there is no tokens file: anyone reaching it could call "
             "ListAdminService (ApplyEvents can DELIST anyone). Set SANCTION_TOKENS_FILE (--tokens-file), or "
-            "SANCTION_ALLOW_UNAUTHENTICATED=on (--allow-unauthenticated) to serve it open anyway")
+            "SANCTION_ALLOW_UNAUTHENTICATED=on (--allow-unauthenticated) to serve it open anyway"
+        )
     where = "this machine" if loopback else "anyone who reaches it"
-    return (f"the admin API (ListAdminService: ApplyEvents, LookupPerson, ...) needs no token: no tokens file, so "
-            f"{where} may call it on {settings.listen}")
+    return (
+        f"the admin API (ListAdminService: ApplyEvents, LookupPerson, ...) needs no token: no tokens file, so "
+        f"{where} may call it on {settings.listen}"
+    )

@@ -139,8 +139,7 @@ _KINDS = {k.value: k for k in SubjectKind}
 _ROLES = {r.value: r for r in ORGANIZATION_ROLES}
 _MODES = {m.value: m for m in TravelMode}
 _TEXT_LIMITS = (("case_number", MAX_CASE_NUMBER_CHARS), ("court", MAX_COURT_CHARS))
-_SCALARS = (("grounds", MAX_FREE_TEXT_CHARS), ("obligation", MAX_FREE_TEXT_CHARS),
-            ("amount_unperformed", MAX_AMOUNT_CHARS))
+_SCALARS = (("grounds", MAX_FREE_TEXT_CHARS), ("obligation", MAX_FREE_TEXT_CHARS), ("amount_unperformed", MAX_AMOUNT_CHARS))
 _date_fromisoformat = __import__("datetime").date.fromisoformat
 
 
@@ -214,8 +213,12 @@ def _scalar(value, limit: int) -> str:
 
 
 def _common(parsed: _Common, event_type: EventType) -> dict:
-    return dict(event_id=_identifier(parsed.event_id), type=event_type, occurred_at=_timestamp(parsed.occurred_at),
-                listing_id=_identifier(parsed.listing_id))
+    return dict(
+        event_id=_identifier(parsed.event_id),
+        type=event_type,
+        occurred_at=_timestamp(parsed.occurred_at),
+        listing_id=_identifier(parsed.listing_id),
+    )
 
 
 def _digest(parsed: Struct) -> bytes:
@@ -262,8 +265,13 @@ def _fields(p: _List | _Correct, required: bool) -> ListingFields:
             role = _ROLES.get(person.role)
             if role is None:
                 raise _FALLBACK
-            named.append(NamedDocument(role, _text(person.name, MAX_NAME_CHARS),
-                                       _document(person.document, f"restricted_persons[{i}].document", True)))
+            named.append(
+                NamedDocument(
+                    role,
+                    _text(person.name, MAX_NAME_CHARS),
+                    _document(person.document, f"restricted_persons[{i}].document", True),
+                )
+            )
         values["restricted_persons"] = tuple(named)
     elif required:
         values["restricted_persons"] = ()
@@ -322,11 +330,22 @@ def _build_exempt(p: _Exempt) -> Event:
     valid_from, valid_to = _date(p.valid_from), _date(p.valid_to)
     if valid_to < valid_from:
         raise _FALLBACK
-    return Event(**common, digest=_digest(p), exempt_document=document, modes=modes, valid_from=valid_from,
-                 valid_to=valid_to, reference=_identifier(p.reference))
+    return Event(
+        **common,
+        digest=_digest(p),
+        exempt_document=document,
+        modes=modes,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        reference=_identifier(p.reference),
+    )
 
 
 _BUILDERS: dict[type, Callable[[Any], Event]] = {
-    _List: _build_list, _Correct: _build_correct, _Delist: _build_delist, _Perform: _build_perform,
-    _Extend: _build_extend, _Exempt: _build_exempt,
+    _List: _build_list,
+    _Correct: _build_correct,
+    _Delist: _build_delist,
+    _Perform: _build_perform,
+    _Extend: _build_extend,
+    _Exempt: _build_exempt,
 }

@@ -90,8 +90,7 @@ def _too_deep(text: str) -> object:
                 key = last_string
         else:
             last_string = token
-    raise EventRejected(reported_field_name(_string_value(key)) if key else "",
-                        f"nests deeper than {MAX_JSON_DEPTH} levels")
+    raise EventRejected(reported_field_name(_string_value(key)) if key else "", f"nests deeper than {MAX_JSON_DEPTH} levels")
 
 
 def _string_value(token: str) -> str:

@@ -199,7 +199,8 @@ class DocumentKeys:
         state = self._states.get((type_value, country))
         if state is None:
             state = self._states[(type_value, country)] = hashlib.blake2b(
-                f"{type_value}:{country}:".encode(), key=self._pepper, digest_size=KEY_SIZE)
+                f"{type_value}:{country}:".encode(), key=self._pepper, digest_size=KEY_SIZE
+            )
         h = state.copy()
         h.update(number.encode())
         return h.digest()

@@ -139,8 +139,17 @@ def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
     event = line.event
     if event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
         day = event.expires_on if event.type is EventType.EXTEND else event.effective_on
-        return (number, FOLLOW, event.type.value, event.event_id, event.listing_id, event.digest, event.occurred_at,
-                event.reason, day.isoformat())
+        return (
+            number,
+            FOLLOW,
+            event.type.value,
+            event.event_id,
+            event.listing_id,
+            event.digest,
+            event.occurred_at,
+            event.reason,
+            day.isoformat(),
+        )
     if event.type is not EventType.LIST:
         return (number, TEXT, raw)
     try:
@@ -150,12 +159,23 @@ def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
     entries = lifecycle.index_entries(record)
     bindings = lifecycle.declared_bindings(record)
     added = sorted(entries.keys() | {document for document, _ in bindings})
-    journal = dumps({"event_id": event.event_id, "type": "LIST", "listing_id": event.listing_id,
-                     "added": [k.hex() for k in added]})
+    journal = dumps(
+        {"event_id": event.event_id, "type": "LIST", "listing_id": event.listing_id, "added": [k.hex() for k in added]}
+    )
     lid = event.listing_id.encode()
-    return (number, PREPARED, event.event_id, event.listing_id, event.digest, event.occurred_at,
-            event.list_type.value, dumps(record), b"".join(k + lid + kind + _ADD for k, kind in entries.items()),
-            b"".join(d + p for d, p in sorted(bindings)), journal)
+    return (
+        number,
+        PREPARED,
+        event.event_id,
+        event.listing_id,
+        event.digest,
+        event.occurred_at,
+        event.list_type.value,
+        dumps(record),
+        b"".join(k + lid + kind + _ADD for k, kind in entries.items()),
+        b"".join(d + p for d, p in sorted(bindings)),
+        journal,
+    )
 
 
 def prepare_text(number: int, text: str, key_of):
@@ -170,8 +190,17 @@ def prepare_text(number: int, text: str, key_of):
     event = line.event
     if event is not None and event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
         day = event.expires_on if event.type is EventType.EXTEND else event.effective_on
-        return (number, FOLLOW, event.type.value, event.event_id, event.listing_id, event.digest, event.occurred_at,
-                event.reason, day.isoformat())
+        return (
+            number,
+            FOLLOW,
+            event.type.value,
+            event.event_id,
+            event.listing_id,
+            event.digest,
+            event.occurred_at,
+            event.reason,
+            day.isoformat(),
+        )
     return line
 
 
@@ -180,7 +209,6 @@ class _Tally:
     Counters keep add_counter's rule (never below 0) at every step."""
 
     __slots__ = ("seq", "chain", "last_event_time", "counters", "_db")
-
 
     def __init__(self, txn: lmdb.Transaction, store: Store):
         self.seq = decode_u64(txn.get(b"seq", db=store.meta))
@@ -225,8 +253,14 @@ class Ledger:
     def key_of(self, doc: Document) -> bytes:
         return self._keys(doc)
 
-    def apply(self, lines: Iterable[FeedLine], *, batch_size: int = 1000, wait: bool | float = True,
-              meta_updates: MetaUpdates | None = None) -> Iterator[Outcome]:
+    def apply(
+        self,
+        lines: Iterable[FeedLine],
+        *,
+        batch_size: int = 1000,
+        wait: bool | float = True,
+        meta_updates: MetaUpdates | None = None,
+    ) -> Iterator[Outcome]:
         """Apply lines in order; yields one Outcome per line once its batch is committed.
         Waits for another writer of the store first (`wait` as in Store.writing).
         `meta_updates(batch, outcomes)` returns meta keys to write in the batch's transaction."""
@@ -322,8 +356,7 @@ class Ledger:
 
             line = decode_line(line[0], line[2])
         if line.error is not None:
-            return Outcome(line.line, REJECTED, line.event_id or raw_event_id(line.raw), line.error.reason,
-                           line.error.field)
+            return Outcome(line.line, REJECTED, line.event_id or raw_event_id(line.raw), line.error.reason, line.error.field)
         event = line.event
         if event is None:
             try:
@@ -339,8 +372,9 @@ class Ledger:
             return Outcome(line.line, DUPLICATE, event.event_id, seq=plan)
         seq = self._write(txn, tally, plan)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("line %d: applied %s %s listing %s (seq %d)", line.line, event.type.value,
-                      event.event_id, event.listing_id, seq)
+            log.debug(
+                "line %d: applied %s %s listing %s (seq %d)", line.line, event.type.value, event.event_id, event.listing_id, seq
+            )
         return Outcome(line.line, APPLIED, event.event_id, seq=seq)
 
     def _known(self, txn: lmdb.Transaction, number: int, event_id: str, eid: bytes, digest: bytes) -> Outcome | None:
@@ -375,16 +409,16 @@ class Ledger:
         cursor = self._active_cursor
         delta = 0
         for i in range(0, len(records), width):
-            if records[i + width - 2] == _PRIMARY and not _counted_with(cursor, records[i:i + KEY_SIZE]):
+            if records[i + width - 2] == _PRIMARY and not _counted_with(cursor, records[i : i + KEY_SIZE]):
                 delta += 1
         for i in range(0, len(records), width):
-            composite, kind = records[i:i + width - 2], records[i + width - 2:i + width - 1]
+            composite, kind = records[i : i + width - 2], records[i + width - 2 : i + width - 1]
             put(composite, kind, True, True, False, active)
             put(composite, kind, True, True, False, named)
         if delta:
             tally.add(txn, "persons_restricted", delta)
         for i in range(0, len(bindings), 2 * KEY_SIZE):
-            put_binding(txn, s.bindings, bindings[i:i + KEY_SIZE], bindings[i + KEY_SIZE:i + 2 * KEY_SIZE], lid)
+            put_binding(txn, s.bindings, bindings[i : i + KEY_SIZE], bindings[i + KEY_SIZE : i + 2 * KEY_SIZE], lid)
         put(lid, record, True, True, False, s.listings)
         tally.add(txn, "active:" + list_type, 1)
         tally.chain = chain = _blake2b(tally.chain + journal, digest_size=16).digest()
@@ -467,7 +501,8 @@ class Ledger:
         if event.type is EventType.CORRECT:
             return _Plan(event, old, lifecycle.corrected(old, event, self.key_of))
         exemption, exempt_persons = lifecycle.exemption(
-            old, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document)))
+            old, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document))
+        )
         return _Plan(event, old, old, exemption, exempt_persons)
 
     def _write(self, txn: lmdb.Transaction, tally: _Tally, plan: _Plan) -> int:
@@ -479,12 +514,12 @@ class Ledger:
         added = self._reindex(txn, tally, old, new)
         if plan.exemption is not None:
             for person_key in plan.exempt_persons:
-                txn.put(exemption_key(person_key, event.listing_id, event.reference), dumps(plan.exemption),
-                        db=s.exemptions)
+                txn.put(exemption_key(person_key, event.listing_id, event.reference), dumps(plan.exemption), db=s.exemptions)
         self._put(txn, s.listings, event.listing_id.encode(), dumps(new))
         self._count(txn, tally, event, old, new)
-        entry, tally.chain = journal_entry(tally.chain, event.event_id, event.type.value, event.listing_id,
-                                           [k.hex() for k in added])
+        entry, tally.chain = journal_entry(
+            tally.chain, event.event_id, event.type.value, event.listing_id, [k.hex() for k in added]
+        )
         self._put(txn, s.journal, encode_u64(seq), entry)
         self._put(txn, s.events, event.event_id.encode(), event.digest + encode_u64(seq))
         tally.last_event_time = event.occurred_at

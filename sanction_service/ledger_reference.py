@@ -108,8 +108,15 @@ class ReferenceLedger:
             raise
         child.commit()
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("line %d: %s %s %s listing %s (seq %d)", line.line, status.lower(), event.type.value,
-                      event.event_id, event.listing_id, seq)
+            log.debug(
+                "line %d: %s %s %s listing %s (seq %d)",
+                line.line,
+                status.lower(),
+                event.type.value,
+                event.event_id,
+                event.listing_id,
+                seq,
+            )
         return Outcome(line.line, status, event.event_id, seq=seq)
 
     def _apply_event(self, txn: lmdb.Transaction[bytes], event: Event) -> tuple[str, int]:
@@ -140,7 +147,8 @@ class ReferenceLedger:
                     raise EventRejected("document", "an EXEMPT names a document and a reference")
                 new, reference = active, event.reference
                 exemption, exempt_persons = lifecycle.exemption(
-                    active, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document)))
+                    active, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document))
+                )
 
         raw_seq = txn.get(b"seq", db=s.meta)
         if raw_seq is None:
@@ -150,12 +158,15 @@ class ReferenceLedger:
         added = self._reindex(txn, old, new)
         if exemption is not None:
             for person_key in exempt_persons:
-                txn.put(exemption_key(person_key, event.listing_id, reference), dumps(exemption),
-                        db=s.exemptions)
+                txn.put(exemption_key(person_key, event.listing_id, reference), dumps(exemption), db=s.exemptions)
         self._put(txn, s.listings, event.listing_id.encode(), dumps(new))
         self._count(txn, event, old, new)
-        journal = {"event_id": event.event_id, "type": event.type.value, "listing_id": event.listing_id,
-                   "added": [k.hex() for k in added]}
+        journal = {
+            "event_id": event.event_id,
+            "type": event.type.value,
+            "listing_id": event.listing_id,
+            "added": [k.hex() for k in added],
+        }
         chain = next_chain(txn.get(b"journal_chain", db=s.meta) or GENESIS_CHAIN, dumps(journal))
         journal["chain"] = chain.hex()
         self._put(txn, s.journal, encode_u64(seq), dumps(journal))

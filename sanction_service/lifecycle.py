@@ -88,8 +88,11 @@ def exemption(record: dict, event: Event, person_keys: list[bytes]) -> tuple[dic
     under two of their documents: the exemption covers the person, so every entry).
     Never an organisation."""
     wanted = {k.hex() for k in person_keys}
-    entries = [p["key"] for p in record["persons"]
-               if p["key"] in wanted and p["slot"] != "extra" and p["kind"] != ORGANIZATION.decode()]
+    entries = [
+        p["key"]
+        for p in record["persons"]
+        if p["key"] in wanted and p["slot"] != "extra" and p["kind"] != ORGANIZATION.decode()
+    ]
     if not entries:
         raise EventRejected("document", "is not a person restricted by this listing")
     return {
@@ -120,8 +123,11 @@ def declared_bindings(record: dict) -> set[tuple[bytes, bytes]]:
     """(document key, person key) for each extra document this listing binds to its subject.
     A declaration outlives the listing's lifting: only a correction withdraws it."""
     subject = next(p for p in record["persons"] if p["slot"] == "subject")
-    return {(bytes.fromhex(p["key"]), bytes.fromhex(subject["key"]))
-            for p in record["persons"] if p["slot"] == "extra" and p["key"] != subject["key"]}
+    return {
+        (bytes.fromhex(p["key"]), bytes.fromhex(subject["key"]))
+        for p in record["persons"]
+        if p["slot"] == "extra" and p["key"] != subject["key"]
+    }
 
 
 def _with_fields(record: dict, fields: ListingFields, key_of: KeyOf) -> dict:
@@ -147,10 +153,11 @@ def _with_fields(record: dict, fields: ListingFields, key_of: KeyOf) -> dict:
     # extra documents withdraws the old subject's, never hands them to the new one.
     same_subject = bool(old["subject"]) and old["subject"][0]["key"] == subject[0]["key"]
     extra = (
-        [_person(NamedDocument(Role.SUBJECT, subject[0]["name"], d), "extra", kind, key_of)
-         for d in fields.extra_documents]
+        [_person(NamedDocument(Role.SUBJECT, subject[0]["name"], d), "extra", kind, key_of) for d in fields.extra_documents]
         if fields.extra_documents is not None
-        else old["extra"] if same_subject else []
+        else old["extra"]
+        if same_subject
+        else []
     )
     restricted = (
         [_person(p, "restricted", kind, key_of) for p in fields.restricted_persons]

@@ -32,8 +32,9 @@ class _ProcessFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         pid = os.getpid()
         # Extra attributes, as logging's own `extra=` sets them (the formatters read them).
-        record.__dict__.update(pid=pid, worker=_worker,
-                               where=f"pid {pid}" if _worker is None else f"worker {_worker} pid {pid}")
+        record.__dict__.update(
+            pid=pid, worker=_worker, where=f"pid {pid}" if _worker is None else f"worker {_worker} pid {pid}"
+        )
         return True
 
 

@@ -41,25 +41,74 @@ if getattr(values.ValueClass, "_multiprocess", False):  # before any metric belo
 # Server-side handling time of an RPC, as measured here by benchmarks/rpc_metrics.py
 # (BENCHMARKS.md): a unary check ~70 us (97 % between 50 and 100 us), a health check ~3 us,
 # a batch of 100 ~0.5 ms, of 1000 a few ms; a stream lasts as long as its client keeps it.
-RPC_BUCKETS = (0.00001, 0.000025, 0.00005, 0.000075, 0.0001, 0.00015, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-               0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+RPC_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.000075,
+    0.0001,
+    0.00015,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    10.0,
+)
 # One check inside the checker: ~85 % take 10-25 us (a prefilter miss), a store lookup 50-250 us.
-CHECK_BUCKETS = (0.000005, 0.00001, 0.000015, 0.00002, 0.000025, 0.000035, 0.00005, 0.000075, 0.0001, 0.00025,
-                 0.0005, 0.001, 0.0025, 0.005, 0.01)
+CHECK_BUCKETS = (
+    0.000005,
+    0.00001,
+    0.000015,
+    0.00002,
+    0.000025,
+    0.000035,
+    0.00005,
+    0.000075,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+)
 
-RPC_STARTED = Counter("grpc_server_started_total", "RPCs started on the server.",
-                      ["grpc_type", "grpc_service", "grpc_method", "worker"])
-RPC_HANDLED = Counter("grpc_server_handled_total", "RPCs completed on the server, by gRPC status code.",
-                      ["grpc_type", "grpc_service", "grpc_method", "grpc_code"])
-RPC_SECONDS = Histogram("grpc_server_handling_seconds",
-                        "Time from the start of an RPC's handler to its end (a stream: its whole life).",
-                        ["grpc_type", "grpc_service", "grpc_method"], buckets=RPC_BUCKETS)
+RPC_STARTED = Counter(
+    "grpc_server_started_total", "RPCs started on the server.", ["grpc_type", "grpc_service", "grpc_method", "worker"]
+)
+RPC_HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, by gRPC status code.",
+    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+)
+RPC_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from the start of an RPC's handler to its end (a stream: its whole life).",
+    ["grpc_type", "grpc_service", "grpc_method"],
+    buckets=RPC_BUCKETS,
+)
 # livesum: a dead worker's calls are no longer in flight.
-RPC_IN_FLIGHT = Gauge("sanction_rpcs_in_flight", "RPCs being handled now, by worker process.",
-                      ["grpc_service", "grpc_method", "worker"], multiprocess_mode="livesum")
-SERVING = Gauge("sanction_serving",
-                "1 while this process's health answers SERVING, 0 while NOT_SERVING (start-up, replica behind, "
-                "draining).", ["worker"], multiprocess_mode="livemax")
+RPC_IN_FLIGHT = Gauge(
+    "sanction_rpcs_in_flight",
+    "RPCs being handled now, by worker process.",
+    ["grpc_service", "grpc_method", "worker"],
+    multiprocess_mode="livesum",
+)
+SERVING = Gauge(
+    "sanction_serving",
+    "1 while this process's health answers SERVING, 0 while NOT_SERVING (start-up, replica behind, draining).",
+    ["worker"],
+    multiprocess_mode="livemax",
+)
 
 CHECK_LATENCY = Histogram(
     "sanction_check_seconds",
@@ -103,11 +152,14 @@ class StoreCollector:
         for list_type, count in sorted(stats.active_listings_by_type.items()):
             active.add_metric([list_type], count)
         yield active
-        yield GaugeMetricFamily("sanction_journal_sequence", "Journal sequence (data version) the store is at.",
-                                value=stats.data_version)
-        yield GaugeMetricFamily("sanction_last_event_timestamp_seconds",
-                                "occurred_at of the last feed event applied to the store (unix time); 0: none yet.",
-                                value=event_timestamp(stats.last_event_time))
+        yield GaugeMetricFamily(
+            "sanction_journal_sequence", "Journal sequence (data version) the store is at.", value=stats.data_version
+        )
+        yield GaugeMetricFamily(
+            "sanction_last_event_timestamp_seconds",
+            "occurred_at of the last feed event applied to the store (unix time); 0: none yet.",
+            value=event_timestamp(stats.last_event_time),
+        )
 
     def describe(self):
         return []  # nothing at registration: the store is read only when scraped

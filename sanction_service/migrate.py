@@ -60,8 +60,10 @@ def migrate(store: Store) -> str:
         if full is not None:
             raise full from None
         raise
-    return (f"schema 1 -> {SCHEMA_VERSION.decode()}: {bindings} extra documents made bindings, "
-            f"{exemptions} exemption keys rewritten, {entries} journal entries chained")
+    return (
+        f"schema 1 -> {SCHEMA_VERSION.decode()}: {bindings} extra documents made bindings, "
+        f"{exemptions} exemption keys rewritten, {entries} journal entries chained"
+    )
 
 
 def _bind_extra_documents(txn: lmdb.Transaction[bytes], store: Store) -> int:
@@ -100,8 +102,7 @@ def _rekey_exemptions(txn: lmdb.Transaction[bytes], store: Store) -> int:
         # Granted under an extra document: it covers the person the document is bound to.
         if any(p["key"] == person_key.hex() and p["slot"] == "extra" for p in record["persons"]):
             person_key = bytes.fromhex(next(p["key"] for p in record["persons"] if p["slot"] == "subject"))
-        txn.put(exemption_key(person_key, exemption["listing_id"], exemption["reference"]), value,
-                db=store.exemptions)
+        txn.put(exemption_key(person_key, exemption["listing_id"], exemption["reference"]), value, db=store.exemptions)
     return len(old)
 
 

@@ -51,13 +51,17 @@ def explain_pepper_mismatch(pepper_hex: str, pepper_file: str | os.PathLike, sto
     try:
         if pepper_hex:
             if pepper_fingerprint(_as_key(pepper_hex.strip().encode())) == store_fingerprint:
-                return ("; it was built with this same text read from a pepper file (as text, not hex): "
-                        "put it in a file and set SANCTION_PEPPER_FILE instead of SANCTION_PEPPER")
+                return (
+                    "; it was built with this same text read from a pepper file (as text, not hex): "
+                    "put it in a file and set SANCTION_PEPPER_FILE instead of SANCTION_PEPPER"
+                )
         else:
             text = Path(pepper_file).read_bytes().strip().decode("ascii")
             if pepper_fingerprint(_as_key(bytes.fromhex(text))) == store_fingerprint:
-                return ("; it was built with this same text given as SANCTION_PEPPER (read as hex): "
-                        "set SANCTION_PEPPER to the file's text instead of using the file")
+                return (
+                    "; it was built with this same text given as SANCTION_PEPPER (read as hex): "
+                    "set SANCTION_PEPPER to the file's text instead of using the file"
+                )
     except (OSError, ValueError):
         pass
     return ""

@@ -129,6 +129,7 @@ def travel_day(requested: date | None, today: date) -> date:
     earliest = today - timedelta(days=TRAVEL_DAYS_BEFORE_TODAY)
     latest = today + timedelta(days=TRAVEL_DAYS_AFTER_TODAY)
     if not earliest <= requested <= latest:
-        raise InvalidTrip("travel_date",
-                          f"must be from yesterday to {TRAVEL_DAYS_AFTER_TODAY} days after today (Asia/Shanghai)")
+        raise InvalidTrip(
+            "travel_date", f"must be from yesterday to {TRAVEL_DAYS_AFTER_TODAY} days after today (Asia/Shanghai)"
+        )
     return requested

@@ -59,9 +59,20 @@ MIN_CAPACITY = 100_000
 REBUILD_AT = 0.8
 _HEADER_LENGTH = struct.Struct(">I")
 _HEADER_TYPES = {
-    "format_version": int, "pybloom_live_version": str, "capacity": int, "error_rate": float, "num_slices": int,
-    "bits_per_slice": int, "count": int, "covered_seq": int, "store_id": str, "journal_anchor": str,
-    "payload_blake2b": str, "payload_length": int, "saturated": bool, "positions": str,
+    "format_version": int,
+    "pybloom_live_version": str,
+    "capacity": int,
+    "error_rate": float,
+    "num_slices": int,
+    "bits_per_slice": int,
+    "count": int,
+    "covered_seq": int,
+    "store_id": str,
+    "journal_anchor": str,
+    "payload_blake2b": str,
+    "payload_length": int,
+    "saturated": bool,
+    "positions": str,
 }
 
 
@@ -109,11 +120,13 @@ class Prefilter:
         return self.saturated or self.bloom.count >= REBUILD_AT * self.bloom.capacity
 
     @classmethod
-    def build(cls, view: ReadView, *, error_rate: float, min_capacity: int = MIN_CAPACITY, headroom: float = 2.0,
-              progress=None) -> Prefilter:
+    def build(
+        cls, view: ReadView, *, error_rate: float, min_capacity: int = MIN_CAPACITY, headroom: float = 2.0, progress=None
+    ) -> Prefilter:
         active = view.count("persons_active") + view.count("bindings")
-        prefilter = cls.empty(capacity=max(min_capacity, int(active * headroom)), error_rate=error_rate,
-                              store_id=view.store.store_id)
+        prefilter = cls.empty(
+            capacity=max(min_capacity, int(active * headroom)), error_rate=error_rate, store_id=view.store.store_id
+        )
         # Persons in force, and every bound document (it restricts whenever its person
         # does; a document bound to nobody in force costs one lookup, never a miss).
         keys = itertools.chain(view.active_keys(), view.bound_keys())
@@ -230,8 +243,9 @@ class Prefilter:
             self.save(path, view)
             return True
         except OSError as exc:
-            log.warning("could not save the prefilter to %s (%s); it will be rebuilt at the next start",
-                        path, exc.strerror or exc)
+            log.warning(
+                "could not save the prefilter to %s (%s); it will be rebuilt at the next start", path, exc.strerror or exc
+            )
             return False
 
     @classmethod
@@ -244,18 +258,19 @@ class Prefilter:
         if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _HEADER_LENGTH.size:
             raise PrefilterUnusable("not a prefilter file")
         start = len(MAGIC) + _HEADER_LENGTH.size
-        (length,) = _HEADER_LENGTH.unpack(data[len(MAGIC):start])
+        (length,) = _HEADER_LENGTH.unpack(data[len(MAGIC) : start])
         try:
-            header = json.loads(data[start:start + length])
+            header = json.loads(data[start : start + length])
         except (ValueError, RecursionError):
             raise PrefilterUnusable("header is damaged") from None
         if isinstance(header, dict) and header.get("format_version") != FORMAT_VERSION:
             raise PrefilterUnusable("another format version")
         if not isinstance(header, dict) or any(
-                type(header.get(name)) is not kind and not (kind is float and type(header.get(name)) is int)
-                for name, kind in _HEADER_TYPES.items()):
+            type(header.get(name)) is not kind and not (kind is float and type(header.get(name)) is int)
+            for name, kind in _HEADER_TYPES.items()
+        ):
             raise PrefilterUnusable("header has the wrong shape")
-        payload = data[start + length:]
+        payload = data[start + length :]
         checks = [
             (header.get("format_version") == FORMAT_VERSION, "another format version"),
             (header.get("positions") == POSITIONS, "another bit-position scheme"),
@@ -282,8 +297,9 @@ class Prefilter:
         return prefilter
 
 
-def load_or_build(path: str | os.PathLike, view: ReadView, *, error_rate: float, min_capacity: int = MIN_CAPACITY,
-                  progress=None) -> tuple[Prefilter, str]:
+def load_or_build(
+    path: str | os.PathLike, view: ReadView, *, error_rate: float, min_capacity: int = MIN_CAPACITY, progress=None
+) -> tuple[Prefilter, str]:
     """Return a filter covering the view, and how it was obtained (for the logs). A filter
     built here (none persisted, unusable, or nearly full) is persisted for the next start
     when the disk allows."""

@@ -46,8 +46,9 @@ def env_int(name: str, default: int, minimum: int | None = None, maximum: int | 
     return value
 
 
-def env_float(name: str, default: float, minimum: float | None = None, maximum: float | None = None,
-              *, exclusive: bool = False) -> float:
+def env_float(
+    name: str, default: float, minimum: float | None = None, maximum: float | None = None, *, exclusive: bool = False
+) -> float:
     """A finite number within the bounds; `exclusive`: the bounds themselves are refused."""
     raw = os.environ.get(name)
     if not raw:
@@ -137,7 +138,8 @@ class Settings:
     # which would disturb concurrent readers. A write that finds it full fails clearly.
     map_size: int = field(default_factory=lambda: env_int("SANCTION_MAP_SIZE", 256 << 30, 1 << 20))
     prefilter_error_rate: float = field(
-        default_factory=lambda: env_float("SANCTION_PREFILTER_ERROR_RATE", 0.001, 0, 1, exclusive=True))
+        default_factory=lambda: env_float("SANCTION_PREFILTER_ERROR_RATE", 0.001, 0, 1, exclusive=True)
+    )
     # The smallest prefilter built; it is rebuilt larger at 80 % full.
     prefilter_min_capacity: int = field(default_factory=lambda: env_int("SANCTION_PREFILTER_MIN_CAPACITY", 100_000, 1))
     # How long ApplyEvents waits for another writer (a loader) before answering UNAVAILABLE.
@@ -167,16 +169,18 @@ class Settings:
     # NATs and load balancers); faster pingers get GOAWAY too_many_pings.
     client_ping_min_seconds: float = field(default_factory=lambda: env_float("SANCTION_CLIENT_PING_MIN_SECONDS", 0.5))
     client_ping_without_calls: bool = field(
-        default_factory=lambda: env_str("SANCTION_CLIENT_PING_WITHOUT_CALLS", "on") != "off")
+        default_factory=lambda: env_str("SANCTION_CLIENT_PING_WITHOUT_CALLS", "on") != "off"
+    )
     # Connections get GOAWAY after this age (gRPC adds ±10 % jitter) and then the grace to
     # finish their calls, so clients reconnect and spread over --workers; 0: no limit.
-    max_connection_age_seconds: float = field(
-        default_factory=lambda: env_float("SANCTION_MAX_CONNECTION_AGE_SECONDS", 300.0))
+    max_connection_age_seconds: float = field(default_factory=lambda: env_float("SANCTION_MAX_CONNECTION_AGE_SECONDS", 300.0))
     max_connection_age_grace_seconds: float = field(
-        default_factory=lambda: env_float("SANCTION_MAX_CONNECTION_AGE_GRACE_SECONDS", 30.0))
+        default_factory=lambda: env_float("SANCTION_MAX_CONNECTION_AGE_GRACE_SECONDS", 30.0)
+    )
     # How often refused-check counts are written to the store (they survive restarts).
     counter_flush_seconds: float = field(
-        default_factory=lambda: env_float("SANCTION_COUNTER_FLUSH_SECONDS", 2.0, 0, exclusive=True))
+        default_factory=lambda: env_float("SANCTION_COUNTER_FLUSH_SECONDS", 2.0, 0, exclusive=True)
+    )
     # TLS on the gRPC port; with a client CA, clients must present a certificate it signed.
     tls_cert: str = field(default_factory=lambda: env_str("SANCTION_TLS_CERT"))
     tls_key: str = field(default_factory=lambda: env_str("SANCTION_TLS_KEY"))
@@ -219,8 +223,7 @@ class NatsSettings:
     subject_prefix: str = field(default_factory=lambda: env_str("SANCTION_NATS_SUBJECT_PREFIX", "sanction.feed"))
     snapshot_bucket: str = field(default_factory=lambda: env_str("SANCTION_NATS_SNAPSHOT_BUCKET", "sanction-snapshots"))
     # Used only when `sanction publish` creates the stream (an existing one is not changed).
-    duplicate_window_seconds: float = field(
-        default_factory=lambda: env_float("SANCTION_NATS_DUPLICATE_WINDOW", 3600.0))
+    duplicate_window_seconds: float = field(default_factory=lambda: env_float("SANCTION_NATS_DUPLICATE_WINDOW", 3600.0))
     max_age_seconds: float = field(default_factory=lambda: env_float("SANCTION_NATS_MAX_AGE", 0.0))
     replicas: int = field(default_factory=lambda: env_int("SANCTION_NATS_REPLICAS", 1))
     # The follower's durable consumer; default: one per host and data directory.

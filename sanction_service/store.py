@@ -48,8 +48,7 @@ from .records import ExemptionRecord, ListingRecord, RecordUnreadable, decode_ex
 from .writer_lock import writer_lock_for
 
 SCHEMA_VERSION = b"2"
-DB_NAMES = ("meta", "listings", "persons_active", "persons_all", "bindings", "exemptions", "events", "journal",
-            "counters")
+DB_NAMES = ("meta", "listings", "persons_active", "persons_all", "bindings", "exemptions", "events", "journal", "counters")
 BOUND_TO = b">"  # a bindings row from a bound document to its person
 HOLDS = b"<"  # the same binding from the person to the document
 # Set by a bulk load in its first transaction and cleared in its last: until then the
@@ -148,13 +147,13 @@ def persons_of(txn: lmdb.Transaction[bytes], bindings, key: bytes) -> list[bytes
     document stay two persons (one's listings never restrict the other's resident ID)."""
     persons = [key]
     for composite, direction in _items_with_prefix(txn, bindings, key):
-        if direction == BOUND_TO and composite[KEY_SIZE:2 * KEY_SIZE] not in persons:
-            persons.append(composite[KEY_SIZE:2 * KEY_SIZE])
+        if direction == BOUND_TO and composite[KEY_SIZE : 2 * KEY_SIZE] not in persons:
+            persons.append(composite[KEY_SIZE : 2 * KEY_SIZE])
     documents = list(persons)
     for person in persons:
         for composite, direction in _items_with_prefix(txn, bindings, person):
-            if direction == HOLDS and composite[KEY_SIZE:2 * KEY_SIZE] not in documents:
-                documents.append(composite[KEY_SIZE:2 * KEY_SIZE])
+            if direction == HOLDS and composite[KEY_SIZE : 2 * KEY_SIZE] not in documents:
+                documents.append(composite[KEY_SIZE : 2 * KEY_SIZE])
     return documents
 
 
@@ -196,8 +195,16 @@ class Store:
     journal: lmdb._Database
     counters: lmdb._Database
 
-    def __init__(self, path: str | os.PathLike, pepper_fingerprint: str, *, create: bool = False, map_size: int,
-                 allow_incomplete: bool = False, allow_outdated: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        pepper_fingerprint: str,
+        *,
+        create: bool = False,
+        map_size: int,
+        allow_incomplete: bool = False,
+        allow_outdated: bool = False,
+    ):
         self.path = Path(path)
         self._pepper_fingerprint = pepper_fingerprint
         self._map_size = map_size
@@ -252,8 +259,9 @@ class Store:
         actual = os.path.getsize(self.path / "data.mdb")
         if actual < needed:
             self.env.close()
-            raise StoreCorrupt(f"{self.path / 'data.mdb'} is truncated ({actual} bytes, its pages need {needed}); "
-                               "restore it from a backup")
+            raise StoreCorrupt(
+                f"{self.path / 'data.mdb'} is truncated ({actual} bytes, its pages need {needed}); restore it from a backup"
+            )
 
     def initialise(self, txn: lmdb.Transaction[bytes]) -> None:
         """Meta of an empty store, with a new store id (a prefilter file of any earlier
@@ -271,15 +279,18 @@ class Store:
             if schema is None:
                 raise StoreCorrupt(f"{self.path} has no schema marker: not a sanction store")
             if schema == b"1" and not allow_outdated:
-                raise StoreOutdated(f"{self.path} has schema 1; run `sanction migrate --data-dir {self.path}` "
-                                    "(stop the writers first) to upgrade it to schema 2")
+                raise StoreOutdated(
+                    f"{self.path} has schema 1; run `sanction migrate --data-dir {self.path}` "
+                    "(stop the writers first) to upgrade it to schema 2"
+                )
             if schema not in (SCHEMA_VERSION, b"1"):
                 raise StoreCorrupt(f"{self.path} has schema {schema!r}, this build reads {SCHEMA_VERSION!r}")
             recorded = view.meta(b"pepper_fingerprint") or b""
             if recorded != pepper_fingerprint.encode():
                 # With another pepper every key differs: the store would answer ALLOW for everyone.
-                raise PepperMismatch(f"{self.path} was built with another pepper; refusing to open it",
-                                     recorded.decode(errors="replace"))
+                raise PepperMismatch(
+                    f"{self.path} was built with another pepper; refusing to open it", recorded.decode(errors="replace")
+                )
             store_id = view.meta(b"store_id")
             if store_id is None:
                 raise StoreCorrupt(f"{self.path} has no store id: not a sanction store")
@@ -287,12 +298,15 @@ class Store:
             incomplete = view.meta(INCOMPLETE)
         if incomplete is not None and not allow_incomplete:
             if self.writer.held_elsewhere():
-                raise StoreIncomplete(f"{self.path} is being bulk loaded by {self.writer.holder()}: its indexes are "
-                                      "partial until that load finishes")
+                raise StoreIncomplete(
+                    f"{self.path} is being bulk loaded by {self.writer.holder()}: its indexes are "
+                    "partial until that load finishes"
+                )
             raise StoreIncomplete(
                 f"{self.path} holds an unfinished bulk load ({incomplete.decode()}): its indexes are partial, so it "
                 "must not serve or take other writes; run the same `sanction load --bulk FEED` again (it starts "
-                "over), or delete the directory and load again")
+                "over), or delete the directory and load again"
+            )
 
     @contextmanager
     def read(self) -> Iterator[ReadView]:
@@ -338,14 +352,18 @@ class Store:
     def out_of_room(self, exc: lmdb.Error) -> StoreFull | None:
         """A StoreFull naming the cause if a write failed for want of room (map or disk), else None."""
         if isinstance(exc, lmdb.MapFullError):
-            return StoreFull(f"the store's map ({self.env.info()['map_size'] >> 10} KiB) is full at {self.path}; "
-                             "raise SANCTION_MAP_SIZE and run again")
+            return StoreFull(
+                f"the store's map ({self.env.info()['map_size'] >> 10} KiB) is full at {self.path}; "
+                "raise SANCTION_MAP_SIZE and run again"
+            )
         # LMDB reports a write that failed on a full disk as EIO (or ENOSPC), with no errno attribute.
         free = shutil.disk_usage(self.path).free
         text = str(exc)
         if os.strerror(errno.ENOSPC) in text or (os.strerror(errno.EIO) in text and free < (1 << 20)):
-            return StoreFull(f"no space left on device at {self.path} ({free >> 10} KiB free; {text}); "
-                             "free some space and run again: the failed batch was not committed")
+            return StoreFull(
+                f"no space left on device at {self.path} ({free >> 10} KiB free; {text}); "
+                "free some space and run again: the failed batch was not committed"
+            )
         return None
 
     def add_counters(self, deltas: dict[str, int], *, wait: bool | float = True) -> None:
@@ -477,7 +495,7 @@ class ReadView:
 
 def _suffixes(txn: lmdb.Transaction[bytes], db, prefix: bytes) -> Iterator[bytes]:
     for composite in _keys_with_prefix(txn, db, prefix):
-        yield composite[len(prefix):]
+        yield composite[len(prefix) :]
 
 
 def add_counter(txn: lmdb.Transaction[bytes], db, name: str, delta: int) -> None:

@@ -59,8 +59,7 @@ class WriterLock:
             return "another process"
 
     @contextmanager
-    def hold(self, what: str, *, wait: bool | float = True,
-             on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    def hold(self, what: str, *, wait: bool | float = True, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
         """Hold the lock for the block. `wait`: True waits for ever, a number waits that
         many seconds, False not at all; then WriterBusy. `on_wait` hears once who we wait for."""
         self._acquire(what, wait, on_wait)

@@ -53,28 +53,64 @@ def doc(number: str, type_: str = "RESIDENT_ID", country: str | None = None) -> 
 
 def event(type_: str, listing_id: str, **fields) -> dict:
     n = next(_counter)
-    base = {"event_id": fields.pop("event_id", f"ev-{n}"), "type": type_,
-            "occurred_at": fields.pop("occurred_at", "2024-05-01T10:00:00+08:00"), "listing_id": listing_id}
+    base = {
+        "event_id": fields.pop("event_id", f"ev-{n}"),
+        "type": type_,
+        "occurred_at": fields.pop("occurred_at", "2024-05-01T10:00:00+08:00"),
+        "listing_id": listing_id,
+    }
     base.update(fields)
     return base
 
 
-def list_person(listing_id: str, number: str, *, name: str = "张伟", list_type: str = "DISHONEST",
-                listed_on: str = "2024-01-01", expires_on: str | None = None, extra=(), **fields) -> dict:
-    return event("LIST", listing_id, list_type=list_type, case_number=fields.pop("case_number", "(2024)京0105执1号"),
-                 court=fields.pop("court", "北京市朝阳区人民法院"), listed_on=listed_on, expires_on=expires_on,
-                 subject={"kind": "PERSON", "name": name, "document": doc(number)},
-                 extra_documents=list(extra), restricted_persons=[], **fields)
+def list_person(
+    listing_id: str,
+    number: str,
+    *,
+    name: str = "张伟",
+    list_type: str = "DISHONEST",
+    listed_on: str = "2024-01-01",
+    expires_on: str | None = None,
+    extra=(),
+    **fields,
+) -> dict:
+    return event(
+        "LIST",
+        listing_id,
+        list_type=list_type,
+        case_number=fields.pop("case_number", "(2024)京0105执1号"),
+        court=fields.pop("court", "北京市朝阳区人民法院"),
+        listed_on=listed_on,
+        expires_on=expires_on,
+        subject={"kind": "PERSON", "name": name, "document": doc(number)},
+        extra_documents=list(extra),
+        restricted_persons=[],
+        **fields,
+    )
 
 
-def list_org(listing_id: str, uscc_number: str, persons: list[tuple[str, str, str]], *,
-             name: str = "上海示例贸易有限公司", listed_on: str = "2024-01-01", expires_on: str | None = None, **fields):
-    return event("LIST", listing_id, list_type=fields.pop("list_type", "CONSUMPTION_RESTRICTION"),
-                 case_number=fields.pop("case_number", "(2024)沪0115执567号"), court="上海市浦东新区人民法院",
-                 listed_on=listed_on, expires_on=expires_on,
-                 subject={"kind": "ORGANIZATION", "name": name, "document": doc(uscc_number, "USCC")},
-                 restricted_persons=[{"role": role, "name": pname, "document": doc(number)}
-                                     for role, pname, number in persons], **fields)
+def list_org(
+    listing_id: str,
+    uscc_number: str,
+    persons: list[tuple[str, str, str]],
+    *,
+    name: str = "上海示例贸易有限公司",
+    listed_on: str = "2024-01-01",
+    expires_on: str | None = None,
+    **fields,
+):
+    return event(
+        "LIST",
+        listing_id,
+        list_type=fields.pop("list_type", "CONSUMPTION_RESTRICTION"),
+        case_number=fields.pop("case_number", "(2024)沪0115执567号"),
+        court="上海市浦东新区人民法院",
+        listed_on=listed_on,
+        expires_on=expires_on,
+        subject={"kind": "ORGANIZATION", "name": name, "document": doc(uscc_number, "USCC")},
+        restricted_persons=[{"role": role, "name": pname, "document": doc(number)} for role, pname, number in persons],
+        **fields,
+    )
 
 
 def feed_lines(events: list) -> list[FeedLine]:

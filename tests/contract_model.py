@@ -56,49 +56,73 @@ ERROR = "ERROR"
 # Every place where the contract does not settle the answer. The model answers "either"
 # there (for an event: applied or rejected; for a check: with or without that listing).
 SILENT = [
-    ("correct-new-subject-keeps-extras",
-     "a CORRECT that replaces a PERSON subject without giving extra_documents: do the old extra documents stay "
-     "(now the new subject's), go, or stay bound to the old subject?"),
-    ("document-bound-to-two-persons",
-     "a document that listings bind to two different resident IDs: which person does a listing naming that "
-     "document restrict? (A check on the document itself is restricted by the listings of both.)"),
-    ("binding-chain",
-     "a document bound to a subject that is itself a document bound to someone else (two links, e.g. a passport "
-     "in the extra_documents of a listing whose subject is a passport): does the second link count?"),
-    ("exemption-person-ambiguous",
-     "an EXEMPT whose document stands for entries of the listing that are not surely one person (e.g. a document "
-     "bound to two persons the listing names): which of them does it cover?"),
-    ("exempt-listing-not-in-force",
-     "an EXEMPT on a listing that is not in force on any day of its window (listed later, or expired but not "
-     "lifted): is that 'a person the listing restricts'?"),
-    ("exempt-window-inverted",
-     "an EXEMPT with valid_to before valid_from: rejected, or an exemption that covers no day?"),
-    ("exempt-same-reference",
-     "a second EXEMPT for the same listing, person and reference: does it replace the first or add to it?"),
-    ("exemption-after-person-removed",
-     "an exemption whose person a CORRECT removed from the listing and a later CORRECT named again: does it still "
-     "apply?"),
-    ("lifted-before-effective-date",
-     "a DELIST whose effective_on (or PERFORM whose performed_on) is after the travel date, e.g. in the future: does "
-     "the listing restrict until that day, or is lifting immediate?"),
-    ("event-for-listing-lifted-in-future",
-     "an event for a listing delisted with an effective_on still in the future: is it 'no longer active'?"),
-    ("dates-inverted",
-     "a LIST or CORRECT leaving expires_on on or before listed_on: rejected, or a listing that never restricts?"),
-    ("kind-change-leftovers",
-     "a CORRECT that changes the subject's kind but not the extra_documents / restricted_persons the new kind "
-     "cannot have: rejected, or the leftovers dropped?"),
-    ("resent-rejected-event-id",
-     "an event_id seen before only on a rejected event: a new event, a duplicate or a conflict?"),
-    ("resident-id-birth-date",
-     "a resident ID with a right check character but no real birth date in it (month 13): valid or a caller error?"),
-    ("country-on-other-documents",
-     "an issuing country other than CHN on a resident ID or a permit (only passports have one): ignored or an error?"),
-    ("ship-without-class",
-     "a SHIP check without a class (only a RAIL check on a non-G train without one is called a caller error): an "
-     "error, or answered as a restricted purchase (never a silent ALLOW)?"),
-    ("train-number-spaces",
-     "a train number with surrounding spaces (' G12 '): trimmed, or no match and a caller error?"),
+    (
+        "correct-new-subject-keeps-extras",
+        "a CORRECT that replaces a PERSON subject without giving extra_documents: do the old extra documents stay "
+        "(now the new subject's), go, or stay bound to the old subject?",
+    ),
+    (
+        "document-bound-to-two-persons",
+        "a document that listings bind to two different resident IDs: which person does a listing naming that "
+        "document restrict? (A check on the document itself is restricted by the listings of both.)",
+    ),
+    (
+        "binding-chain",
+        "a document bound to a subject that is itself a document bound to someone else (two links, e.g. a passport "
+        "in the extra_documents of a listing whose subject is a passport): does the second link count?",
+    ),
+    (
+        "exemption-person-ambiguous",
+        "an EXEMPT whose document stands for entries of the listing that are not surely one person (e.g. a document "
+        "bound to two persons the listing names): which of them does it cover?",
+    ),
+    (
+        "exempt-listing-not-in-force",
+        "an EXEMPT on a listing that is not in force on any day of its window (listed later, or expired but not "
+        "lifted): is that 'a person the listing restricts'?",
+    ),
+    ("exempt-window-inverted", "an EXEMPT with valid_to before valid_from: rejected, or an exemption that covers no day?"),
+    (
+        "exempt-same-reference",
+        "a second EXEMPT for the same listing, person and reference: does it replace the first or add to it?",
+    ),
+    (
+        "exemption-after-person-removed",
+        "an exemption whose person a CORRECT removed from the listing and a later CORRECT named again: does it still apply?",
+    ),
+    (
+        "lifted-before-effective-date",
+        "a DELIST whose effective_on (or PERFORM whose performed_on) is after the travel date, e.g. in the future: does "
+        "the listing restrict until that day, or is lifting immediate?",
+    ),
+    (
+        "event-for-listing-lifted-in-future",
+        "an event for a listing delisted with an effective_on still in the future: is it 'no longer active'?",
+    ),
+    (
+        "dates-inverted",
+        "a LIST or CORRECT leaving expires_on on or before listed_on: rejected, or a listing that never restricts?",
+    ),
+    (
+        "kind-change-leftovers",
+        "a CORRECT that changes the subject's kind but not the extra_documents / restricted_persons the new kind "
+        "cannot have: rejected, or the leftovers dropped?",
+    ),
+    ("resent-rejected-event-id", "an event_id seen before only on a rejected event: a new event, a duplicate or a conflict?"),
+    (
+        "resident-id-birth-date",
+        "a resident ID with a right check character but no real birth date in it (month 13): valid or a caller error?",
+    ),
+    (
+        "country-on-other-documents",
+        "an issuing country other than CHN on a resident ID or a permit (only passports have one): ignored or an error?",
+    ),
+    (
+        "ship-without-class",
+        "a SHIP check without a class (only a RAIL check on a non-G train without one is called a caller error): an "
+        "error, or answered as a restricted purchase (never a silent ALLOW)?",
+    ),
+    ("train-number-spaces", "a train number with surrounding spaces (' G12 '): trimmed, or no match and a caller error?"),
 ]
 SILENT_NAMES = {name for name, _ in SILENT}
 
@@ -139,8 +163,7 @@ def doc_problem(doc: dict) -> str:
         except ValueError:
             return "resident-id-birth-date"
     elif type_ == "USCC":
-        if len(number) != 18 or any(c not in USCC_ALPHABET for c in number) \
-                or uscc.calc_check_digit(number[:17]) != number[17]:
+        if len(number) != 18 or any(c not in USCC_ALPHABET for c in number) or uscc.calc_check_digit(number[:17]) != number[17]:
             return ERROR
     elif type_ == "PASSPORT":
         if not re.fullmatch(r"[A-Z0-9]{5,20}", number) or (country and not re.fullmatch(r"[A-Z]{3}", country)):
@@ -203,6 +226,7 @@ def _depth(value, limit: int = 64) -> bool:
 def shape_problem(event: dict) -> bool:
     """True when the event is malformed (wrong types, missing fields, control characters, a
     name far too long, absurd nesting), whatever the state of the store."""
+
     def text(value, bound=NAME_BOUND):
         return isinstance(value, str) and value.strip() != "" and len(value) <= bound and not CONTROL.search(value)
 
@@ -216,9 +240,13 @@ def shape_problem(event: dict) -> bool:
         return True
 
     def document(value, person=False):
-        return (isinstance(value, dict) and value.get("type") in DOCUMENT_TYPES and isinstance(value.get("number"), str)
-                and (value.get("country") is None or isinstance(value.get("country"), str))
-                and not (person and value.get("type") == "USCC"))
+        return (
+            isinstance(value, dict)
+            and value.get("type") in DOCUMENT_TYPES
+            and isinstance(value.get("number"), str)
+            and (value.get("country") is None or isinstance(value.get("country"), str))
+            and not (person and value.get("type") == "USCC")
+        )
 
     def optional(name, check):
         return name not in event or event[name] is None or check(event[name])
@@ -231,16 +259,31 @@ def shape_problem(event: dict) -> bool:
         ok &= optional("expires_on", day)
         if required or "subject" in event:
             subject = event.get("subject")
-            ok &= (isinstance(subject, dict) and subject.get("kind") in ("PERSON", "ORGANIZATION")
-                   and text(subject.get("name")) and document(subject.get("document"))
-                   and (subject["document"]["type"] == "USCC") == (subject["kind"] == "ORGANIZATION"))
+            ok &= (
+                isinstance(subject, dict)
+                and subject.get("kind") in ("PERSON", "ORGANIZATION")
+                and text(subject.get("name"))
+                and document(subject.get("document"))
+                and (subject["document"]["type"] == "USCC") == (subject["kind"] == "ORGANIZATION")
+            )
         ok &= optional("extra_documents", lambda v: isinstance(v, list) and all(document(x, True) for x in v))
-        ok &= optional("restricted_persons", lambda v: isinstance(v, list) and all(
-            isinstance(p, dict) and p.get("role") in ROLES and text(p.get("name")) and document(p.get("document"), True)
-            for p in v))
+        ok &= optional(
+            "restricted_persons",
+            lambda v: (
+                isinstance(v, list)
+                and all(
+                    isinstance(p, dict) and p.get("role") in ROLES and text(p.get("name")) and document(p.get("document"), True)
+                    for p in v
+                )
+            ),
+        )
         for name in ("grounds", "obligation", "amount_unperformed"):
-            ok &= optional(name, lambda v: (isinstance(v, str) and not CONTROL.search(v))
-                           or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+            ok &= optional(
+                name,
+                lambda v: (
+                    (isinstance(v, str) and not CONTROL.search(v)) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                ),
+            )
         return ok
 
     if _depth(event) or event.get("type") not in EVENT_TYPES:
@@ -259,9 +302,14 @@ def shape_problem(event: dict) -> bool:
     if kind == "EXTEND":
         return not day(event.get("expires_on"))
     modes = event.get("modes")
-    return not (document(event.get("document")) and isinstance(modes, list) and modes
-                and all(m in ("FLIGHT", "RAIL", "SHIP") for m in modes)
-                and day(event.get("valid_from")) and day(event.get("valid_to")))
+    return not (
+        document(event.get("document"))
+        and isinstance(modes, list)
+        and modes
+        and all(m in ("FLIGHT", "RAIL", "SHIP") for m in modes)
+        and day(event.get("valid_from"))
+        and day(event.get("valid_to"))
+    )
 
 
 def is_resident(d: tuple) -> bool:
@@ -269,8 +317,12 @@ def is_resident(d: tuple) -> bool:
 
 
 def valid_identifier(value) -> bool:
-    return (isinstance(value, str) and value.strip() != "" and len(value.encode("utf-8", "surrogatepass")) <= 128
-            and value.isprintable())
+    return (
+        isinstance(value, str)
+        and value.strip() != ""
+        and len(value.encode("utf-8", "surrogatepass")) <= 128
+        and value.isprintable()
+    )
 
 
 def content(event: dict) -> str:
@@ -422,8 +474,9 @@ class Model:
                     for doc in listing.extra:
                         if doc != listing.subject:
                             uncertain = listing.extra_maybe or listing.murky
-                            out.append((doc, listing.subject, not uncertain,
-                                        "correct-new-subject-keeps-extras" if uncertain else ""))
+                            out.append(
+                                (doc, listing.subject, not uncertain, "correct-new-subject-keeps-extras" if uncertain else "")
+                            )
                 for doc, person in listing.ghosts:
                     if doc != person:
                         out.append((doc, person, False, "correct-new-subject-keeps-extras"))
@@ -509,8 +562,7 @@ class Model:
     def covered(self, listing: Listing, person: tuple, mode: str, day: date) -> tuple[int, str]:
         best = (NO, "")
         for ex in self.exemptions.get(listing.lid, ()):
-            persons, certain = (ex.persons, ex.certain) if self.same_person_bindings else \
-                (ex.narrow_persons, ex.narrow_certain)
+            persons, certain = (ex.persons, ex.certain) if self.same_person_bindings else (ex.narrow_persons, ex.narrow_certain)
             if person in persons and mode in ex.modes and ex.valid_from <= day <= ex.valid_to:
                 if certain:
                     return YES, ""
@@ -572,8 +624,9 @@ class Model:
             out.deny[listing.lid] = max(out.deny.get(listing.lid, NO), denial)
             if person is not None:
                 org = listing.name if listing.kind == "ORGANIZATION" else ""
-                out.reasons[listing.lid] |= {(role, org if role != "SUBJECT" else "", listing.case_number)
-                                             for role in listing.roles(person)}
+                out.reasons[listing.lid] |= {
+                    (role, org if role != "SUBJECT" else "", listing.case_number) for role in listing.roles(person)
+                }
         out.deny = {lid: v for lid, v in out.deny.items() if v != NO}
         return out
 
@@ -632,6 +685,7 @@ class Model:
             # Perhaps still active: if the service applies it, this listing is beyond the model.
             def murk():
                 listing.murky = True
+
             return EventExpectation({APPLIED, REJECTED}, tags={"event-for-listing-lifted-in-future"}, apply=murk)
         if not listing.active:
             return EventExpectation({REJECTED})
@@ -640,11 +694,17 @@ class Model:
     def _list(self, event: dict) -> EventExpectation:
         subject = event["subject"]
         listing = Listing(
-            lid=event["listing_id"], list_type=event["list_type"], listed_on=d(event["listed_on"]),
-            expires_on=d(event.get("expires_on")), kind=subject["kind"], subject=norm(subject["document"]),
+            lid=event["listing_id"],
+            list_type=event["list_type"],
+            listed_on=d(event["listed_on"]),
+            expires_on=d(event.get("expires_on")),
+            kind=subject["kind"],
+            subject=norm(subject["document"]),
             extra=[norm(x) for x in event.get("extra_documents") or []],
             restricted=[(p["role"], norm(p["document"])) for p in event.get("restricted_persons") or []],
-            name=subject["name"], case_number=event["case_number"])
+            name=subject["name"],
+            case_number=event["case_number"],
+        )
         expectation = EventExpectation({APPLIED})
         if listing.expires_on is not None and listing.expires_on <= listing.listed_on:
             expectation.outcomes.add(REJECTED)
@@ -652,6 +712,7 @@ class Model:
 
         def apply():
             self.listings[listing.lid] = listing
+
         expectation.apply = apply
         return expectation
 
@@ -664,6 +725,7 @@ class Model:
     def _lift(self, listing: Listing, on: date) -> EventExpectation:
         def apply():
             listing.active, listing.lifted_on = False, on
+
         return EventExpectation({APPLIED}, apply=apply)
 
     def _extend(self, event: dict, listing: Listing) -> EventExpectation:
@@ -673,6 +735,7 @@ class Model:
 
         def apply():
             listing.expires_on = new
+
         return EventExpectation({APPLIED}, apply=apply)
 
     def _correct(self, event: dict, listing: Listing) -> EventExpectation:
@@ -722,6 +785,7 @@ class Model:
             for ex in self.exemptions.get(listing.lid, ()):
                 if ex.persons & gone:
                     ex.certain, ex.narrow_certain, ex.tag = False, False, "exemption-after-person-removed"
+
         return EventExpectation(outcomes, tags=tags, apply=apply)
 
     def _exempt(self, event: dict, listing: Listing) -> EventExpectation:
@@ -734,8 +798,13 @@ class Model:
         covered = frozenset(certain | maybe)
         outcomes = {APPLIED} if certain else {APPLIED, REJECTED}
         one_person = self._one_person(certain, maybe)
-        person_tag = "" if one_person else "exemption-person-ambiguous" if certain else \
-            next(iter(sorted(tags)), "exemption-person-ambiguous")
+        person_tag = (
+            ""
+            if one_person
+            else "exemption-person-ambiguous"
+            if certain
+            else next(iter(sorted(tags)), "exemption-person-ambiguous")
+        )
         if person_tag:
             tags.add(person_tag)
         valid_from, valid_to = d(event["valid_from"]), d(event["valid_to"])
@@ -748,18 +817,22 @@ class Model:
                 outcomes.add(REJECTED)
                 tags.add("exempt-listing-not-in-force")
         reference = event["reference"]
-        new = Exemption(listing.lid, covered, one_person, frozenset(event["modes"]), valid_from, valid_to, reference,
-                        person_tag)
+        new = Exemption(
+            listing.lid, covered, one_person, frozenset(event["modes"]), valid_from, valid_to, reference, person_tag
+        )
         if narrow is not None:
             with self.as_if_bindings_went_one_way():
-                new.narrow_persons, new.narrow_certain = frozenset(narrow[0] | narrow[1]), \
-                    self._one_person(narrow[0], narrow[1])
+                new.narrow_persons, new.narrow_certain = (
+                    frozenset(narrow[0] | narrow[1]),
+                    self._one_person(narrow[0], narrow[1]),
+                )
 
         def apply():
             for ex in self.exemptions[listing.lid]:
                 if ex.reference == reference and ex.persons & covered:
                     ex.certain, ex.narrow_certain, ex.tag = False, False, "exempt-same-reference"
             self.exemptions[listing.lid].append(new)
+
         return EventExpectation(outcomes, tags=tags, apply=apply)
 
     def _exempted(self, event: dict, listing: Listing) -> tuple[set, set, set]:
@@ -774,8 +847,7 @@ class Model:
     def _one_person(self, certain: set, maybe: set) -> bool:
         """One person: every entry of the listing under a document of theirs is covered. When the
         document stands for entries that are not surely one person, which one is left open."""
-        return bool(certain) and not maybe and all(self.reach(a).get(b, (NO, ""))[0] == YES
-                                                   for a in certain for b in certain)
+        return bool(certain) and not maybe and all(self.reach(a).get(b, (NO, ""))[0] == YES for a in certain for b in certain)
 
 
 # --------------------------------------------------------------------------- comparing
@@ -822,6 +894,7 @@ def compare_check(expectation: CheckExpectation, actual) -> str:
 
 # --------------------------------------------------------------------------- the random feed
 
+
 def _resident(region: str, birth: str, seq: int) -> str:
     body = f"{region}{birth}{seq:03d}"
     return body + ric.calc_check_digit(body + "0")
@@ -860,11 +933,22 @@ PASSPORTS = [
 ORGS = [{"type": "USCC", "number": _uscc("9111000060003734")}, {"type": "USCC", "number": _uscc("N131011566070758")}]
 OWNER = {0: 0, 1: 1, 2: 4, 3: 3}  # passport or permit -> the resident it is bound to
 SHARED = 1  # the one that the feed also binds to other people
-NEVER_LISTED = [{"type": "RESIDENT_ID", "number": _resident("110101", "19900101", 5)},
-                {"type": "PASSPORT", "number": "G00000001", "country": "CHN"}]
+NEVER_LISTED = [
+    {"type": "RESIDENT_ID", "number": _resident("110101", "19900101", 5)},
+    {"type": "PASSPORT", "number": "G00000001", "country": "CHN"},
+]
 ROLES = ["LEGAL_REPRESENTATIVE", "PRINCIPAL", "RESPONSIBLE_PERSON", "ACTUAL_CONTROLLER"]
-REASONS = ["PERFORMED", "SETTLED", "CREDITOR_APPLICATION", "NO_ASSETS", "SUSPENDED", "NOT_ENFORCED", "TERMINATED",
-           "EXPIRED", "REVOKED"]
+REASONS = [
+    "PERFORMED",
+    "SETTLED",
+    "CREDITOR_APPLICATION",
+    "NO_ASSETS",
+    "SUSPENDED",
+    "NOT_ENFORCED",
+    "TERMINATED",
+    "EXPIRED",
+    "REVOKED",
+]
 NAMES = ["张伟", "李娜", "王强", "赵敏", "孙磊", "陈静", "刘洋", "周杰"]
 
 
@@ -884,10 +968,15 @@ def spellings(doc: dict) -> list[dict]:
 
 
 # Checked after every chunk: each document of the pool, in several spellings, and two never listed.
-CHECK_DOCUMENTS = ([r for doc in RESIDENTS for r in spellings(doc)[:1]] + [spellings(RESIDENTS[0])[2]]
-                   + [spellings(RESIDENTS[2])[1]] + [p for doc in PASSPORTS for p in spellings(doc)[:1]]
-                   + [spellings(PASSPORTS[1])[1], spellings(PASSPORTS[0])[2], spellings(ORGS[1])[1]] + ORGS
-                   + NEVER_LISTED)
+CHECK_DOCUMENTS = (
+    [r for doc in RESIDENTS for r in spellings(doc)[:1]]
+    + [spellings(RESIDENTS[0])[2]]
+    + [spellings(RESIDENTS[2])[1]]
+    + [p for doc in PASSPORTS for p in spellings(doc)[:1]]
+    + [spellings(PASSPORTS[1])[1], spellings(PASSPORTS[0])[2], spellings(ORGS[1])[1]]
+    + ORGS
+    + NEVER_LISTED
+)
 _R = RESIDENTS[3]["number"]
 _MONTH_13 = _R[:10] + "13" + _R[12:17]
 # Checked once per chunk (FLIGHT, today): invalid documents, and two the contract is silent on.
@@ -904,15 +993,35 @@ BAD_DOCUMENTS = [
     {"type": "PASSPORT", "number": "E12345678", "country": "US"},
 ]
 TRIPS = [
-    None, ("FLIGHT", "", "", ""), ("RAIL", "G1234", "", ""), ("RAIL", "g12", "SECOND", ""),
-    ("RAIL", "D301", "FIRST", ""), ("RAIL", "D301", "SECOND", ""), ("RAIL", "C2001", "BUSINESS", ""),
-    ("RAIL", "C2001", "NO_SEAT", ""), ("RAIL", "K1", "SOFT_SLEEPER", ""), ("RAIL", "K1", "HARD_SLEEPER", ""),
-    ("RAIL", "T99", "DELUXE_SOFT_SLEEPER", ""), ("RAIL", "1461", "SOFT_SLEEPER", ""), ("RAIL", "Z9", "FIRST", ""),
-    ("SHIP", "", "", "SPECIAL"), ("SHIP", "", "", "SECOND"), ("SHIP", "", "", "THIRD"), ("SHIP", "", "", "FOURTH"),
-    ("SHIP", "", "", "SEAT"), ("RAIL", "C1", "DELUXE_SOFT_SLEEPER", ""), ("RAIL", "S5", "SOFT_SLEEPER", ""),
+    None,
+    ("FLIGHT", "", "", ""),
+    ("RAIL", "G1234", "", ""),
+    ("RAIL", "g12", "SECOND", ""),
+    ("RAIL", "D301", "FIRST", ""),
+    ("RAIL", "D301", "SECOND", ""),
+    ("RAIL", "C2001", "BUSINESS", ""),
+    ("RAIL", "C2001", "NO_SEAT", ""),
+    ("RAIL", "K1", "SOFT_SLEEPER", ""),
+    ("RAIL", "K1", "HARD_SLEEPER", ""),
+    ("RAIL", "T99", "DELUXE_SOFT_SLEEPER", ""),
+    ("RAIL", "1461", "SOFT_SLEEPER", ""),
+    ("RAIL", "Z9", "FIRST", ""),
+    ("SHIP", "", "", "SPECIAL"),
+    ("SHIP", "", "", "SECOND"),
+    ("SHIP", "", "", "THIRD"),
+    ("SHIP", "", "", "FOURTH"),
+    ("SHIP", "", "", "SEAT"),
+    ("RAIL", "C1", "DELUXE_SOFT_SLEEPER", ""),
+    ("RAIL", "S5", "SOFT_SLEEPER", ""),
 ]
-BAD_TRIPS = [("RAIL", "K1", "", ""), ("RAIL", "D301", "", ""), ("RAIL", "X100", "FIRST", ""),
-             ("RAIL", "G12345", "", ""), ("SHIP", "", "", ""), ("RAIL", " G12 ", "", "")]
+BAD_TRIPS = [
+    ("RAIL", "K1", "", ""),
+    ("RAIL", "D301", "", ""),
+    ("RAIL", "X100", "FIRST", ""),
+    ("RAIL", "G12345", "", ""),
+    ("SHIP", "", "", ""),
+    ("RAIL", " G12 ", "", ""),
+]
 
 
 class FeedGenerator:
@@ -950,8 +1059,7 @@ class FeedGenerator:
         else:
             event_id = f"e{self.seed}-{self.count}"
         self.clock += timedelta(seconds=self.rnd.randint(1, 600))
-        return {"event_id": event_id, "type": type_, "occurred_at": self.clock.isoformat(), "listing_id": listing_id,
-                **fields}
+        return {"event_id": event_id, "type": type_, "occurred_at": self.clock.isoformat(), "listing_id": listing_id, **fields}
 
     def next(self) -> dict:
         if self.queue:
@@ -963,9 +1071,21 @@ class FeedGenerator:
         self.active = active
         weights = {
             "list": 25 if len(active) < 5 else 10 if len(active) < 10 else 3,
-            "list_reuse": 1.5, "delist": 7, "perform": 3, "extend": 6, "correct": 16, "exempt": 12,
-            "exempt_everywhere": 5, "stale": 4, "duplicate": 4, "reordered": 1, "conflict": 3, "bad_identifier": 1.2,
-            "bad_document": 0.8, "malformed": 1.5, "list_by_bound_document": 1,
+            "list_reuse": 1.5,
+            "delist": 7,
+            "perform": 3,
+            "extend": 6,
+            "correct": 16,
+            "exempt": 12,
+            "exempt_everywhere": 5,
+            "stale": 4,
+            "duplicate": 4,
+            "reordered": 1,
+            "conflict": 3,
+            "bad_identifier": 1.2,
+            "bad_document": 0.8,
+            "malformed": 1.5,
+            "list_by_bound_document": 1,
         }
         if not active:
             weights.update(delist=0, perform=0, extend=0, correct=0, exempt=0, exempt_everywhere=0)
@@ -1000,8 +1120,7 @@ class FeedGenerator:
 
     def _dates(self) -> tuple[str, str | None]:
         r = self.rnd.random()
-        listed = self.rnd.randint(-5, 5) if r < 0.45 else self.rnd.randint(-800, -6) if r < 0.9 else \
-            self.rnd.randint(6, 60)
+        listed = self.rnd.randint(-5, 5) if r < 0.45 else self.rnd.randint(-800, -6) if r < 0.9 else self.rnd.randint(6, 60)
         r = self.rnd.random()
         if r < 0.25:
             return self.day(listed), None
@@ -1025,8 +1144,7 @@ class FeedGenerator:
         return PASSPORTS[index - 100] if index >= 100 else RESIDENTS[index]
 
     def _persons_json(self, restricted: list[tuple[str, int]]) -> list[dict]:
-        return [{"role": role, "name": self.rnd.choice(NAMES), "document": self._doc(self._pool(i))}
-                for role, i in restricted]
+        return [{"role": role, "name": self.rnd.choice(NAMES), "document": self._doc(self._pool(i))} for role, i in restricted]
 
     def _listing_id(self) -> str:
         n = len(self.shadow) + 1
@@ -1047,21 +1165,28 @@ class FeedGenerator:
     def _gen_list(self, active, listing_id=None) -> dict:
         lid = listing_id or self._listing_id()
         listed_on, expires_on = self._dates()
-        fields = dict(list_type=self.rnd.choice(["DISHONEST", "CONSUMPTION_RESTRICTION"]),
-                      case_number=f"({self.today.year})京0105执{self.count}号", court="北京市朝阳区人民法院",
-                      listed_on=listed_on, expires_on=expires_on)
+        fields = dict(
+            list_type=self.rnd.choice(["DISHONEST", "CONSUMPTION_RESTRICTION"]),
+            case_number=f"({self.today.year})京0105执{self.count}号",
+            court="北京市朝阳区人民法院",
+            listed_on=listed_on,
+            expires_on=expires_on,
+        )
         if self.rnd.random() < 0.3:
             org = self.rnd.randrange(len(ORGS))
             restricted = self._restricted()
-            fields.update(subject={"kind": "ORGANIZATION", "name": "示例贸易有限公司", "document": self._doc(ORGS[org])},
-                          restricted_persons=self._persons_json(restricted))
+            fields.update(
+                subject={"kind": "ORGANIZATION", "name": "示例贸易有限公司", "document": self._doc(ORGS[org])},
+                restricted_persons=self._persons_json(restricted),
+            )
             state = {"kind": "ORGANIZATION", "subject": org, "extra": [], "restricted": restricted}
         else:
             subject, _ = self._person_doc()
             extra = self._extras_for(subject)
-            fields.update(subject={"kind": "PERSON", "name": self.rnd.choice(NAMES),
-                                   "document": self._doc(self._pool(subject))},
-                          extra_documents=[self._doc(PASSPORTS[p]) for p in extra])
+            fields.update(
+                subject={"kind": "PERSON", "name": self.rnd.choice(NAMES), "document": self._doc(self._pool(subject))},
+                extra_documents=[self._doc(PASSPORTS[p]) for p in extra],
+            )
             if self.rnd.random() < 0.1:
                 fields["restricted_persons"] = []
             state = {"kind": "PERSON", "subject": subject, "extra": extra, "restricted": []}
@@ -1116,11 +1241,19 @@ class FeedGenerator:
         lifted = [lid for lid, s in self.shadow.items() if not s["active"]]
         lid = self.rnd.choice(lifted) if lifted and self.rnd.random() < 0.7 else f"L{self.seed}-unknown-{self.count}"
         kind = self.rnd.choice(["DELIST", "PERFORM", "EXTEND", "CORRECT", "EXEMPT"])
-        fields = {"DELIST": {"reason": "SETTLED", "effective_on": self.day(0)},
-                  "PERFORM": {"performed_on": self.day(0)}, "EXTEND": {"expires_on": self.day(900)},
-                  "CORRECT": {"court": "北京市第二中级人民法院"},
-                  "EXEMPT": {"document": self._doc(RESIDENTS[0]), "modes": ["FLIGHT"], "valid_from": self.day(0),
-                             "valid_to": self.day(3), "reference": self._reference(lid)}}[kind]
+        fields = {
+            "DELIST": {"reason": "SETTLED", "effective_on": self.day(0)},
+            "PERFORM": {"performed_on": self.day(0)},
+            "EXTEND": {"expires_on": self.day(900)},
+            "CORRECT": {"court": "北京市第二中级人民法院"},
+            "EXEMPT": {
+                "document": self._doc(RESIDENTS[0]),
+                "modes": ["FLIGHT"],
+                "valid_from": self.day(0),
+                "valid_to": self.day(3),
+                "reference": self._reference(lid),
+            },
+        }[kind]
         return self._event(kind, lid, **fields)
 
     def _gen_correct(self, active) -> dict:
@@ -1128,8 +1261,7 @@ class FeedGenerator:
         s = self.shadow[lid]
         options = {"dates": 2, "text": 1, "list_type": 0.3}
         if s["kind"] == "PERSON":
-            options.update(extras=4, extras_null=1, subject_only=1, subject_with_extras=3, same_subject=1,
-                           to_org=1)
+            options.update(extras=4, extras_null=1, subject_only=1, subject_with_extras=3, same_subject=1, to_org=1)
         else:
             options.update(restricted=5, org_subject=1, to_person=1)
         choice = self.rnd.choices(list(options), list(options.values()))[0]
@@ -1185,8 +1317,13 @@ class FeedGenerator:
         lid = self._pick(active)
         s = self.shadow[lid]
         persons = [s["subject"]] if s["kind"] == "PERSON" else [i for _, i in s["restricted"]]
-        bound = [100 + p for other in map(self.shadow.get, active) if other["kind"] == "PERSON"
-                 for p in other["extra"] if other["subject"] in persons]
+        bound = [
+            100 + p
+            for other in map(self.shadow.get, active)
+            if other["kind"] == "PERSON"
+            for p in other["extra"]
+            if other["subject"] in persons
+        ]
         r = self.rnd.random()
         by_passport = [OWNER[i - 100] for i in persons if i >= 100]
         if by_passport and r < 0.3:
@@ -1207,24 +1344,43 @@ class FeedGenerator:
         start = self.rnd.choice(anchors)
         length = self.rnd.choice([0, 0, 1, 2, 3, 7, 30, -1])
         modes = self.rnd.sample(["FLIGHT", "RAIL", "SHIP"], self.rnd.randint(1, 3))
-        return self._event("EXEMPT", lid, document=self._doc(doc), modes=modes, valid_from=self.day(start),
-                           valid_to=self.day(start + length), reference=self._reference(lid))
+        return self._event(
+            "EXEMPT",
+            lid,
+            document=self._doc(doc),
+            modes=modes,
+            valid_from=self.day(start),
+            valid_to=self.day(start + length),
+            reference=self._reference(lid),
+        )
 
     def _gen_exempt_everywhere(self, active) -> dict:
         """The court exempts one person on every listing of theirs (so that the trip is allowed),
         under their resident ID or a passport bound to them."""
         person = self.rnd.randrange(len(RESIDENTS))
-        mine = [lid for lid in active if (self.shadow[lid]["kind"] == "PERSON" and self.shadow[lid]["subject"] == person)
-                or person in [i for _, i in self.shadow[lid]["restricted"]]]
+        mine = [
+            lid
+            for lid in active
+            if (self.shadow[lid]["kind"] == "PERSON" and self.shadow[lid]["subject"] == person)
+            or person in [i for _, i in self.shadow[lid]["restricted"]]
+        ]
         passports = [p for p, owner in OWNER.items() if owner == person]
         start = self.rnd.choice([-1, 0, 0, 1, self.rnd.randint(2, 30)])
         end = start + self.rnd.choice([0, 1, 3, 10, 60])
         modes = self.rnd.sample(["FLIGHT", "RAIL", "SHIP"], self.rnd.choice([1, 2, 3, 3]))
         for lid in mine or active[:1]:
             doc = PASSPORTS[passports[0]] if passports and self.rnd.random() < 0.3 else RESIDENTS[person]
-            self.queue.append(self._event("EXEMPT", lid, document=self._doc(doc), modes=modes,
-                                          valid_from=self.day(start), valid_to=self.day(end),
-                                          reference=self._reference(lid)))
+            self.queue.append(
+                self._event(
+                    "EXEMPT",
+                    lid,
+                    document=self._doc(doc),
+                    modes=modes,
+                    valid_from=self.day(start),
+                    valid_to=self.day(end),
+                    reference=self._reference(lid),
+                )
+            )
         return self.queue.pop(0)
 
     def _sent_event(self) -> dict:
@@ -1239,15 +1395,21 @@ class FeedGenerator:
 
     def _gen_conflict(self, active) -> dict:
         event = self._sent_event()
-        changes = {"LIST": ("court", "上海市浦东新区人民法院"), "DELIST": ("reason", "REVOKED"),
-                   "PERFORM": ("performed_on", self.day(-30)), "EXTEND": ("expires_on", self.day(999)),
-                   "CORRECT": ("case_number", "(2020)京0105执1号"), "EXEMPT": ("valid_to", self.day(400))}
+        changes = {
+            "LIST": ("court", "上海市浦东新区人民法院"),
+            "DELIST": ("reason", "REVOKED"),
+            "PERFORM": ("performed_on", self.day(-30)),
+            "EXTEND": ("expires_on", self.day(999)),
+            "CORRECT": ("case_number", "(2020)京0105执1号"),
+            "EXEMPT": ("valid_to", self.day(400)),
+        }
         if event.get("type") == "EXEMPT":
             event["modes"] = ["RAIL"] if event.get("modes") == ["FLIGHT"] else ["FLIGHT"]
             return event
         name, value = changes.get(event.get("type"), ("grounds", "其他"))
-        event[name] = value if event.get(name) != value else value + "之一" if name in ("court", "case_number") else \
-            self.day(61)
+        event[name] = (
+            value if event.get(name) != value else value + "之一" if name in ("court", "case_number") else self.day(61)
+        )
         return event
 
     def _gen_bad_document(self, active) -> dict:
@@ -1260,23 +1422,23 @@ class FeedGenerator:
         elif event["subject"]["kind"] == "PERSON" and bad["type"] != "USCC":
             event["subject"] = {**event["subject"], "document": bad}
         else:
-            event["subject"] = {"kind": "ORGANIZATION", "name": "示例贸易有限公司",
-                                "document": BAD_DOCUMENTS[4]}
+            event["subject"] = {"kind": "ORGANIZATION", "name": "示例贸易有限公司", "document": BAD_DOCUMENTS[4]}
             event.pop("extra_documents", None)
         return event
 
     def _gen_malformed(self, active):
         """Something wrong with the line itself: not JSON, not an object, wrong types, missing
         fields, control characters, a name far too long, absurd nesting."""
-        maker = self.rnd.choice([self._gen_list] + [self._gen_exempt, self._gen_delist, self._gen_extend,
-                                                    self._gen_correct] * bool(active))
+        maker = self.rnd.choice(
+            [self._gen_list] + [self._gen_exempt, self._gen_delist, self._gen_extend, self._gen_correct] * bool(active)
+        )
         event = maker(active)  # (the shadow now believes what the rejected line says: a little more collision)
         if event["type"] == "LIST":
             self.shadow[event["listing_id"]]["active"] = False
         text = json.dumps(event, ensure_ascii=False)
         kind = self.rnd.randrange(12)
         if kind == 0:
-            return text[:self.rnd.randrange(1, len(text) - 1)]  # cut short
+            return text[: self.rnd.randrange(1, len(text) - 1)]  # cut short
         if kind == 1:
             return self.rnd.choice(["[1, 2]", '"LIST"', "null", "42", ""])
         if kind == 2:
@@ -1288,26 +1450,32 @@ class FeedGenerator:
         elif kind == 5:
             event["note"] = json.loads("[" * 200 + "]" * 200)
         elif kind == 6:
-            required = {"LIST": ["list_type", "case_number", "court", "listed_on", "subject"],
-                        "DELIST": ["reason", "effective_on"], "EXTEND": ["expires_on"],
-                        "EXEMPT": ["document", "modes", "valid_from", "valid_to", "reference"]}
+            required = {
+                "LIST": ["list_type", "case_number", "court", "listed_on", "subject"],
+                "DELIST": ["reason", "effective_on"],
+                "EXTEND": ["expires_on"],
+                "EXEMPT": ["document", "modes", "valid_from", "valid_to", "reference"],
+            }
             event.pop(self.rnd.choice(required.get(event["type"], []) + ["occurred_at"]))
         elif kind == 7 and event["type"] in ("LIST", "CORRECT") and "subject" in event:
             name = self.rnd.choice(["张\x00伟", "李\u2028娜", "王" * 5000])
             event["subject"] = {**event["subject"], "name": name}
         elif kind == 8 and event["type"] == "LIST":
-            event[self.rnd.choice(["subject", "extra_documents", "restricted_persons", "listed_on", "case_number"])] = \
+            event[self.rnd.choice(["subject", "extra_documents", "restricted_persons", "listed_on", "case_number"])] = (
                 self.rnd.choice([[], {"a": 1}, 20260101, "x", "2026-02-30"])
+            )
             if isinstance(event.get("subject"), list) and event["subject"] == []:
                 event["subject"] = "PERSON"
         elif kind == 9 and event["type"] == "EXEMPT":
             event[self.rnd.choice(["modes", "valid_from", "document"])] = self.rnd.choice(
-                [[], ["BUS"], "FLIGHT", "tomorrow", {"type": "DRIVING_LICENCE", "number": "X1234567"}, {"type": "PASSPORT"}])
+                [[], ["BUS"], "FLIGHT", "tomorrow", {"type": "DRIVING_LICENCE", "number": "X1234567"}, {"type": "PASSPORT"}]
+            )
         elif kind == 10 and event["type"] == "DELIST":
             event["reason"] = self.rnd.choice(["PAID", None, 3])
         else:
-            event["listed_on" if event["type"] == "LIST" else "expires_on" if event["type"] == "EXTEND" else "type"] = \
+            event["listed_on" if event["type"] == "LIST" else "expires_on" if event["type"] == "EXTEND" else "type"] = (
                 self.rnd.choice(["2026-13-01", "01/02/2026", None])
+            )
         return event
 
     def _gen_bad_identifier(self, active) -> dict:

@@ -60,16 +60,17 @@ def clean_load(work: Path, feed: Path) -> tuple[dict, float]:
     data = work / "clean"
     init(data)
     started = time.monotonic()
-    subprocess.run(load_command(data, feed), env=_env({"SANCTION_PEPPER": PEPPER_HEX}), cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run(
+        load_command(data, feed), env=_env({"SANCTION_PEPPER": PEPPER_HEX}), cwd=ROOT, check=True, capture_output=True
+    )
     return digest(data), time.monotonic() - started
 
 
 @dataclass
 class Kill:
-    before: int        # data version when the killed run started
-    after: int         # data version right after the kill
-    incomplete: bool   # the store is marked as holding an unfinished bulk load
+    before: int  # data version when the killed run started
+    after: int  # data version right after the kill
+    incomplete: bool  # the store is marked as holding an unfinished bulk load
     interrupted: bool  # the kill landed while the run was writing
 
 
@@ -120,7 +121,7 @@ def probe_violations(data: Path, probes: list[dict], today: date | None = None) 
                     asked.append((query, probe["listing_id"], listing_restricts_on(record, day)))
         problems = []
         for start in range(0, len(asked), 1000):
-            chunk = asked[start:start + 1000]
+            chunk = asked[start : start + 1000]
             for (_, listing_id, restricts), result in zip(chunk, checker.check_many([q for q, _, _ in chunk])):
                 found = [m.found.listing["listing_id"] for m in result.decision.matches]
                 if listing_id not in found:
@@ -147,8 +148,9 @@ def assert_fails_closed_or_finds_probes(data: Path, probes: list[dict]) -> int:
     return asked
 
 
-def killed_loads(work: Path, feed: Path, kills: int, total: int, rnd: random.Random, probes: list[dict], *,
-                 bulk: bool = False) -> tuple[dict, list[Kill], int]:
+def killed_loads(
+    work: Path, feed: Path, kills: int, total: int, rnd: random.Random, probes: list[dict], *, bulk: bool = False
+) -> tuple[dict, list[Kill], int]:
     """Kill the loader `kills` times, re-running the same feed after each kill.
 
     Each run is killed a random moment after the store passed a random target version
@@ -166,8 +168,13 @@ def killed_loads(work: Path, feed: Path, kills: int, total: int, rnd: random.Ran
         # rest), so every run is killed while it still has events to write.
         share = (total - floor) // (1 if bulk else kills - done + 1)
         target = rnd.randrange(floor + 1, floor + max(2, share))
-        proc = subprocess.Popen(load_command(data, feed, bulk=bulk), env=_env(KILLED_ENV),
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            load_command(data, feed, bulk=bulk),
+            env=_env(KILLED_ENV),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         while proc.poll() is None:
             seq, marked = _store_state(data)
             if seq >= target and (marked or not bulk):
@@ -180,8 +187,9 @@ def killed_loads(work: Path, feed: Path, kills: int, total: int, rnd: random.Ran
         interrupted = incomplete if bulk else before < after < total
         record.append(Kill(0 if bulk else before, after, incomplete, interrupted))
         probes_asked += assert_fails_closed_or_finds_probes(data, probes)
-    final = subprocess.run(load_command(data, feed, bulk=bulk), env=_env({"SANCTION_PEPPER": PEPPER_HEX}), cwd=ROOT,
-                           capture_output=True, text=True)
+    final = subprocess.run(
+        load_command(data, feed, bulk=bulk), env=_env({"SANCTION_PEPPER": PEPPER_HEX}), cwd=ROOT, capture_output=True, text=True
+    )
     assert final.returncode == 0, final.stdout + final.stderr
     probes_asked += assert_fails_closed_or_finds_probes(data, probes)
     return digest(data), record, probes_asked
@@ -195,7 +203,7 @@ def killed_servers(work: Path, feed: Path, kills: int, rnd: random.Random, chunk
     data = work / "served"
     init(data)
     lines = feed.read_text(encoding="utf-8").splitlines()
-    chunks = [lines[i:i + chunk] for i in range(0, len(lines), chunk)]
+    chunks = [lines[i : i + chunk] for i in range(0, len(lines), chunk)]
     versions = []
     for attempt in range(kills + 1):
         killing = attempt < kills
@@ -248,11 +256,15 @@ def main() -> int:
             name = "bulk loader" if bulk else "loader"
             killed, record, asked = killed_loads(work, feed, kills, total, rnd, probes, bulk=bulk)
             interrupted = sum(k.interrupted for k in record)
-            print(f"{name}: {kills} SIGKILLs, {interrupted} interrupted a write; data version before -> after "
-                  f"(* = store left marked incomplete): "
-                  + ", ".join(f"{k.before}->{k.after}{'*' if k.incomplete else ''}" for k in record))
-            print(f"{name}: {asked} probe checks after the kills, all found (DENY where in force today); "
-                  f"end state equals clean load: {killed == clean}")
+            print(
+                f"{name}: {kills} SIGKILLs, {interrupted} interrupted a write; data version before -> after "
+                f"(* = store left marked incomplete): "
+                + ", ".join(f"{k.before}->{k.after}{'*' if k.incomplete else ''}" for k in record)
+            )
+            print(
+                f"{name}: {asked} probe checks after the kills, all found (DENY where in force today); "
+                f"end state equals clean load: {killed == clean}"
+            )
             ok &= killed == clean
         served, server_versions = killed_servers(work, feed, args.server_kills, rnd)
         print(f"server SIGKILLed {args.server_kills} times during ApplyEvents at data versions {server_versions}")

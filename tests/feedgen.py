@@ -13,17 +13,66 @@ import random
 from sanction_service.loaders import synth
 
 HOSTILE_VALUES = [
-    None, True, False, 0, -1, 1, 2**63, -(2**63) - 1, 10**30, 1.5, 1e300, 0.0, "", " ", "  x  ", "\t", "x" * 129,
-    "案" * 43, "\u0000", "a\u0085b", "\u2028", "\ud800", "a\udfffb", "2025-02-30", "2025-02-28", "20250228",
-    "2024-05-01T10:00:00", "2024-05-01T10:00:00+08:00", "2024-05-01 10:00:00+08:00", "2024-05-01t10:00:00z", "LIST",
-    "PERSON", "ORGANIZATION", "USCC", "PASSPORT", "RESIDENT_ID", "CHN", "chn", "FRA", "SETTLED", "PRINCIPAL",
-    "SUBJECT", "FLIGHT", [], [None], ["FLIGHT", "FLIGHT"], ["BUS"], {}, {"type": "PASSPORT", "number": "E1234567"},
-    {"type": "RESIDENT_ID", "number": "110105198001019918"}, {"type": "RESIDENT_ID", "number": "11010519800101991x"},
-    {"type": "RESIDENT_ID", "number": "110105800101991"}, {"type": "RESIDENT_ID", "number": "1101 0519 8001 0199 18"},
-    {"type": "USCC", "number": "91310115MA1FL8X25K"}, {"type": "PASSPORT", "number": "E1234567", "country": None},
-    {"type": "PASSPORT", "number": "E1234567", "country": " fra "}, {"type": "PASSPORT", "number": "E1234567", "x": 1},
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2**63,
+    -(2**63) - 1,
+    10**30,
+    1.5,
+    1e300,
+    0.0,
+    "",
+    " ",
+    "  x  ",
+    "\t",
+    "x" * 129,
+    "案" * 43,
+    "\u0000",
+    "a\u0085b",
+    "\u2028",
+    "\ud800",
+    "a\udfffb",
+    "2025-02-30",
+    "2025-02-28",
+    "20250228",
+    "2024-05-01T10:00:00",
+    "2024-05-01T10:00:00+08:00",
+    "2024-05-01 10:00:00+08:00",
+    "2024-05-01t10:00:00z",
+    "LIST",
+    "PERSON",
+    "ORGANIZATION",
+    "USCC",
+    "PASSPORT",
+    "RESIDENT_ID",
+    "CHN",
+    "chn",
+    "FRA",
+    "SETTLED",
+    "PRINCIPAL",
+    "SUBJECT",
+    "FLIGHT",
+    [],
+    [None],
+    ["FLIGHT", "FLIGHT"],
+    ["BUS"],
+    {},
+    {"type": "PASSPORT", "number": "E1234567"},
+    {"type": "RESIDENT_ID", "number": "110105198001019918"},
+    {"type": "RESIDENT_ID", "number": "11010519800101991x"},
+    {"type": "RESIDENT_ID", "number": "110105800101991"},
+    {"type": "RESIDENT_ID", "number": "1101 0519 8001 0199 18"},
+    {"type": "USCC", "number": "91310115MA1FL8X25K"},
+    {"type": "PASSPORT", "number": "E1234567", "country": None},
+    {"type": "PASSPORT", "number": "E1234567", "country": " fra "},
+    {"type": "PASSPORT", "number": "E1234567", "x": 1},
     [{"role": "PRINCIPAL", "name": "王", "document": {"type": "RESIDENT_ID", "number": "110105198001019918"}}],
-    [{"type": "PASSPORT", "number": "E7654321"}], [[[]]],
+    [{"type": "PASSPORT", "number": "E7654321"}],
+    [[[]]],
 ]
 
 
@@ -66,13 +115,27 @@ def mutate(rng: random.Random, event: dict) -> str:
     elif how == 7:  # spacing, key order, escapes: the same content
         items = list(event.items())
         rng.shuffle(items)
-        return json.dumps(dict(items), ensure_ascii=rng.random() < 0.5, indent=rng.choice([None, 1]),
-                          separators=rng.choice([(",", ":"), (", ", ": ")])).replace("\n", " ")
+        return json.dumps(
+            dict(items),
+            ensure_ascii=rng.random() < 0.5,
+            indent=rng.choice([None, 1]),
+            separators=rng.choice([(",", ":"), (", ", ": ")]),
+        ).replace("\n", " ")
     elif how == 8:  # damage the text
         text = json.dumps(event, ensure_ascii=False)
         cut = rng.randrange(len(text))
-        return rng.choice([text[:cut], text[:cut] + text[cut + 1:], text + " x", "[" + text + "]", text + "\r",
-                           text.replace('"', "'", 1), "\ufeff" + text, text.replace(":", ": NaN, \"a\":", 1)])
+        return rng.choice(
+            [
+                text[:cut],
+                text[:cut] + text[cut + 1 :],
+                text + " x",
+                "[" + text + "]",
+                text + "\r",
+                text.replace('"', "'", 1),
+                "\ufeff" + text,
+                text.replace(":", ': NaN, "a":', 1),
+            ]
+        )
     else:  # padded identifiers and texts (stripped by the parser, kept in the digest)
         for name in ("event_id", "listing_id", "court", "case_number", "reference"):
             if name in event and isinstance(event[name], str) and rng.random() < 0.5:
@@ -95,16 +158,30 @@ def _state_error(rng: random.Random, seen: list[dict]) -> dict:
         return e
     lid = e["listing_id"] if rng.random() < 0.8 else "NO-SUCH-LISTING"
     n = rng.randrange(10**9)
-    follow = rng.choice([
-        {"type": "DELIST", "reason": rng.choice(["SETTLED", "EXPIRED", "REVOKED"]), "effective_on": "2026-01-01"},
-        {"type": "PERFORM", "performed_on": "2026-01-02"},
-        {"type": "EXTEND", "expires_on": rng.choice(["2020-01-01", "2040-01-01"])},
-        {"type": "CORRECT", "court": "更正后的人民法院"},
-        {"type": "CORRECT", "subject": {"kind": "PERSON", "name": "新", "document": {
-            "type": "RESIDENT_ID", "number": "110105198001019918"}}},
-        {"type": "EXEMPT", "document": {"type": "RESIDENT_ID", "number": "110105198001019918"}, "modes": ["RAIL"],
-         "valid_from": "2026-01-01", "valid_to": "2026-02-01", "reference": f"R{n}"},
-    ])
+    follow = rng.choice(
+        [
+            {"type": "DELIST", "reason": rng.choice(["SETTLED", "EXPIRED", "REVOKED"]), "effective_on": "2026-01-01"},
+            {"type": "PERFORM", "performed_on": "2026-01-02"},
+            {"type": "EXTEND", "expires_on": rng.choice(["2020-01-01", "2040-01-01"])},
+            {"type": "CORRECT", "court": "更正后的人民法院"},
+            {
+                "type": "CORRECT",
+                "subject": {
+                    "kind": "PERSON",
+                    "name": "新",
+                    "document": {"type": "RESIDENT_ID", "number": "110105198001019918"},
+                },
+            },
+            {
+                "type": "EXEMPT",
+                "document": {"type": "RESIDENT_ID", "number": "110105198001019918"},
+                "modes": ["RAIL"],
+                "valid_from": "2026-01-01",
+                "valid_to": "2026-02-01",
+                "reference": f"R{n}",
+            },
+        ]
+    )
     return {"event_id": f"x-{n}", "occurred_at": "2026-01-01T00:00:00+08:00", "listing_id": lid, **follow}
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 def nats_server_binary() -> str | None:
     return shutil.which("nats-server") or next(
-        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.access(p, os.X_OK)), None)
+        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.access(p, os.X_OK)), None
+    )
 
 
 def free_port() -> int:
@@ -24,8 +25,7 @@ def free_port() -> int:
 
 
 class NatsServer:
-    def __init__(self, store_dir: Path, *, config: Path | None = None, port: int | None = None,
-                 env: dict | None = None):
+    def __init__(self, store_dir: Path, *, config: Path | None = None, port: int | None = None, env: dict | None = None):
         self.binary = nats_server_binary()
         assert self.binary, "nats-server is not installed"
         self.store_dir = store_dir

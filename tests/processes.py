@@ -14,8 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def sanction(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sanction_service", *args], cwd=ROOT, env=_env(env),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "sanction_service", *args],
+        cwd=ROOT,
+        env=_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _env(extra: dict | None) -> dict:
@@ -34,10 +40,14 @@ class ServerProcess:
 
     def __init__(self, *args: str, env: dict | None = None, cwd: Path = ROOT, command: list[str] | None = None):
         self.proc = subprocess.Popen(
-            command or [sys.executable, "-m", "sanction_service", "serve", "--listen", "127.0.0.1:0",
-                        "--metrics-port", "0", *args],
-            cwd=cwd, env=_env({"SANCTION_DRAIN_SECONDS": "0.1", **(env or {})}), stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, text=True)
+            command
+            or [sys.executable, "-m", "sanction_service", "serve", "--listen", "127.0.0.1:0", "--metrics-port", "0", *args],
+            cwd=cwd,
+            env=_env({"SANCTION_DRAIN_SECONDS": "0.1", **(env or {})}),
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
         self.lines: list[str] = []
         self.port: int | None = None
         self._serving = threading.Event()

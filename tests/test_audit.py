@@ -92,8 +92,7 @@ def test_sighup_revokes_a_removed_token_and_admits_an_added_one_without_a_restar
     args = ["--data-dir", str(data), "--tokens-file", str(path), "--workers", str(workers)]
     with ServerProcess(*args, env={"SANCTION_LOG_FORMAT": "json"}) as server:
         target = server.wait_serving(workers=workers)
-        assert [decision(target, RAIL), decision(target, OPS), decision(target, NEW)] == \
-            ["DENY", "DENY", "UNAUTHENTICATED"]
+        assert [decision(target, RAIL), decision(target, OPS), decision(target, NEW)] == ["DENY", "DENY", "UNAUTHENTICATED"]
 
         tokens(path, ("ops", OPS, ["check", "admin"]), ("newcomer", NEW, ["check"]))
         server.proc.send_signal(signal.SIGHUP)
@@ -101,8 +100,7 @@ def test_sighup_revokes_a_removed_token_and_admits_an_added_one_without_a_restar
         assert all("added ['newcomer'], removed ['rail']" in line for line in reloaded)
         # Several fresh connections, so that with two workers both are asked.
         for _ in range(4 * workers):
-            assert [decision(target, RAIL), decision(target, OPS), decision(target, NEW)] == \
-                ["UNAUTHENTICATED", "DENY", "DENY"]
+            assert [decision(target, RAIL), decision(target, OPS), decision(target, NEW)] == ["UNAUTHENTICATED", "DENY", "DENY"]
         assert health(target) == health_pb2.HealthCheckResponse.SERVING
 
         # A file that cannot be used keeps the tokens in force, and says so.
@@ -162,11 +160,21 @@ def test_with_a_tokens_file_any_address_is_served_without_a_warning(data, tmp_pa
         assert not any("WARNING" in line for line in server.lines)
 
 
-@pytest.mark.parametrize("listen, loopback", [
-    ("127.0.0.1:50051", True), ("127.0.0.2:1", True), ("[::1]:50051", True), ("localhost:50051", True),
-    ("unix:/tmp/sanction.sock", True), ("0.0.0.0:50051", False), ("[::]:50051", False), (":50051", False),
-    ("10.1.2.3:50051", False), ("no-such-host.invalid:50051", False),
-])
+@pytest.mark.parametrize(
+    "listen, loopback",
+    [
+        ("127.0.0.1:50051", True),
+        ("127.0.0.2:1", True),
+        ("[::1]:50051", True),
+        ("localhost:50051", True),
+        ("unix:/tmp/sanction.sock", True),
+        ("0.0.0.0:50051", False),
+        ("[::]:50051", False),
+        (":50051", False),
+        ("10.1.2.3:50051", False),
+        ("no-such-host.invalid:50051", False),
+    ],
+)
 def test_loopback_addresses(listen, loopback):
     assert is_loopback(listen) is loopback
 
@@ -202,8 +210,7 @@ def test_text_log_lines_name_the_worker_and_pid(data):
 def test_a_bad_log_format_is_one_line_and_exit_78():
     result = sanction("stats", env={"SANCTION_LOG_FORMAT": "xml"})
     assert result.returncode == cli.EXIT_CONFIG
-    assert result.stderr.strip() == "sanction: SANCTION_LOG_FORMAT='xml' is not accepted: one of TEXT, JSON " \
-                                    "(any letter case)"
+    assert result.stderr.strip() == "sanction: SANCTION_LOG_FORMAT='xml' is not accepted: one of TEXT, JSON (any letter case)"
 
 
 # --------------------------------------------------------------------------- audit log and per-client counters
@@ -215,7 +222,7 @@ def metric(port: int, name: str, **labels) -> float:
     for line in page.splitlines():
         if line.startswith(name + "{"):
             key, value = line.rsplit(" ", 1)
-            if ",".join(sorted(key[len(name) + 1:-1].split(","))) == wanted:
+            if ",".join(sorted(key[len(name) + 1 : -1].split(","))) == wanted:
                 return float(value)
     return 0.0
 
@@ -237,9 +244,19 @@ def test_admin_calls_are_appended_to_the_audit_log_with_counts_and_versions(tmp_
             entries = audit_entries(data)
             assert len(entries) == 1
             assert entries[0] | {"time": None, "peer": None} == {
-                "time": None, "client": "ops", "peer": None, "method": "ApplyEvents", "events_received": 3,
-                "data_version_before": before, "applied": 1, "duplicates": 1, "rejected": 1,
-                "data_version_after": first.data_version, "outcome": "OK", "pid": server.proc.pid}
+                "time": None,
+                "client": "ops",
+                "peer": None,
+                "method": "ApplyEvents",
+                "events_received": 3,
+                "data_version_before": before,
+                "applied": 1,
+                "duplicates": 1,
+                "rejected": 1,
+                "data_version_after": first.data_version,
+                "outcome": "OK",
+                "pid": server.proc.pid,
+            }
             assert entries[0]["peer"].startswith("ipv4:127.0.0.1:")
 
             again = ops.apply_events([list_person("L4", NEWCOMER)])
@@ -259,9 +276,13 @@ def test_admin_calls_are_appended_to_the_audit_log_with_counts_and_versions(tmp_
     entries = audit_entries(data)
     assert entries[0]["data_version_after"] == first.data_version  # appended to, not rewritten
     assert [(e["method"], e["client"], e["outcome"]) for e in entries] == [
-        ("ApplyEvents", "ops", "OK"), ("ApplyEvents", "ops", "OK"), ("LookupPerson", "ops", "OK"),
-        ("GetListing", "ops", "OK"), ("ApplyEvents", "rail", "PERMISSION_DENIED"),
-        ("GetStats", "rail", "PERMISSION_DENIED")]
+        ("ApplyEvents", "ops", "OK"),
+        ("ApplyEvents", "ops", "OK"),
+        ("LookupPerson", "ops", "OK"),
+        ("GetListing", "ops", "OK"),
+        ("ApplyEvents", "rail", "PERMISSION_DENIED"),
+        ("GetStats", "rail", "PERMISSION_DENIED"),
+    ]
     assert entries[1]["data_version_before"] == first.data_version
     assert entries[1]["data_version_after"] == again.data_version
     assert (entries[1]["applied"], entries[1]["duplicates"]) == (again.applied, again.duplicates)
@@ -273,8 +294,9 @@ def test_admin_calls_are_appended_to_the_audit_log_with_counts_and_versions(tmp_
     # docs/OPERATIONS.md shows the same fields for each kind of entry, and describes each.
     operations = (ROOT / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
     examples = [json.loads(line) for line in operations.splitlines() if line.startswith('{"time":"')]
-    assert {(e["method"], e["outcome"]): list(e) for e in examples} == \
-        {(e["method"], e["outcome"]): list(e) for e in entries[1:-1]}
+    assert {(e["method"], e["outcome"]): list(e) for e in examples} == {
+        (e["method"], e["outcome"]): list(e) for e in entries[1:-1]
+    }
     described = {f for row in table_rows(operations, "| field | in |") for f in ticked(row[0])}
     assert described == {f for e in entries for f in e}
 
@@ -288,8 +310,7 @@ def test_the_audit_log_survives_a_restart_and_another_path_may_be_set(tmp_path):
             with RestrictionClient(server.wait_serving(), timeout=10) as anonymous:
                 anonymous.apply_events([list_person(f"L{n}", PERSON)])
     entries = [json.loads(line) for line in elsewhere.read_text().splitlines()]
-    assert [(e["client"], e["applied"], e["data_version_after"]) for e in entries] == [("anonymous", 1, 1),
-                                                                                       ("anonymous", 1, 2)]
+    assert [(e["client"], e["applied"], e["data_version_after"]) for e in entries] == [("anonymous", 1, 1), ("anonymous", 1, 2)]
     assert not (data / "audit.log").exists()
 
 
@@ -312,8 +333,9 @@ def test_per_client_counters_count_each_clients_answers_by_decision(data, tmp_pa
             batch = rail.check_batch([Passenger("RESIDENT_ID", n) for n in (PERSON, OTHER, NEWCOMER, "123")], FLIGHT)
             assert [getattr(b, "decision", "error") for b in batch] == ["DENY", "ALLOW", "ALLOW", "error"]
         with RestrictionClient(target, timeout=10, token=OPS) as ops:
-            answers = list(ops.check_stream([(str(i), check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT))
-                                             for i in range(5)]))
+            answers = list(
+                ops.check_stream([(str(i), check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT)) for i in range(5)])
+            )
             assert [a.decision for _, a in answers] == ["DENY"] * 5
         assert metric(port, "sanction_client_checks_total", client="rail", decision="DENY") == 4
         assert metric(port, "sanction_client_checks_total", client="rail", decision="ALLOW") == 3

@@ -24,53 +24,109 @@ FEED_CASES = [
     ("oversized line", '{"event_id": "big", "pad": "' + "x" * (1024 * 1024 + 10) + '"}', "", "longer than"),
     ("missing required field", {k: v for k, v in list_person("M1", OTHER).items() if k != "court"}, "court", "required"),
     ("unknown event type", event("SUSPEND", "L1"), "type", "unknown event type"),
-    ("unknown document type", list_person("M2", OTHER) | {"subject": {"kind": "PERSON", "name": "x",
-                                                          "document": {"type": "DRIVING_LICENCE", "number": "1"}}},
-     "subject.document.type", "unknown document type"),
-    ("empty document", list_person("M3", OTHER) | {"subject": {"kind": "PERSON", "name": "x", "document": {}}},
-     "subject.document", "required"),
+    (
+        "unknown document type",
+        list_person("M2", OTHER)
+        | {"subject": {"kind": "PERSON", "name": "x", "document": {"type": "DRIVING_LICENCE", "number": "1"}}},
+        "subject.document.type",
+        "unknown document type",
+    ),
+    (
+        "empty document",
+        list_person("M3", OTHER) | {"subject": {"kind": "PERSON", "name": "x", "document": {}}},
+        "subject.document",
+        "required",
+    ),
     ("bad RIC checksum", list_person("M4", BAD_RIC), "subject.document.number", "check character"),
-    ("bad USCC", list_person("M5", OTHER) | {"subject": {"kind": "ORGANIZATION", "name": "x",
-                                                         "document": doc(BAD_USCC, "USCC")}},
-     "subject.document.number", "USCC"),
+    (
+        "bad USCC",
+        list_person("M5", OTHER) | {"subject": {"kind": "ORGANIZATION", "name": "x", "document": doc(BAD_USCC, "USCC")}},
+        "subject.document.number",
+        "USCC",
+    ),
     ("date that is not a date", list_person("M6", OTHER, listed_on="2024-02-30"), "listed_on", "date"),
-    ("expires_on before listed_on", list_person("M7", OTHER, listed_on="2024-05-01", expires_on="2024-04-01"),
-     "expires_on", "after listed_on"),
+    (
+        "expires_on before listed_on",
+        list_person("M7", OTHER, listed_on="2024-05-01", expires_on="2024-04-01"),
+        "expires_on",
+        "after listed_on",
+    ),
     ("EXTEND to an earlier date", event("EXTEND", "L2", expires_on="2025-01-01"), "expires_on", "later"),
-    ("EXEMPT valid_to before valid_from", event("EXEMPT", "L1", document=doc(GOOD), modes=["FLIGHT"],
-                                                valid_from="2025-02-01", valid_to="2025-01-01", reference="R"),
-     "valid_to", "before valid_from"),
-    ("unknown listing", event("DELIST", "NOPE", reason="SETTLED", effective_on="2025-01-01"), "listing_id",
-     "unknown listing"),
+    (
+        "EXEMPT valid_to before valid_from",
+        event(
+            "EXEMPT", "L1", document=doc(GOOD), modes=["FLIGHT"], valid_from="2025-02-01", valid_to="2025-01-01", reference="R"
+        ),
+        "valid_to",
+        "before valid_from",
+    ),
+    ("unknown listing", event("DELIST", "NOPE", reason="SETTLED", effective_on="2025-01-01"), "listing_id", "unknown listing"),
     ("reused listing_id", list_person("L1", OTHER), "listing_id", "already used"),
     ("event-id conflict", list_person("L1", GOOD, event_id="list-L1") | {"court": "另一个法院"}, "event_id", "conflict"),
     ("unknown delist reason", event("DELIST", "L1", reason="BORED", effective_on="2025-01-01"), "reason", "one of"),
-    ("occurred_at without offset", event("DELIST", "L1", reason="SETTLED", effective_on="2025-01-01",
-                                         occurred_at="2025-01-01T10:00:00"), "occurred_at", "offset"),
+    (
+        "occurred_at without offset",
+        event("DELIST", "L1", reason="SETTLED", effective_on="2025-01-01", occurred_at="2025-01-01T10:00:00"),
+        "occurred_at",
+        "offset",
+    ),
     ("not an object", "[1, 2, 3]", "", "JSON object"),
     # docs/INPUT_LIMITS.md: identifiers, names, free text, types, sizes, nesting.
     ("identifier over 128 bytes", list_person("案" * 43, OTHER), "listing_id", "longer than 128 bytes"),
     ("identifier with a control character", list_person("M8", OTHER, event_id="ev\t8"), "event_id", "printable"),
-    ("EXEMPT reference over 128 bytes", event("EXEMPT", "L1", document=doc(GOOD), modes=["FLIGHT"],
-                                              valid_from="2025-01-01", valid_to="2025-01-31", reference="R" * 129),
-     "reference", "longer than 128 bytes"),
+    (
+        "EXEMPT reference over 128 bytes",
+        event(
+            "EXEMPT",
+            "L1",
+            document=doc(GOOD),
+            modes=["FLIGHT"],
+            valid_from="2025-01-01",
+            valid_to="2025-01-31",
+            reference="R" * 129,
+        ),
+        "reference",
+        "longer than 128 bytes",
+    ),
     ("name over 200 characters", list_person("M9", OTHER, name="张" * 201), "subject.name", "longer than 200"),
     ("name with a control character", list_person("M10", OTHER, name="张\n伟"), "subject.name", "control characters"),
     ("court over 100 characters", list_person("M11", OTHER, court="法" * 101), "court", "longer than 100"),
     ("free text over 2000 characters", list_person("M12", OTHER, grounds="x" * 2001), "grounds", "longer than 2000"),
-    ("number too long for an amount", list_person("M13", OTHER, amount_unperformed=10**70), "amount_unperformed",
-     "longer than 64"),
+    (
+        "number too long for an amount",
+        list_person("M13", OTHER, amount_unperformed=10**70),
+        "amount_unperformed",
+        "longer than 64",
+    ),
     ("bool where text is expected", list_person("M14", OTHER, court=True), "court", "non-empty string"),
-    ("document country that is not a string", list_person("M15", OTHER) | {"subject": {
-        "kind": "PERSON", "name": "x", "document": doc(OTHER) | {"country": 156}}}, "subject.document.country", "string"),
-    ("document number over 64 characters", list_person("M16", OTHER) | {"subject": {
-        "kind": "PERSON", "name": "x", "document": doc("1" * 65)}}, "subject.document.number", "longer than 64"),
-    ("too many restricted persons", list_person("M17", OTHER) | {"subject": {
-        "kind": "ORGANIZATION", "name": "x", "document": doc(make_uscc(), "USCC")},
-        "restricted_persons": [{"role": "PRINCIPAL", "name": "x", "document": doc(OTHER)}] * 51},
-     "restricted_persons", "more than 50"),
-    ("nesting deeper than 32 levels", list_person("M18", OTHER) | {"note": json.loads("[" * 40 + "]" * 40)},
-     "note", "nests deeper than 32"),
+    (
+        "document country that is not a string",
+        list_person("M15", OTHER) | {"subject": {"kind": "PERSON", "name": "x", "document": doc(OTHER) | {"country": 156}}},
+        "subject.document.country",
+        "string",
+    ),
+    (
+        "document number over 64 characters",
+        list_person("M16", OTHER) | {"subject": {"kind": "PERSON", "name": "x", "document": doc("1" * 65)}},
+        "subject.document.number",
+        "longer than 64",
+    ),
+    (
+        "too many restricted persons",
+        list_person("M17", OTHER)
+        | {
+            "subject": {"kind": "ORGANIZATION", "name": "x", "document": doc(make_uscc(), "USCC")},
+            "restricted_persons": [{"role": "PRINCIPAL", "name": "x", "document": doc(OTHER)}] * 51,
+        },
+        "restricted_persons",
+        "more than 50",
+    ),
+    (
+        "nesting deeper than 32 levels",
+        list_person("M18", OTHER) | {"note": json.loads("[" * 40 + "]" * 40)},
+        "note",
+        "nests deeper than 32",
+    ),
     ("NaN, which is not JSON", '{"event_id": "nan", "amount_unperformed": NaN}', "", "not valid JSON"),
 ]
 
@@ -85,8 +141,10 @@ def _line(value) -> bytes:
 def test_every_feed_class_is_rejected_with_its_line_and_field_and_the_rest_applies(tmp_path):
     data = tmp_path / "data"
     assert sanction("init", "--data-dir", str(data)).returncode == 0
-    good = [list_person("L1", GOOD, event_id="list-L1"),
-            list_person("L2", make_ric("440305", "19900909", 88), listed_on="2024-01-10", expires_on="2026-01-10")]
+    good = [
+        list_person("L1", GOOD, event_id="list-L1"),
+        list_person("L2", make_ric("440305", "19900909", 88), listed_on="2024-01-10", expires_on="2026-01-10"),
+    ]
     feed = tmp_path / "feed.jsonl"
     with open(feed, "wb") as f:
         for e in good:
@@ -105,24 +163,48 @@ def test_every_feed_class_is_rejected_with_its_line_and_field_and_the_rest_appli
         assert BAD_RIC not in reject["reason"] and GOOD not in reject["reason"]
 
 
-@pytest.mark.parametrize("name,request_message,field", [
-    ("garbage train number", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
-                                             trip=pb.Trip(mode=pb.RAIL, train_number="Z-99!", rail_class=pb.FIRST)),
-     "trip.train_number"),
-    ("RAIL check without class", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
-                                                 trip=pb.Trip(mode=pb.RAIL, train_number="D301")), "trip.rail_class"),
-    ("unknown enum number", pb.CheckRequest(document=pb.Document(type=99, number=GOOD)), "document.type"),
-    ("3 MB name", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD), name="张" * 1_000_000),
-     "name"),
-    ("name over 200 characters", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
-                                                 name="x" * 201), "name"),
-    ("name with a control character", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
-                                                      name="张\x00伟"), "name"),
-    ("3 MB document number", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number="1" * 3_000_000)),
-     "document.number"),
-    ("3 MB passport country", pb.CheckRequest(document=pb.Document(type=pb.PASSPORT, number="E12345678",
-                                                                   country="C" * 3_000_000)), "document.country"),
-])
+@pytest.mark.parametrize(
+    "name,request_message,field",
+    [
+        (
+            "garbage train number",
+            pb.CheckRequest(
+                document=pb.Document(type=pb.RESIDENT_ID, number=GOOD),
+                trip=pb.Trip(mode=pb.RAIL, train_number="Z-99!", rail_class=pb.FIRST),
+            ),
+            "trip.train_number",
+        ),
+        (
+            "RAIL check without class",
+            pb.CheckRequest(
+                document=pb.Document(type=pb.RESIDENT_ID, number=GOOD), trip=pb.Trip(mode=pb.RAIL, train_number="D301")
+            ),
+            "trip.rail_class",
+        ),
+        ("unknown enum number", pb.CheckRequest(document=pb.Document(type=99, number=GOOD)), "document.type"),
+        ("3 MB name", pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD), name="张" * 1_000_000), "name"),
+        (
+            "name over 200 characters",
+            pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD), name="x" * 201),
+            "name",
+        ),
+        (
+            "name with a control character",
+            pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=GOOD), name="张\x00伟"),
+            "name",
+        ),
+        (
+            "3 MB document number",
+            pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number="1" * 3_000_000)),
+            "document.number",
+        ),
+        (
+            "3 MB passport country",
+            pb.CheckRequest(document=pb.Document(type=pb.PASSPORT, number="E12345678", country="C" * 3_000_000)),
+            "document.country",
+        ),
+    ],
+)
 def test_request_classes_are_invalid_argument_naming_the_field(client, name, request_message, field):
     stub = restriction_pb2_grpc.RestrictionServiceStub(client.channel)
     with pytest.raises(grpc.RpcError) as exc:
@@ -133,8 +215,9 @@ def test_request_classes_are_invalid_argument_naming_the_field(client, name, req
 
 
 def test_an_over_long_name_fails_only_its_own_batch_item(client):
-    results = client.check_batch([Passenger("RESIDENT_ID", GOOD, name="x" * 201), Passenger("RESIDENT_ID", GOOD)],
-                                 Trip("FLIGHT"))
+    results = client.check_batch(
+        [Passenger("RESIDENT_ID", GOOD, name="x" * 201), Passenger("RESIDENT_ID", GOOD)], Trip("FLIGHT")
+    )
     assert isinstance(results[0], ServiceError) and results[0].field_violations[0][0] == "name"
     assert results[1].decision == "ALLOW"
 
@@ -143,7 +226,8 @@ def test_batch_over_the_limit_names_the_field(client):
     with pytest.raises(ServiceError) as exc:
         client.check_batch([Passenger("RESIDENT_ID", GOOD)] * 1001, Trip("FLIGHT"))
     assert exc.value.code == "INVALID_ARGUMENT" and exc.value.field_violations == [
-        ("checks", "a batch holds at most 1000 checks")]
+        ("checks", "a batch holds at most 1000 checks")
+    ]
 
 
 def test_huge_message_is_refused_and_the_server_goes_on(client):

@@ -42,7 +42,7 @@ def mutate(number: str, rnd: random.Random) -> str:
         return number[:6] + "-" + number[6:14] + " " + number[14:]
     if kind == 3:
         digit = rnd.randrange(17)
-        return number[:digit] + str((int(number[digit]) + 1) % 10) + number[digit + 1:]
+        return number[:digit] + str((int(number[digit]) + 1) % 10) + number[digit + 1 :]
     if kind == 4:
         return number[:10] + "13" + number[12:]  # month 13 (check char then wrong too, mostly)
     if kind == 5:
@@ -82,12 +82,24 @@ def random_batch(rnd: random.Random, world: dict, size: int, uniform: bool = Fal
     if uniform:
         return _uniform_batch(rnd, world, size)
     today = world["today"]
-    trips = [None, pb.Trip(mode=pb.FLIGHT), pb.Trip(mode=pb.RAIL, train_number="G1", rail_class=pb.SECOND),
-             pb.Trip(mode=pb.RAIL, train_number="D301", rail_class=pb.SECOND), pb.Trip(mode=pb.SHIP, ship_class=pb.SHIP_FIRST),
-             pb.Trip(mode=pb.RAIL, train_number="K12"),  # a caller error: no class on a non-G train
-             pb.Trip(mode=pb.RAIL, train_number="XX"), pb.Trip(mode=pb.TRAVEL_MODE_UNSPECIFIED)]
-    dates = [None, today, today - timedelta(days=1), today - timedelta(days=2), today + timedelta(days=366),
-             today + timedelta(days=367)]
+    trips = [
+        None,
+        pb.Trip(mode=pb.FLIGHT),
+        pb.Trip(mode=pb.RAIL, train_number="G1", rail_class=pb.SECOND),
+        pb.Trip(mode=pb.RAIL, train_number="D301", rail_class=pb.SECOND),
+        pb.Trip(mode=pb.SHIP, ship_class=pb.SHIP_FIRST),
+        pb.Trip(mode=pb.RAIL, train_number="K12"),  # a caller error: no class on a non-G train
+        pb.Trip(mode=pb.RAIL, train_number="XX"),
+        pb.Trip(mode=pb.TRAVEL_MODE_UNSPECIFIED),
+    ]
+    dates = [
+        None,
+        today,
+        today - timedelta(days=1),
+        today - timedelta(days=2),
+        today + timedelta(days=366),
+        today + timedelta(days=367),
+    ]
     common_trip, common_date = rnd.choice(trips), rnd.choice(dates)
     checks = []
     for _ in range(size):
@@ -162,8 +174,10 @@ def test_fast_batch_answers_equal_the_reference_byte_for_byte(world, which):
         fast, *_ = batch_fast.answer_batch(world[which], request)
         assert fast == reference, f"round {round_}"
         items += len(request.checks)
-        never_listed_seen += sum(i.result.decision == pb.ALLOW and not i.result.restricted and not i.result.matches
-                                 for i in pb.BatchCheckResponse.FromString(fast).items)
+        never_listed_seen += sum(
+            i.result.decision == pb.ALLOW and not i.result.restricted and not i.result.matches
+            for i in pb.BatchCheckResponse.FromString(fast).items
+        )
     assert items > 10_000 and never_listed_seen > 3_000
 
 

@@ -32,14 +32,22 @@ def find_buf() -> str | None:
 def buf() -> str:
     found = find_buf()
     if found is None:
-        pytest.skip("buf is not installed: `make test` installs it with `npm install @bufbuild/buf`, "
-                    "which could not reach the npm registry here (or set BUF=/path/to/buf)")
+        pytest.skip(
+            "buf is not installed: `make test` installs it with `npm install @bufbuild/buf`, "
+            "which could not reach the npm registry here (or set BUF=/path/to/buf)"
+        )
     return found
 
 
 def run_buf(buf: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([buf, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "BUF_CACHE_DIR": str(ROOT / ".tools" / "buf-cache")})
+    return subprocess.run(
+        [buf, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "BUF_CACHE_DIR": str(ROOT / ".tools" / "buf-cache")},
+    )
 
 
 def git(*args: str) -> subprocess.CompletedProcess:
@@ -74,8 +82,10 @@ def previous_commit_api(tmp_path: Path) -> Path:
         pytest.skip("not a git checkout: no previous commit to compare with")
     if git("rev-parse", "--verify", "--quiet", "HEAD~1^{commit}").returncode != 0:
         shallow = git("rev-parse", "--is-shallow-repository").stdout.strip() == b"true"
-        pytest.skip("no previous commit to compare with: " + ("a shallow clone (fetch with --depth 2 or more)"
-                                                               if shallow else "this is the first commit"))
+        pytest.skip(
+            "no previous commit to compare with: "
+            + ("a shallow clone (fetch with --depth 2 or more)" if shallow else "this is the first commit")
+        )
     archive = git("archive", "--format=tar", "HEAD~1")
     assert archive.returncode == 0, archive.stderr
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
@@ -94,8 +104,7 @@ def previous_commit_api(tmp_path: Path) -> Path:
 def test_buf_breaking_finds_nothing_against_the_previous_commit(buf, tmp_path):
     previous = previous_commit_api(tmp_path)
     result = run_buf(buf, "breaking", "--against", str(previous))
-    assert result.returncode == 0, "a breaking change of the API against the previous commit:\n" + \
-        result.stdout + result.stderr
+    assert result.returncode == 0, "a breaking change of the API against the previous commit:\n" + result.stdout + result.stderr
 
 
 def test_buf_breaking_does_catch_a_breaking_change(buf, tmp_path):

@@ -21,8 +21,16 @@ def handmade():
         list_person("L1", A, event_id="1"),
         list_org("O1", make_uscc(), [("LEGAL_REPRESENTATIVE", "李娜", B)], event_id="2"),
         list_person("L0", C, event_id="3"),  # a listing id below the last one: no append
-        event("EXEMPT", "O1", event_id="4", document=doc(B), modes=["FLIGHT"], valid_from="2025-01-01",
-              valid_to="2025-01-31", reference="R"),
+        event(
+            "EXEMPT",
+            "O1",
+            event_id="4",
+            document=doc(B),
+            modes=["FLIGHT"],
+            valid_from="2025-01-01",
+            valid_to="2025-01-31",
+            reference="R",
+        ),
         event("CORRECT", "O1", event_id="5", restricted_persons=[{"role": "PRINCIPAL", "name": "王", "document": doc(C)}]),
         event("DELIST", "L1", event_id="6", reason="SETTLED", effective_on="2025-01-01"),
         list_person("L1", B, event_id="7"),  # rejected: reused id
@@ -47,11 +55,14 @@ def load_both(tmp_path, lines_factory, batch_size=7):
 def test_bulk_and_event_by_event_paths_reach_the_same_digest(tmp_path, source, monkeypatch):
     monkeypatch.setattr(BulkLedger, "DROP_PAGES_EVERY", 300)  # exercise the periodic page dropping
     if source == "handmade":
+
         def lines():
             return feed_lines(handmade())
     else:
+
         def lines():
             return (FeedLine(i, e) for i, e in enumerate(synth.generate_events(3, 2000), 1))
+
     slow, fast, slow_out, fast_out, prefilter = load_both(tmp_path, lines)
     assert slow_out == fast_out
     with slow.read() as a, fast.read() as b:
@@ -120,8 +131,10 @@ def test_bulk_event_and_reference_paths_agree_on_a_hostile_feed_of_every_event_t
     monkeypatch.setattr(BulkLedger, "BATCH", 700)
     monkeypatch.setattr(BulkLedger, "INDEX_CHUNK", 1000)  # the indexes in several transactions
     feed = tmp_path / "feed.jsonl"
-    feed.write_bytes(b"".join(line.encode("utf-8", "surrogatepass") + b"\n" for line in hostile_feed(seed, 2500))
-                     + b'{"event_id":"last-line-without-a-line-feed"')
+    feed.write_bytes(
+        b"".join(line.encode("utf-8", "surrogatepass") + b"\n" for line in hostile_feed(seed, 2500))
+        + b'{"event_id":"last-line-without-a-line-feed"'
+    )
 
     def store(name):
         return Store(tmp_path / name, pepper_fingerprint(PEPPER), create=True, map_size=256 << 20)
@@ -129,8 +142,9 @@ def test_bulk_event_and_reference_paths_agree_on_a_hostile_feed_of_every_event_t
     bulk_store, event_store, ref_store = store("bulk"), store("event"), store("ref")
     bulk = BulkLedger(bulk_store, PEPPER)
     with bulk.session("test"):
-        bulk_summary = load_feed(bulk, feed, tmp_path / "bulk.rejects", show_progress=False, parse_workers=2,
-                                 batch_size=BulkLedger.BATCH)
+        bulk_summary = load_feed(
+            bulk, feed, tmp_path / "bulk.rejects", show_progress=False, parse_workers=2, batch_size=BulkLedger.BATCH
+        )
         bulk.finish(error_rate=0.001)
     event_summary = load_feed(Ledger(event_store, PEPPER), feed, tmp_path / "event.rejects", show_progress=False)
     with open(feed, "rb") as f:
@@ -141,7 +155,8 @@ def test_bulk_event_and_reference_paths_agree_on_a_hostile_feed_of_every_event_t
     assert event_summary.rejected > 100 and event_summary.duplicates > 10 and event_summary.applied > 2500
     assert _rejects(tmp_path / "bulk.rejects") == _rejects(tmp_path / "event.rejects")
     assert [(r["line"], r["event_id"], r["field"], r["reason"]) for r in _rejects(tmp_path / "event.rejects")] == [
-        (o[0], o[2], o[3], o[4]) for o in ref_out if o[1] == "REJECTED"]
+        (o[0], o[2], o[3], o[4]) for o in ref_out if o[1] == "REJECTED"
+    ]
     with bulk_store.read() as a, event_store.read() as b, ref_store.read() as c:
         assert store_digest(a) == store_digest(b) == store_digest(c)
         assert a.count("bindings") > 0 and a.count("exemptions") > 0

@@ -40,16 +40,30 @@ def serve_world(tmp_path_factory):
     organisation's legal representative and a lifted listing, served by a real server
     (a generator for module-scoped fixtures, here and in tests/test_node_client.py)."""
     tmp = tmp_path_factory.mktemp("cli")
-    feed = write_feed(tmp / "feed.jsonl", [
-        list_person("L-LISTED", LISTED, case_number="(2024)京0105执1号",
-                    extra=[{"type": "PASSPORT", "number": PASSPORT, "country": "CHN"}]),
-        list_person("L-EXEMPT", EXEMPTED, name="王芳", case_number="(2024)粤0305执89号"),
-        event("EXEMPT", "L-EXEMPT", document={"type": "RESIDENT_ID", "number": EXEMPTED}, modes=["FLIGHT"],
-              valid_from=iso(-10), valid_to=iso(300), reference="(2024)粤0305执89号之一"),
-        list_org("L-ORG", make_uscc(), [("LEGAL_REPRESENTATIVE", "李娜", REP)]),
-        list_person("L-LIFTED", LIFTED, name="赵六"),
-        event("DELIST", "L-LIFTED", reason="SETTLED", effective_on=iso(-5)),
-    ])
+    feed = write_feed(
+        tmp / "feed.jsonl",
+        [
+            list_person(
+                "L-LISTED",
+                LISTED,
+                case_number="(2024)京0105执1号",
+                extra=[{"type": "PASSPORT", "number": PASSPORT, "country": "CHN"}],
+            ),
+            list_person("L-EXEMPT", EXEMPTED, name="王芳", case_number="(2024)粤0305执89号"),
+            event(
+                "EXEMPT",
+                "L-EXEMPT",
+                document={"type": "RESIDENT_ID", "number": EXEMPTED},
+                modes=["FLIGHT"],
+                valid_from=iso(-10),
+                valid_to=iso(300),
+                reference="(2024)粤0305执89号之一",
+            ),
+            list_org("L-ORG", make_uscc(), [("LEGAL_REPRESENTATIVE", "李娜", REP)]),
+            list_person("L-LIFTED", LIFTED, name="赵六"),
+            event("DELIST", "L-LIFTED", reason="SETTLED", effective_on=iso(-5)),
+        ],
+    )
     data = tmp / "data"
     loaded = sanction("load", "--data-dir", str(data), "--create", "--no-progress", feed, env=ENV)
     assert loaded.returncode == 0, loaded.stderr
@@ -81,23 +95,28 @@ def one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: s
 # --------------------------------------------------------------------------- usage errors: 64
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["check", "--number", LISTED, "--mode", "RAIL", "--train", "D301", "--rail-class", "ECONOMY"],
-     ["--rail-class", "'ECONOMY'", "SECOND", "SOFT_SLEEPER"]),
-    (["check", "--number", LISTED, "--document-type", "DRIVER"], ["--document-type", "'DRIVER'", "RESIDENT_ID"]),
-    (["check", "--number", LISTED, "--mode", "BUS"], ["--mode", "FLIGHT, RAIL, SHIP"]),
-    (["check", "--number", LISTED, "--mode", "SHIP", "--ship-class", "DECK"], ["--ship-class", "FOURTH"]),
-    (["check", "--number", LISTED, "--date", "2024-13-01"], ["--date", "YYYY-MM-DD"]),
-    (["check", "--number", LISTED, "--timeout", "0"], ["--timeout", "at least"]),
-    (["check", "--mode", "FLIGHT"], ["--number", "required"]),
-    (["digest", "--log-level", "bogus"], ["--log-level", "'bogus'", "DEBUG, INFO, WARNING, ERROR, CRITICAL"]),
-    (["load", "--batch-size", "0", "feed.jsonl"], ["--batch-size", "at least 1"]),
-    (["synth", "--listings", "many", "--out", "x.jsonl"], ["--listings", "whole number"]),
-    (["frobnicate"], ["'frobnicate'", "check", "stats"]),
-    ([], ["COMMAND"]),
-    (["stats", "--no-such-flag"], ["--no-such-flag"]),
-    (["check", "--number", LISTED, "--tls-ca", "/nonexistent/ca.pem"], ["TLS", "/nonexistent/ca.pem"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (
+            ["check", "--number", LISTED, "--mode", "RAIL", "--train", "D301", "--rail-class", "ECONOMY"],
+            ["--rail-class", "'ECONOMY'", "SECOND", "SOFT_SLEEPER"],
+        ),
+        (["check", "--number", LISTED, "--document-type", "DRIVER"], ["--document-type", "'DRIVER'", "RESIDENT_ID"]),
+        (["check", "--number", LISTED, "--mode", "BUS"], ["--mode", "FLIGHT, RAIL, SHIP"]),
+        (["check", "--number", LISTED, "--mode", "SHIP", "--ship-class", "DECK"], ["--ship-class", "FOURTH"]),
+        (["check", "--number", LISTED, "--date", "2024-13-01"], ["--date", "YYYY-MM-DD"]),
+        (["check", "--number", LISTED, "--timeout", "0"], ["--timeout", "at least"]),
+        (["check", "--mode", "FLIGHT"], ["--number", "required"]),
+        (["digest", "--log-level", "bogus"], ["--log-level", "'bogus'", "DEBUG, INFO, WARNING, ERROR, CRITICAL"]),
+        (["load", "--batch-size", "0", "feed.jsonl"], ["--batch-size", "at least 1"]),
+        (["synth", "--listings", "many", "--out", "x.jsonl"], ["--listings", "whole number"]),
+        (["frobnicate"], ["'frobnicate'", "check", "stats"]),
+        ([], ["COMMAND"]),
+        (["stats", "--no-such-flag"], ["--no-such-flag"]),
+        (["check", "--number", LISTED, "--tls-ca", "/nonexistent/ca.pem"], ["TLS", "/nonexistent/ca.pem"]),
+    ],
+)
 def test_a_usage_error_is_one_line_and_exit_64(args, fragments):
     one_line_error(run(*args), cli.EXIT_USAGE, *fragments)
 
@@ -105,14 +124,17 @@ def test_a_usage_error_is_one_line_and_exit_64(args, fragments):
 # --------------------------------------------------------------------------- environment: 78
 
 
-@pytest.mark.parametrize("variable, value, command, accepted", [
-    ("SANCTION_METRICS_PORT", "abc", ["stats"], "a whole number from 0 to 65535"),
-    ("SANCTION_METRICS_PORT", "abc", ["serve", "--data-dir", "/nonexistent"], "a whole number from 0 to 65535"),
-    ("SANCTION_LOG_LEVEL", "bogus", ["check", "--number", LISTED], "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
-    ("SANCTION_PIN_CPUS", "maybe", ["init", "--data-dir", "/nonexistent"], "on or off"),
-    ("SANCTION_PREFILTER_ERROR_RATE", "2", ["digest"], "greater than 0 and less than 1"),
-    ("SANCTION_WORKERS", "-1", ["synth", "--out", "x.jsonl"], "at least 1"),
-])
+@pytest.mark.parametrize(
+    "variable, value, command, accepted",
+    [
+        ("SANCTION_METRICS_PORT", "abc", ["stats"], "a whole number from 0 to 65535"),
+        ("SANCTION_METRICS_PORT", "abc", ["serve", "--data-dir", "/nonexistent"], "a whole number from 0 to 65535"),
+        ("SANCTION_LOG_LEVEL", "bogus", ["check", "--number", LISTED], "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("SANCTION_PIN_CPUS", "maybe", ["init", "--data-dir", "/nonexistent"], "on or off"),
+        ("SANCTION_PREFILTER_ERROR_RATE", "2", ["digest"], "greater than 0 and less than 1"),
+        ("SANCTION_WORKERS", "-1", ["synth", "--out", "x.jsonl"], "at least 1"),
+    ],
+)
 def test_a_bad_environment_variable_is_one_line_naming_it_and_exit_78(variable, value, command, accepted):
     line = one_line_error(run(*command, env={variable: value}), cli.EXIT_CONFIG, variable, repr(value), accepted)
     assert line.startswith("sanction: ")
@@ -133,14 +155,20 @@ def test_digest_of_a_backup_without_its_pepper_says_so_and_exits_2(world, tmp_pa
 
 
 def test_missing_feed_and_unusable_destinations_exit_2(world, tmp_path):
-    one_line_error(run("load", "--data-dir", str(world["data"]), str(tmp_path / "missing.jsonl")), cli.EXIT_STORE,
-                   "no feed file", "missing.jsonl")
+    one_line_error(
+        run("load", "--data-dir", str(world["data"]), str(tmp_path / "missing.jsonl")),
+        cli.EXIT_STORE,
+        "no feed file",
+        "missing.jsonl",
+    )
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    one_line_error(run("backup", "--data-dir", str(world["data"]), str(tmp_path / "full")), cli.EXIT_STORE,
-                   "not an empty directory")
-    one_line_error(run("synth", "--listings", "5", "--out", str(tmp_path / "no" / "dir" / "f.jsonl")),
-                   cli.EXIT_STORE, "cannot write")
+    one_line_error(
+        run("backup", "--data-dir", str(world["data"]), str(tmp_path / "full")), cli.EXIT_STORE, "not an empty directory"
+    )
+    one_line_error(
+        run("synth", "--listings", "5", "--out", str(tmp_path / "no" / "dir" / "f.jsonl")), cli.EXIT_STORE, "cannot write"
+    )
     one_line_error(run("digest", "--data-dir", str(tmp_path / "nothing")), cli.EXIT_STORE, "nothing")
 
 
@@ -148,9 +176,14 @@ def test_missing_feed_and_unusable_destinations_exit_2(world, tmp_path):
 
 
 def test_a_closed_pipe_ends_quietly_with_141(world):
-    proc = subprocess.Popen([sys.executable, "-m", "sanction_service", "lookup", "--target", world["target"],
-                             "--number", LISTED], cwd=ROOT, env=_env(ENV), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sanction_service", "lookup", "--target", world["target"], "--number", LISTED],
+        cwd=ROOT,
+        env=_env(ENV),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.close()  # the reader is gone before anything is written, as with `| head -0`
     stderr = proc.stderr.read()
     assert proc.wait(60) == cli.EXIT_PIPE
@@ -162,10 +195,10 @@ def test_a_closed_pipe_ends_quietly_with_141(world):
 
 def test_service_errors_are_one_line_with_their_exit_codes(world, tmp_path):
     target = ["--target", world["target"]]
-    one_line_error(run("check", *target, "--number", LISTED[:-1] + "0"), cli.EXIT_INVALID,
-                   "INVALID_ARGUMENT", "document.number")
-    one_line_error(run("check", *target, "--number", LISTED, "--date", "2020-01-01"), cli.EXIT_INVALID,
-                   "travel_date")
+    one_line_error(
+        run("check", *target, "--number", LISTED[:-1] + "0"), cli.EXIT_INVALID, "INVALID_ARGUMENT", "document.number"
+    )
+    one_line_error(run("check", *target, "--number", LISTED, "--date", "2020-01-01"), cli.EXIT_INVALID, "travel_date")
     one_line_error(run("listing", *target, "NO-SUCH-LISTING"), cli.EXIT_NOT_FOUND, "NOT_FOUND")
     one_line_error(run("stats", "--target", "127.0.0.1:1", "--timeout", "1"), cli.EXIT_UNAVAILABLE, "UNAVAILABLE")
 
@@ -175,21 +208,21 @@ def test_without_a_token_the_exit_code_is_77(world, tmp_path):
     tokens.write_text(json.dumps({"clients": [{"name": "ops", "token": "s3cret-token-0123", "roles": ["check"]}]}))
     with ServerProcess("--data-dir", str(world["data"]), "--tokens-file", str(tokens), env=ENV) as server:
         target = server.wait_serving()
-        one_line_error(run("check", "--target", target, "--number", LISTED), cli.EXIT_NO_PERMISSION,
-                       "UNAUTHENTICATED")
-        one_line_error(run("stats", "--target", target, "--token", "s3cret-token-0123"), cli.EXIT_NO_PERMISSION,
-                       "PERMISSION_DENIED")
+        one_line_error(run("check", "--target", target, "--number", LISTED), cli.EXIT_NO_PERMISSION, "UNAUTHENTICATED")
+        one_line_error(
+            run("stats", "--target", target, "--token", "s3cret-token-0123"), cli.EXIT_NO_PERMISSION, "PERMISSION_DENIED"
+        )
         allowed = run("check", "--target", target, "--number", CLEAN, env={"SANCTION_TOKEN": "s3cret-token-0123"})
         assert allowed.returncode == 0 and allowed.stdout.startswith("ALLOW"), allowed.stderr
 
 
 def test_enums_are_case_insensitive_and_exit_code_reports_deny(world):
     target = ["--target", world["target"]]
-    allow = run("check", *target, "--number", LISTED, "--mode", "rail", "--train", "D301", "--rail-class", "second",
-                "--exit-code")
+    allow = run(
+        "check", *target, "--number", LISTED, "--mode", "rail", "--train", "D301", "--rail-class", "second", "--exit-code"
+    )
     assert allow.returncode == 0 and allow.stdout.startswith("ALLOW"), allow.stderr
-    deny = run("check", *target, "--number", LISTED, "--mode", "Flight", "--exit-code", "--document-type",
-               "resident_id")
+    deny = run("check", *target, "--number", LISTED, "--mode", "Flight", "--exit-code", "--document-type", "resident_id")
     assert deny.returncode == cli.EXIT_DENY and deny.stdout.startswith("DENY"), deny.stderr
     assert run("check", *target, "--number", LISTED, "--mode", "FLIGHT").returncode == 0  # no --exit-code
     ship = run("check", *target, "--number", LISTED, "--mode", "ship", "--ship-class", "ship_first", "--exit-code")
@@ -201,8 +234,22 @@ def proto_names(message) -> list[str]:
 
 
 def test_check_json_has_every_field_of_the_answer(world):
-    answer = json.loads(run("check", "--target", world["target"], "--document-type", "passport", "--number",
-                            PASSPORT, "--country", "CHN", "--mode", "FLIGHT", "--json").stdout)
+    answer = json.loads(
+        run(
+            "check",
+            "--target",
+            world["target"],
+            "--document-type",
+            "passport",
+            "--number",
+            PASSPORT,
+            "--country",
+            "CHN",
+            "--mode",
+            "FLIGHT",
+            "--json",
+        ).stdout
+    )
     assert list(answer) == proto_names(pb.CheckResponse)
     assert answer["decision"] == "DENY" and answer["travel_date"] == iso()
     (match,) = answer["matches"]
@@ -210,8 +257,7 @@ def test_check_json_has_every_field_of_the_answer(world):
     assert match["matched_document"] == LISTED[:10] + "****" + LISTED[-4:]
     assert match["listed_name"] == "张伟" and match["expires_on"] is None and match["lifted_on"] is None
 
-    exempt = json.loads(run("check", "--target", world["target"], "--number", EXEMPTED, "--mode", "FLIGHT",
-                            "--json").stdout)
+    exempt = json.loads(run("check", "--target", world["target"], "--number", EXEMPTED, "--mode", "FLIGHT", "--json").stdout)
     assert exempt["decision"] == "ALLOW" and exempt["restricted"] is True
     assert exempt["matches"][0]["exemption_reference"] == "(2024)粤0305执89号之一"
     with RestrictionClient(world["target"], timeout=5) as client:
@@ -287,8 +333,12 @@ def test_help_lists_accepted_values_and_names_environment_variables_one_way():
                 assert f"[{variable}" in text or f"set {variable}" in text, (name, action.dest, text)
     check = subparsers()["check"]
     helps = {a.dest: a.help for a in check._actions}
-    for dest, values in [("rail_class", cli.RAIL_CLASSES), ("ship_class", cli.SHIP_CLASSES), ("mode", cli.MODES),
-                         ("document_type", cli.DOCUMENT_TYPES)]:
+    for dest, values in [
+        ("rail_class", cli.RAIL_CLASSES),
+        ("ship_class", cli.SHIP_CLASSES),
+        ("mode", cli.MODES),
+        ("document_type", cli.DOCUMENT_TYPES),
+    ]:
         assert all(v in helps[dest] for v in values), dest
     digest = {a.dest: a.help for a in subparsers()["digest"]._actions}
     assert all(level in digest["log_level"] for level in cli.LOG_LEVELS)

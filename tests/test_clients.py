@@ -16,8 +16,11 @@ CLEAN = make_ric("440305", "19900909", 88)
 
 def test_rail_order_sells_to_the_clean_passenger_and_denies_the_listed_one(ledger, client, capsys):
     apply(ledger, list_person("L1", LISTED))
-    passengers = [Passenger("RESIDENT_ID", LISTED, name="张伟"), Passenger("RESIDENT_ID", CLEAN, name="王芳"),
-                  Passenger("RESIDENT_ID", "not-an-id", name="错误")]
+    passengers = [
+        Passenger("RESIDENT_ID", LISTED, name="张伟"),
+        Passenger("RESIDENT_ID", CLEAN, name="王芳"),
+        Passenger("RESIDENT_ID", "not-an-id", name="错误"),
+    ]
     refused = sell(client, passengers, Trip("RAIL", "G1234", "SECOND"), None)
     out = capsys.readouterr().out.splitlines()
     assert refused == 2
@@ -45,10 +48,20 @@ def test_client_raises_unavailable_when_no_server_answers():
 
 
 def test_typed_results_carry_every_field_of_the_answer(ledger, client):
-    apply(ledger, list_person("L1", LISTED, extra=[doc("E12345678", "PASSPORT", "CHN")]),
-          list_person("L2", CLEAN, name="王芳"),
-          event("EXEMPT", "L2", document=doc(CLEAN), modes=["FLIGHT"], valid_from=iso(-1), valid_to=iso(30),
-                reference="(2024)粤0305执89号之一"))
+    apply(
+        ledger,
+        list_person("L1", LISTED, extra=[doc("E12345678", "PASSPORT", "CHN")]),
+        list_person("L2", CLEAN, name="王芳"),
+        event(
+            "EXEMPT",
+            "L2",
+            document=doc(CLEAN),
+            modes=["FLIGHT"],
+            valid_from=iso(-1),
+            valid_to=iso(30),
+            reference="(2024)粤0305执89号之一",
+        ),
+    )
     bound = client.check(Passenger("PASSPORT", "E12345678", "CHN"), Trip("FLIGHT"))
     assert bound.travel_date == day() and bound.matches[0].listed_name == "张伟"
     assert bound.matches[0].matched_document == LISTED[:10] + "****" + LISTED[-4:]

@@ -32,8 +32,12 @@ def build_feed(path, n_events):
             listed_at[k] = seq
             if k % 10 == 0 and k > 5:
                 seq += 1
-                f.write(json.dumps(event("DELIST", f"L{k - 5}", event_id=f"delist-{k - 5}", reason="SETTLED",
-                                         effective_on="2025-01-01")) + "\n")
+                f.write(
+                    json.dumps(
+                        event("DELIST", f"L{k - 5}", event_id=f"delist-{k - 5}", reason="SETTLED", effective_on="2025-01-01")
+                    )
+                    + "\n"
+                )
                 delisted_at[k - 5] = seq
     return k, listed_at, delisted_at
 
@@ -52,11 +56,21 @@ def test_checks_during_a_load_are_error_free_and_consistent_with_their_version(t
     stop = tmp_path / "stop"
     with ServerProcess("--data-dir", str(data)) as server:
         target = server.wait_serving()
-        workers = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "check_worker.py"), target,
-                                     str(tmp_path / "people.txt"), str(stop), str(tmp_path / f"out{i}.jsonl"), str(i)])
-                   for i in range(CHECKERS)]
-        load = sanction("load", "--data-dir", str(data), "--batch-size", "500", str(tmp_path / "feed.jsonl"),
-                        timeout=900)
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "tests" / "check_worker.py"),
+                    target,
+                    str(tmp_path / "people.txt"),
+                    str(stop),
+                    str(tmp_path / f"out{i}.jsonl"),
+                    str(i),
+                ]
+            )
+            for i in range(CHECKERS)
+        ]
+        load = sanction("load", "--data-dir", str(data), "--batch-size", "500", str(tmp_path / "feed.jsonl"), timeout=900)
         stop.write_text("")
         codes = [w.wait(60) for w in workers]
     assert load.returncode == 0, load.stdout + load.stderr

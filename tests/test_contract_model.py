@@ -73,11 +73,13 @@ class Report:
         self.hits.update(other.hits)
 
     def summary(self) -> str:
-        return (f"{self.events} events ({self.outcomes_either} with either outcome), {self.decisions} decisions "
-                f"compared ({self.decisions_either} either, {self.sets_either} with a listing or `restricted` either, "
-                f"{self.errors} caller errors), "
-                f"{len(self.disagreements)} disagreements, "
-                f"{self.seconds:.1f} s")
+        return (
+            f"{self.events} events ({self.outcomes_either} with either outcome), {self.decisions} decisions "
+            f"compared ({self.decisions_either} either, {self.sets_either} with a listing or `restricted` either, "
+            f"{self.errors} caller errors), "
+            f"{len(self.disagreements)} disagreements, "
+            f"{self.seconds:.1f} s"
+        )
 
 
 def check_plan(model: cm.Model, rnd: random.Random) -> list[tuple[dict, tuple | None, date]]:
@@ -85,17 +87,28 @@ def check_plan(model: cm.Model, rnd: random.Random) -> list[tuple[dict, tuple | 
     at the edges of listings, liftings and exemptions; no trip, FLIGHT and a sample of the rest."""
     today = model.today
     low, high = today - timedelta(days=1), today + timedelta(days=366)
+
     def near(days):
         return sorted({day for day in days if low <= day <= high})
 
-    listing_edges = near(edge for listing in model.listings.values()
-                         for day in (listing.listed_on, listing.expires_on, listing.lifted_on) if day is not None
-                         for edge in (day - timedelta(days=1), day))
+    listing_edges = near(
+        edge
+        for listing in model.listings.values()
+        for day in (listing.listed_on, listing.expires_on, listing.lifted_on)
+        if day is not None
+        for edge in (day - timedelta(days=1), day)
+    )
     recent = [ex for exemptions in model.exemptions.values() for ex in exemptions][-40:]
-    exemption_edges = near(edge for ex in recent for edge in (ex.valid_from - timedelta(days=1), ex.valid_from,
-                                                              ex.valid_to, ex.valid_to + timedelta(days=1)))
-    days = sorted({low, today, high} | set(rnd.sample(listing_edges, min(3, len(listing_edges))))
-                  | set(rnd.sample(exemption_edges, min(3, len(exemption_edges)))))
+    exemption_edges = near(
+        edge
+        for ex in recent
+        for edge in (ex.valid_from - timedelta(days=1), ex.valid_from, ex.valid_to, ex.valid_to + timedelta(days=1))
+    )
+    days = sorted(
+        {low, today, high}
+        | set(rnd.sample(listing_edges, min(3, len(listing_edges))))
+        | set(rnd.sample(exemption_edges, min(3, len(exemption_edges))))
+    )
     plan = []
     for document in cm.CHECK_DOCUMENTS:
         for day in days:
@@ -119,7 +132,7 @@ def run(system, seed: int, n_events: int, today: date, *, chunk: int = CHUNK, lo
     feed = cm.FeedGenerator(seed, today).feed(n_events)
     rnd = random.Random(seed * 7919)
     for start in range(0, n_events, chunk):
-        events = feed[start:start + chunk]
+        events = feed[start : start + chunk]
         for (i, ev), (status, field_, seq) in zip(enumerate(events, start), system.apply(events)):
             expectation = model.expect_event(ev)
             report.events += 1
@@ -135,8 +148,9 @@ def run(system, seed: int, n_events: int, today: date, *, chunk: int = CHUNK, lo
             model.follow(ev, expectation, status)
         version = system.data_version()
         if version is not None and version != model.seq:
-            report.disagreements.append(f"seed {seed} after event #{start + len(events) - 1}: data version "
-                                        f"{version}, model {model.seq}")
+            report.disagreements.append(
+                f"seed {seed} after event #{start + len(events) - 1}: data version {version}, model {model.seq}"
+            )
         plan = check_plan(model, rnd)
         for check, actual in zip(plan, system.check(plan)):
             expectation = model.expect_check(*check)
@@ -153,10 +167,13 @@ def run(system, seed: int, n_events: int, today: date, *, chunk: int = CHUNK, lo
                 report.disagreements.append(
                     f"seed {seed} after event #{start + len(events) - 1}: check {doc} trip={trip} "
                     f"day={day} (today {today.isoformat()}): service {actual}, model "
-                    f"{expectation.decision} deny={expectation.deny} restricted={expectation.restricted}: {problem}")
+                    f"{expectation.decision} deny={expectation.deny} restricted={expectation.restricted}: {problem}"
+                )
         if log:
-            log(f"seed {seed}: {start + len(events)} events, {report.decisions} decisions, "
-                f"{len(report.disagreements)} disagreements")
+            log(
+                f"seed {seed}: {start + len(events)} events, {report.decisions} decisions, "
+                f"{len(report.disagreements)} disagreements"
+            )
     report.hits.update(model.hits)
     assert set(report.hits) <= cm.SILENT_NAMES, set(report.hits) - cm.SILENT_NAMES
     report.seconds = time.perf_counter() - started
@@ -170,8 +187,12 @@ def _policy_trip(trip: tuple | None) -> Trip | None:
     if trip is None:
         return None
     mode, train, rail_class, ship_class = trip
-    return Trip(TravelMode(mode), train_number=train, rail_class=RailClass(rail_class) if rail_class else None,
-                ship_class=ShipClass(ship_class) if ship_class else None)
+    return Trip(
+        TravelMode(mode),
+        train_number=train,
+        rail_class=RailClass(rail_class) if rail_class else None,
+        ship_class=ShipClass(ship_class) if ship_class else None,
+    )
 
 
 class InProcess:
@@ -209,21 +230,33 @@ class InProcess:
             if self.rounds % 2 == 0:
                 self.prefilter_path.unlink(missing_ok=True)
             self.checker = self._checker()
-        queries = [CheckQuery(d["type"], d["number"], d.get("country", ""), "", _policy_trip(trip), day)
-                   for d, trip, day in plan]
+        queries = [
+            CheckQuery(d["type"], d["number"], d.get("country", ""), "", _policy_trip(trip), day) for d, trip, day in plan
+        ]
         out = []
         for result in self.checker.check_many(queries):
             if isinstance(result, Exception):
                 out.append(cm.ERROR)
             else:
                 denying = [o for o in result.decision.matches if o.caused_denial]
-                reasons = frozenset((o.found.listing["listing_id"], o.found.person["role"],
-                                     (o.found.listing.get("organization_name") or "")
-                                     if o.found.person["role"] != "SUBJECT" else "",
-                                     o.found.listing["case_number"]) for o in denying)
-                out.append((result.decision.decision, result.decision.restricted,
-                            frozenset(o.found.listing["listing_id"] for o in denying), result.masked_document,
-                            reasons))
+                reasons = frozenset(
+                    (
+                        o.found.listing["listing_id"],
+                        o.found.person["role"],
+                        (o.found.listing.get("organization_name") or "") if o.found.person["role"] != "SUBJECT" else "",
+                        o.found.listing["case_number"],
+                    )
+                    for o in denying
+                )
+                out.append(
+                    (
+                        result.decision.decision,
+                        result.decision.restricted,
+                        frozenset(o.found.listing["listing_id"] for o in denying),
+                        result.masked_document,
+                        reasons,
+                    )
+                )
         return out
 
 
@@ -264,8 +297,7 @@ class OverGrpc:
             status = cm.APPLIED if response.applied == 1 else cm.DUPLICATE
             return [(status, "", None)]
         assert response.duplicates == 0 and response.applied + response.rejected == len(events), response
-        return [(cm.REJECTED, rejects[n], None) if n in rejects else (cm.APPLIED, "", None)
-                for n in range(1, len(events) + 1)]
+        return [(cm.REJECTED, rejects[n], None) if n in rejects else (cm.APPLIED, "", None) for n in range(1, len(events) + 1)]
 
     def data_version(self) -> int:
         return self.version
@@ -283,7 +315,8 @@ class OverGrpc:
         out = []
         for start in range(0, len(requests), 1000):
             response = self.client._checks.BatchCheckRestriction(
-                pb.BatchCheckRequest(checks=requests[start:start + 1000]), timeout=30)
+                pb.BatchCheckRequest(checks=requests[start : start + 1000]), timeout=30
+            )
             for item in response.items:
                 if item.HasField("error"):
                     assert item.error.code == 3, item.error  # INVALID_ARGUMENT
@@ -291,10 +324,18 @@ class OverGrpc:
                 else:
                     r = item.result
                     denying = [m for m in r.matches if m.caused_denial]
-                    reasons = frozenset((m.listing_id, pb.Role.Name(m.role), m.organization_name, m.case_number)
-                                        for m in denying)
-                    out.append((pb.Decision.Name(r.decision), r.restricted, frozenset(m.listing_id for m in denying),
-                                r.masked_document, reasons))
+                    reasons = frozenset(
+                        (m.listing_id, pb.Role.Name(m.role), m.organization_name, m.case_number) for m in denying
+                    )
+                    out.append(
+                        (
+                            pb.Decision.Name(r.decision),
+                            r.restricted,
+                            frozenset(m.listing_id for m in denying),
+                            r.masked_document,
+                            reasons,
+                        )
+                    )
         return out
 
 
@@ -349,8 +390,9 @@ FLIGHT = Trip(TravelMode.FLIGHT)
 
 
 def _check(checker, document: dict):
-    decision = checker.check(CheckQuery(document["type"], document["number"], document.get("country", ""), "", FLIGHT,
-                                        today_in_shanghai())).decision
+    decision = checker.check(
+        CheckQuery(document["type"], document["number"], document.get("country", ""), "", FLIGHT, today_in_shanghai())
+    ).decision
     return decision.decision, sorted(o.found.listing["listing_id"] for o in decision.matches if o.caused_denial)
 
 
@@ -364,46 +406,81 @@ def _org_naming(*persons: tuple[str, dict]) -> dict:
 def _person_with_bound_documents():
     """Listing A binds the passport and the permit to the person's resident ID; the person then
     performs it, so that A restricts no more (the bindings stay)."""
-    return [list_person("A", PERSON, extra=[PASSPORT, PERMIT], event_id="a", listed_on=iso(-30)),
-            event("PERFORM", "A", event_id="a-performed", performed_on=iso(-1))]
+    return [
+        list_person("A", PERSON, extra=[PASSPORT, PERMIT], event_id="a", listed_on=iso(-30)),
+        event("PERFORM", "A", event_id="a-performed", performed_on=iso(-1)),
+    ]
 
 
 def test_a_listing_naming_the_bound_passport_restricts_the_resident_id(ledger, checker):
-    apply(ledger, *_person_with_bound_documents(),
-          _org_naming(("LEGAL_REPRESENTATIVE", PASSPORT)))
+    apply(ledger, *_person_with_bound_documents(), _org_naming(("LEGAL_REPRESENTATIVE", PASSPORT)))
     assert _check(checker, PASSPORT) == ("DENY", ["O"])  # holds
     assert _check(checker, doc(PERSON)) == ("DENY", ["O"])  # the service: ("ALLOW", [])
 
 
 def test_a_listing_naming_the_bound_passport_restricts_the_other_bound_documents(ledger, checker):
-    apply(ledger, *_person_with_bound_documents(),
-          event("LIST", "B", event_id="b", list_type="DISHONEST", case_number="(2026)京0105执2号", court="北京市朝阳区人民法院",
-                listed_on=iso(-10), expires_on=None, subject={"kind": "PERSON", "name": "张伟", "document": PASSPORT}))
+    apply(
+        ledger,
+        *_person_with_bound_documents(),
+        event(
+            "LIST",
+            "B",
+            event_id="b",
+            list_type="DISHONEST",
+            case_number="(2026)京0105执2号",
+            court="北京市朝阳区人民法院",
+            listed_on=iso(-10),
+            expires_on=None,
+            subject={"kind": "PERSON", "name": "张伟", "document": PASSPORT},
+        ),
+    )
     assert _check(checker, PASSPORT) == ("DENY", ["B"])  # holds
     assert _check(checker, PERMIT) == ("DENY", ["B"])  # the service: ("ALLOW", [])
 
 
 def test_an_exempt_may_name_the_person_by_resident_id_when_the_listing_names_the_bound_passport(ledger, checker):
-    apply(ledger, *_person_with_bound_documents(),
-          _org_naming(("LEGAL_REPRESENTATIVE", PASSPORT)))
-    [outcome] = apply(ledger, event("EXEMPT", "O", event_id="x", document=doc(PERSON), modes=["FLIGHT"],
-                                    valid_from=iso(-1), valid_to=iso(30), reference="(2026)沪0115执567号之一"))
+    apply(ledger, *_person_with_bound_documents(), _org_naming(("LEGAL_REPRESENTATIVE", PASSPORT)))
+    [outcome] = apply(
+        ledger,
+        event(
+            "EXEMPT",
+            "O",
+            event_id="x",
+            document=doc(PERSON),
+            modes=["FLIGHT"],
+            valid_from=iso(-1),
+            valid_to=iso(30),
+            reference="(2026)沪0115执567号之一",
+        ),
+    )
     # The service: REJECTED, field "document", "is not a person restricted by this listing".
     assert (outcome.status, outcome.field) == ("APPLIED", "")
     assert _check(checker, PASSPORT) == ("ALLOW", [])
 
 
 def test_an_exemption_covers_the_person_named_twice_on_one_listing(ledger, checker):
-    apply(ledger, *_person_with_bound_documents(),
-          _org_naming(("LEGAL_REPRESENTATIVE", doc(PERSON)), ("PRINCIPAL", PASSPORT)),
-          event("EXEMPT", "O", event_id="x", document=PASSPORT, modes=["FLIGHT"], valid_from=iso(-1),
-                valid_to=iso(30), reference="(2026)沪0115执567号之一"))
+    apply(
+        ledger,
+        *_person_with_bound_documents(),
+        _org_naming(("LEGAL_REPRESENTATIVE", doc(PERSON)), ("PRINCIPAL", PASSPORT)),
+        event(
+            "EXEMPT",
+            "O",
+            event_id="x",
+            document=PASSPORT,
+            modes=["FLIGHT"],
+            valid_from=iso(-1),
+            valid_to=iso(30),
+            reference="(2026)沪0115执567号之一",
+        ),
+    )
     assert _check(checker, doc(PERSON)) == ("ALLOW", [])  # the service: ("DENY", ["O"])
     assert _check(checker, PASSPORT) == ("ALLOW", [])  # the service: ("DENY", ["O"]) as well
 
 
 def test_the_model_expects_what_the_regression_tests_assert():
     """The regression tests above, through the model: it answers what they assert."""
+
     def model_after(*events) -> cm.Model:
         model = cm.Model(today_in_shanghai())
         for ev in events:
@@ -419,24 +496,54 @@ def test_the_model_expects_what_the_regression_tests_assert():
     base = _person_with_bound_documents()
     model = model_after(*base, _org_naming(("LEGAL_REPRESENTATIVE", PASSPORT)))
     assert answer(model, PASSPORT) == answer(model, doc(PERSON)) == ("DENY", ["O"])
-    exempt = event("EXEMPT", "O", event_id="x", document=doc(PERSON), modes=["FLIGHT"], valid_from=iso(-1),
-                   valid_to=iso(30), reference="(2026)沪0115执567号之一")
+    exempt = event(
+        "EXEMPT",
+        "O",
+        event_id="x",
+        document=doc(PERSON),
+        modes=["FLIGHT"],
+        valid_from=iso(-1),
+        valid_to=iso(30),
+        reference="(2026)沪0115执567号之一",
+    )
     assert model.expect_event(exempt).outcomes == {cm.APPLIED}
     model.follow(exempt, model.expect_event(exempt), cm.APPLIED)
     assert answer(model, PASSPORT) == ("ALLOW", [])
 
-    lb = event("LIST", "B", event_id="b", list_type="DISHONEST", case_number="(2026)京0105执2号", court="北京市朝阳区人民法院",
-               listed_on=iso(-10), expires_on=None, subject={"kind": "PERSON", "name": "张伟", "document": PASSPORT})
+    lb = event(
+        "LIST",
+        "B",
+        event_id="b",
+        list_type="DISHONEST",
+        case_number="(2026)京0105执2号",
+        court="北京市朝阳区人民法院",
+        listed_on=iso(-10),
+        expires_on=None,
+        subject={"kind": "PERSON", "name": "张伟", "document": PASSPORT},
+    )
     assert answer(model_after(*base, lb), PERMIT) == ("DENY", ["B"])
 
-    model = model_after(*base, _org_naming(("LEGAL_REPRESENTATIVE", doc(PERSON)), ("PRINCIPAL", PASSPORT)),
-                        event("EXEMPT", "O", event_id="x", document=PASSPORT, modes=["FLIGHT"], valid_from=iso(-1),
-                              valid_to=iso(30), reference="(2026)沪0115执567号之一"))
+    model = model_after(
+        *base,
+        _org_naming(("LEGAL_REPRESENTATIVE", doc(PERSON)), ("PRINCIPAL", PASSPORT)),
+        event(
+            "EXEMPT",
+            "O",
+            event_id="x",
+            document=PASSPORT,
+            modes=["FLIGHT"],
+            valid_from=iso(-1),
+            valid_to=iso(30),
+            reference="(2026)沪0115执567号之一",
+        ),
+    )
     assert answer(model, doc(PERSON)) == answer(model, PASSPORT) == ("ALLOW", [])
     # And the comparison has teeth: the resident ID flying on listing A in force is a disagreement.
     model = model_after(list_person("A", PERSON, extra=[PASSPORT], event_id="a", listed_on=iso(-30)))
-    assert cm.compare_check(model.expect_check(doc(PERSON), cm.TRIPS[1], None),
-                            ("ALLOW", True, frozenset(), cm.mask(cm.norm(doc(PERSON))), frozenset()))
+    assert cm.compare_check(
+        model.expect_check(doc(PERSON), cm.TRIPS[1], None),
+        ("ALLOW", True, frozenset(), cm.mask(cm.norm(doc(PERSON))), frozenset()),
+    )
 
 
 # --------------------------------------------------------------------------- standalone
@@ -461,8 +568,14 @@ def main(argv=None) -> int:
                 if args.grpc:
                     report = _run_grpc(store, seed, args, today, log)
                 else:
-                    report = run(InProcess(store, Path(tmp) / "prefilter.bloom", today), seed, args.events, today,
-                                 chunk=args.chunk, log=log)
+                    report = run(
+                        InProcess(store, Path(tmp) / "prefilter.bloom", today),
+                        seed,
+                        args.events,
+                        today,
+                        chunk=args.chunk,
+                        log=log,
+                    )
             finally:
                 store.close()
         print(f"seed {seed}: {report.summary()}", flush=True)

@@ -17,8 +17,7 @@ LISTINGS = 3000
 
 @pytest.fixture
 def loaded(store, tmp_path):
-    outcomes = list(Ledger(store, PEPPER).apply(
-        FeedLine(i, e) for i, e in enumerate(synth.generate_events(7, LISTINGS), 1)))
+    outcomes = list(Ledger(store, PEPPER).apply(FeedLine(i, e) for i, e in enumerate(synth.generate_events(7, LISTINGS), 1)))
     checker = Checker(store, PEPPER, prefilter_path=tmp_path / "p.bloom", error_rate=0.001)
     checker.warm_up()
     return outcomes, checker

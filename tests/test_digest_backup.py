@@ -76,10 +76,24 @@ def test_backup_taken_during_a_load_is_the_exact_state_after_some_prefix_of_the_
     data = tmp_path / "data"
     env = {"SANCTION_PEPPER": PEPPER.hex()}
     assert sanction("init", "--data-dir", str(data), env=env).returncode == 0
-    loader = subprocess.Popen([sys.executable, "-m", "sanction_service", "load", "--data-dir", str(data),
-                               "--batch-size", "200", "--no-progress", str(feed)], cwd=ROOT,
-                              env=_env({**env, "SANCTION_TEST_BATCH_PAUSE": "0.2"}),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    loader = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sanction_service",
+            "load",
+            "--data-dir",
+            str(data),
+            "--batch-size",
+            "200",
+            "--no-progress",
+            str(feed),
+        ],
+        cwd=ROOT,
+        env=_env({**env, "SANCTION_TEST_BATCH_PAUSE": "0.2"}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     store = Store(data, pepper_fingerprint(PEPPER), map_size=16 << 20)
     while True:  # wait until the load is under way
         with store.read() as view:
@@ -100,6 +114,7 @@ def test_backup_taken_during_a_load_is_the_exact_state_after_some_prefix_of_the_
     prefix.write_text("".join(open(feed, encoding="utf-8").readlines()[:version]), encoding="utf-8")
     clean = Store(tmp_path / "clean", pepper_fingerprint(PEPPER), create=True, map_size=16 << 20)
     from sanction_service.loaders.feed import read_feed
+
     list(Ledger(clean, PEPPER).apply(read_feed(prefix)))
     with clean.read() as view:
         assert store_digest(view) == snapshot
@@ -110,8 +125,12 @@ def test_backup_taken_during_a_load_is_the_exact_state_after_some_prefix_of_the_
 def test_replication_bookkeeping_is_digested_apart_from_the_content(tmp_path):
     a, b = fresh_store(tmp_path / "a"), fresh_store(tmp_path / "b")
     apply(Ledger(a, PEPPER), *events())
-    list(Ledger(b, PEPPER).apply([FeedLine(i, e) for i, e in enumerate(events(), 1)],
-                                 meta_updates=lambda batch, outcomes: {b"replication:stream_seq": b"x"}))
+    list(
+        Ledger(b, PEPPER).apply(
+            [FeedLine(i, e) for i, e in enumerate(events(), 1)],
+            meta_updates=lambda batch, outcomes: {b"replication:stream_seq": b"x"},
+        )
+    )
     with a.read() as va, b.read() as vb:
         da, db = store_digest(va), store_digest(vb)
     assert "replication" not in da and "replication" in db

@@ -74,7 +74,7 @@ def fenced_blocks(text: str) -> list[tuple[int, str, list[str], str]]:
             end = i + 1
             while not lines[end].startswith("```"):
                 end += 1
-            blocks.append((i + 1, language, lines[i + 1:end], before))
+            blocks.append((i + 1, language, lines[i + 1 : end], before))
             before, i = "", end + 1
             continue
         if lines[i].strip():
@@ -165,8 +165,9 @@ def feed_examples() -> list[Example]:
 
 def documented_output() -> tuple[str, list[str]]:
     """The summary line and the rejects lines shown under 'Output' in docs/FEED.md."""
-    text_blocks = [body for _, language, body, _ in fenced_blocks((DOCS / "FEED.md").read_text(encoding="utf-8"))
-                   if language == "text"]
+    text_blocks = [
+        body for _, language, body, _ in fenced_blocks((DOCS / "FEED.md").read_text(encoding="utf-8")) if language == "text"
+    ]
     summary = next(body[0] for body in text_blocks if re.match(r"\d+ lines: ", body[0]))
     rejects = next(body for body in text_blocks if body[0].startswith('{"line"'))
     return summary, rejects
@@ -188,8 +189,17 @@ def loaded_feed(tmp_path_factory) -> LoadedFeed:
     feed = tmp_path / "feed.jsonl"
     feed.write_text("".join(e.text + "\n" for e in examples), encoding="utf-8")
     rejects_path = tmp_path / "rejects.jsonl"
-    run = sanction("load", "--data-dir", str(tmp_path / "store"), "--create", "--no-progress",
-                   "--rejects", str(rejects_path), str(feed), env={"SANCTION_PEPPER": PEPPER_HEX})
+    run = sanction(
+        "load",
+        "--data-dir",
+        str(tmp_path / "store"),
+        "--create",
+        "--no-progress",
+        "--rejects",
+        str(rejects_path),
+        str(feed),
+        env={"SANCTION_PEPPER": PEPPER_HEX},
+    )
     return LoadedFeed(examples, run, rejects_path, tmp_path / "store")
 
 
@@ -207,8 +217,9 @@ def test_feed_examples_load_with_the_documented_results(loaded_feed):
 
     applied = sum(e.status == "applied" for e in examples)
     duplicates = sum(e.status == "duplicate" for e in examples)
-    summary = (f"{len(examples)} lines: {applied} applied, {duplicates} duplicates, {len(rejected)} rejected; "
-               f"data version {applied}")
+    summary = (
+        f"{len(examples)} lines: {applied} applied, {duplicates} duplicates, {len(rejected)} rejected; data version {applied}"
+    )
     assert run.stdout.splitlines()[0] == summary
 
     documented_summary, documented_rejects = documented_output()
@@ -219,10 +230,18 @@ def test_feed_examples_load_with_the_documented_results(loaded_feed):
 
 # --------------------------------------------------------------------------- reason tables
 
-EMITTING_MODULES = ("sanction_service/events.py", "sanction_service/lifecycle.py", "sanction_service/ledger.py",
-                    "sanction_service/identity.py", "sanction_service/text.py", "sanction_service/feedline.py",
-                    "sanction_service/policy.py", "sanction_service/grpc_api/convert.py",
-                    "sanction_service/grpc_api/restriction.py", "loaders/feed.py")
+EMITTING_MODULES = (
+    "sanction_service/events.py",
+    "sanction_service/lifecycle.py",
+    "sanction_service/ledger.py",
+    "sanction_service/identity.py",
+    "sanction_service/text.py",
+    "sanction_service/feedline.py",
+    "sanction_service/policy.py",
+    "sanction_service/grpc_api/convert.py",
+    "sanction_service/grpc_api/restriction.py",
+    "loaders/feed.py",
+)
 S = settings
 
 
@@ -268,11 +287,14 @@ def assert_emitted(text: str, where: str) -> None:
             assert fragment in emitted, f"{where}: no code emits {text!r}"
 
 
-@pytest.mark.parametrize("page, header, every_ticked", [
-    ("FEED.md", "| field | reason |", False),
-    ("DOCUMENTS.md", "| field | reason |", False),
-    ("API.md", "| field | description |", True),
-])
+@pytest.mark.parametrize(
+    "page, header, every_ticked",
+    [
+        ("FEED.md", "| field | reason |", False),
+        ("DOCUMENTS.md", "| field | reason |", False),
+        ("API.md", "| field | description |", True),
+    ],
+)
 def test_documented_reasons_are_texts_the_code_emits(page, header, every_ticked):
     rows = table_rows((DOCS / page).read_text(encoding="utf-8"), header)
     assert len(rows) >= 10
@@ -295,7 +317,7 @@ LIMIT_NAME = re.compile(r"`((?:MAX|TRAVEL)_[A-Z_]+)`")
 def fixed_limits() -> dict[str, int]:
     """The constants of settings.py's "Fixed limits" section (up to the first non-limit)."""
     source = (ROOT / "sanction_service" / "settings.py").read_text(encoding="utf-8")
-    section = source[source.index("# Fixed limits"):source.index("PREFILTER_FILE")]
+    section = source[source.index("# Fixed limits") : source.index("PREFILTER_FILE")]
     names = re.findall(r"^([A-Z][A-Z_]+) = ", section, re.MULTILINE)
     assert len(names) >= 15, names
     return {name: getattr(settings, name) for name in names}
@@ -315,8 +337,9 @@ def test_input_limits_states_every_fixed_limit_with_its_value():
             continue
         for name in LIMIT_NAME.findall(line):
             assert name in limits, f"docs/INPUT_LIMITS.md names {name}, which is not a fixed limit of settings.py"
-            assert states_value(line, limits[name]), f"docs/INPUT_LIMITS.md: the row naming {name} does not say " \
-                                                     f"{limits[name]}: {line}"
+            assert states_value(line, limits[name]), (
+                f"docs/INPUT_LIMITS.md: the row naming {name} does not say {limits[name]}: {line}"
+            )
             in_rows.add(name)
     assert not limits.keys() - in_rows, f"docs/INPUT_LIMITS.md has no row for {sorted(limits.keys() - in_rows)}"
 
@@ -363,8 +386,7 @@ def test_only_input_limits_gives_the_numbers():
 # --------------------------------------------------------------------------- DECISIONS.md worked example
 
 WORKED_HEADER = "| day | document | trip | decision | restricted | listing | role | caused denial | exemption |"
-DOCUMENT_WORDS = {"passport": DocumentType.PASSPORT, "resident ID": DocumentType.RESIDENT_ID,
-                  "USCC": DocumentType.USCC}
+DOCUMENT_WORDS = {"passport": DocumentType.PASSPORT, "resident ID": DocumentType.RESIDENT_ID, "USCC": DocumentType.USCC}
 
 
 def worked_example_rows() -> list[list[str]]:
@@ -389,8 +411,9 @@ def worked_trip(cell: str) -> Trip | None:
 @pytest.fixture(scope="module")
 def feed_checker(loaded_feed):
     store = Store(loaded_feed.store_dir, pepper_fingerprint(bytes.fromhex(PEPPER_HEX)), map_size=1 << 30)
-    checker = Checker(store, bytes.fromhex(PEPPER_HEX), prefilter_path=loaded_feed.store_dir / "prefilter.bloom",
-                      error_rate=0.001)
+    checker = Checker(
+        store, bytes.fromhex(PEPPER_HEX), prefilter_path=loaded_feed.store_dir / "prefilter.bloom", error_rate=0.001
+    )
     checker.warm_up()  # the bound documents must be in the prefilter too
     yield checker
     store.close()
@@ -417,8 +440,11 @@ def test_worked_example_of_bindings_is_what_the_checker_answers(feed_checker):
 
 def test_worked_example_lookup_lists_every_listing_of_the_person(feed_checker):
     text = " ".join((DOCS / "DECISIONS.md").read_text(encoding="utf-8").split())
-    claim = re.search(r"`LookupPerson` with the passport lists both `([^`]+)` \(lifted, `([A-Z_]+)`\) and `([^`]+)`, "
-                      r"each with `matched_document` `([^`]+)`", text)
+    claim = re.search(
+        r"`LookupPerson` with the passport lists both `([^`]+)` \(lifted, `([A-Z_]+)`\) and `([^`]+)`, "
+        r"each with `matched_document` `([^`]+)`",
+        text,
+    )
     assert claim, "docs/DECISIONS.md: the worked example's lookup sentence changed; update this test"
     lifted, reason, active, masked = claim.groups()
     passport = next(ticked(row[1])[0] for row in worked_example_rows() if row[1].startswith("passport"))
@@ -454,23 +480,24 @@ def test_exit_status_tables_name_the_codes_cli_uses():
     assert "rejected" in by_code[cli.EXIT_REJECTS]
     documented = readme_exit_codes()
     for name, codes in cli.EXIT_CODES.items():
-        assert documented[name] == set(codes), f"README.md Exit codes, sanction {name}: documented " \
-                                               f"{sorted(documented[name])}, cli.py {sorted(codes)}"
+        assert documented[name] == set(codes), (
+            f"README.md Exit codes, sanction {name}: documented {sorted(documented[name])}, cli.py {sorted(codes)}"
+        )
     constants = {value for name, value in vars(cli).items() if name.startswith("EXIT_") and isinstance(value, int)}
     assert constants == set().union(*documented.values()) - {1} | {cli.EXIT_REJECTS}, "an EXIT_ constant is undocumented"
 
 
 # --------------------------------------------------------------------------- DECISIONS.md policy table
 
-TRAINS_BY_LETTER = {"G": "G1234", "D": "D301", "C": "C2001", "Z": "Z1", "T": "T109", "K": "K1", "Y": "Y1",
-                    "L": "L1", "S": "S5"}
+TRAINS_BY_LETTER = {"G": "G1234", "D": "D301", "C": "C2001", "Z": "Z1", "T": "T109", "K": "K1", "Y": "Y1", "L": "L1", "S": "S5"}
 
 
 def policy_rows() -> list[tuple[str, list[str], list[str] | None, bool]]:
     """(mode, sample train numbers, classes or None for every class, restricted)."""
     rows = []
-    for mode, train, classes, restricted in table_rows((DOCS / "DECISIONS.md").read_text(encoding="utf-8"),
-                                                       "| mode | train number | class | restricted |"):
+    for mode, train, classes, restricted in table_rows(
+        (DOCS / "DECISIONS.md").read_text(encoding="utf-8"), "| mode | train number | class | restricted |"
+    ):
         trains = [TRAINS_BY_LETTER[letter] for letter in ticked(train)]
         if "digits only" in train:
             trains.append("1461")
@@ -504,8 +531,11 @@ def test_policy_table_agrees_with_policy_py_for_every_class():
             enum = RailClass if mode == "RAIL" else ShipClass
             members = [enum[name] for name in classes] if classes else list(enum)
             for member in members:
-                trip = (Trip(TravelMode.RAIL, train_number=train, rail_class=member) if mode == "RAIL"
-                        else Trip(TravelMode.SHIP, ship_class=member))
+                trip = (
+                    Trip(TravelMode.RAIL, train_number=train, rail_class=member)
+                    if mode == "RAIL"
+                    else Trip(TravelMode.SHIP, ship_class=member)
+                )
                 assert purchase_is_restricted(trip) is restricted, (mode, train, member.value)
                 covered.setdefault((mode, train), set()).add(member)
             if mode == "RAIL" and classes is None:  # "the class may be left out"

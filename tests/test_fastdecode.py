@@ -22,6 +22,7 @@ SEED = 11
 LISTINGS = 4000
 MUTATED = 8000
 
+
 def _lines() -> list[str]:
     rng = random.Random(SEED)
     events = list(synth.generate_events(SEED, LISTINGS))
@@ -109,13 +110,21 @@ def test_bulk_workers_list_preparation_is_the_reference_record_journal_and_index
         entries = lifecycle.index_entries(record)
         bindings = lifecycle.declared_bindings(record)
         added = sorted(entries.keys() | {d for d, _ in bindings})
-        journal = dumps({"event_id": event.event_id, "type": "LIST", "listing_id": event.listing_id,
-                         "added": [k.hex() for k in added]})
-        assert prepared == (event.event_id, event.listing_id, event.digest, event.occurred_at, event.list_type.value,
-                            json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode(),
-                            b"".join(k + event.listing_id.encode() + v + b"+" for k, v in entries.items()),
-                            b"".join(d + p for d, p in sorted(bindings)), journal), (number, text)
-    lists = sum('"type":"LIST"' in line for line in lines[:len(lines) - MUTATED])
+        journal = dumps(
+            {"event_id": event.event_id, "type": "LIST", "listing_id": event.listing_id, "added": [k.hex() for k in added]}
+        )
+        assert prepared == (
+            event.event_id,
+            event.listing_id,
+            event.digest,
+            event.occurred_at,
+            event.list_type.value,
+            json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode(),
+            b"".join(k + event.listing_id.encode() + v + b"+" for k, v in entries.items()),
+            b"".join(d + p for d, p in sorted(bindings)),
+            journal,
+        ), (number, text)
+    lists = sum('"type":"LIST"' in line for line in lines[: len(lines) - MUTATED])
     assert taken >= lists, (taken, lists)
 
 
@@ -142,6 +151,13 @@ def test_follow_up_preparation_is_the_reference_event():
             taken += given is raw
             assert reference.error is None, (number, text)
             day = event.expires_on if event.type.value == "EXTEND" else event.effective_on
-            assert fast[1] == (event.type.value, event.event_id, event.listing_id, event.digest, event.occurred_at,
-                               event.reason, day.isoformat()), (number, text)
+            assert fast[1] == (
+                event.type.value,
+                event.event_id,
+                event.listing_id,
+                event.digest,
+                event.occurred_at,
+                event.reason,
+                day.isoformat(),
+            ), (number, text)
     assert follow_ups > 100 and taken >= follow_ups, (taken, follow_ups)

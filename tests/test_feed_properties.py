@@ -40,10 +40,31 @@ PERSON = make_ric("110105", "19800101", 123)
 OTHER = make_ric("310115", "19750505", 222)
 USCC = make_uscc()
 # Every field name of DOMAIN §6; a rejection names one of these (or a field the example added).
-KNOWN_FIELDS = {"event_id", "type", "occurred_at", "listing_id", "list_type", "case_number", "court", "listed_on",
-                "expires_on", "subject", "extra_documents", "restricted_persons", "grounds", "obligation",
-                "amount_unperformed", "reason", "effective_on", "performed_on", "document", "modes", "valid_from",
-                "valid_to", "reference"}
+KNOWN_FIELDS = {
+    "event_id",
+    "type",
+    "occurred_at",
+    "listing_id",
+    "list_type",
+    "case_number",
+    "court",
+    "listed_on",
+    "expires_on",
+    "subject",
+    "extra_documents",
+    "restricted_persons",
+    "grounds",
+    "obligation",
+    "amount_unperformed",
+    "reason",
+    "effective_on",
+    "performed_on",
+    "document",
+    "modes",
+    "valid_from",
+    "valid_to",
+    "reference",
+}
 # Rejections that concern the event as a whole rather than one field.
 WHOLE_EVENT_REASONS = {"CORRECT names no field to correct", "a field name is not valid text"}
 
@@ -52,25 +73,65 @@ def base_events(n: int) -> dict[str, tuple[dict, list[tuple]]]:
     """For example `n`: each event type's valid event (for listing L{n}) and the paths of
     the fields to corrupt, nested ones included."""
     lid = f"L{n}"
-    person_paths = [("subject", "name"), ("subject", "kind"), ("subject", "document"), ("subject", "document", "type"),
-                    ("subject", "document", "number"), ("subject", "document", "country")]
+    person_paths = [
+        ("subject", "name"),
+        ("subject", "kind"),
+        ("subject", "document"),
+        ("subject", "document", "type"),
+        ("subject", "document", "number"),
+        ("subject", "document", "country"),
+    ]
     return {
-        "LIST": (list_person(f"{lid}-new", PERSON, event_id=f"{lid}-list", expires_on="2030-01-01",
-                             extra=[doc("E12345678", "PASSPORT")], grounds=1, obligation="支付工程款",
-                             amount_unperformed="52800.00"),
-                 person_paths + [("extra_documents", 0), ("extra_documents", 0, "country")]),
-        "LIST_ORG": (list_org(f"{lid}-org", USCC, [("LEGAL_REPRESENTATIVE", "李娜", OTHER)], event_id=f"{lid}-org"),
-                     [("restricted_persons", 0), ("restricted_persons", 0, "role"), ("restricted_persons", 0, "name"),
-                      ("restricted_persons", 0, "document", "number"), ("restricted_persons", 0, "document", "country")]),
+        "LIST": (
+            list_person(
+                f"{lid}-new",
+                PERSON,
+                event_id=f"{lid}-list",
+                expires_on="2030-01-01",
+                extra=[doc("E12345678", "PASSPORT")],
+                grounds=1,
+                obligation="支付工程款",
+                amount_unperformed="52800.00",
+            ),
+            person_paths + [("extra_documents", 0), ("extra_documents", 0, "country")],
+        ),
+        "LIST_ORG": (
+            list_org(f"{lid}-org", USCC, [("LEGAL_REPRESENTATIVE", "李娜", OTHER)], event_id=f"{lid}-org"),
+            [
+                ("restricted_persons", 0),
+                ("restricted_persons", 0, "role"),
+                ("restricted_persons", 0, "name"),
+                ("restricted_persons", 0, "document", "number"),
+                ("restricted_persons", 0, "document", "country"),
+            ],
+        ),
         "DELIST": (feed_event("DELIST", lid, event_id=f"{lid}-delist", reason="SETTLED", effective_on="2025-01-01"), []),
         "PERFORM": (feed_event("PERFORM", lid, event_id=f"{lid}-perform", performed_on="2025-01-01"), []),
         "EXTEND": (feed_event("EXTEND", lid, event_id=f"{lid}-extend", expires_on="2031-01-01"), []),
-        "CORRECT": (feed_event("CORRECT", lid, event_id=f"{lid}-correct", court="北京市海淀区人民法院",
-                          case_number="(2024)京0108执9号", subject={"kind": "PERSON", "name": "张伟",
-                                                                  "document": doc(PERSON)}), person_paths),
-        "EXEMPT": (feed_event("EXEMPT", lid, event_id=f"{lid}-exempt", document=doc(PERSON), modes=["FLIGHT", "RAIL"],
-                         valid_from="2025-01-01", valid_to="2025-12-31", reference=f"R-{n}"),
-                   [("document", "country"), ("document", "number"), ("modes", 0)]),
+        "CORRECT": (
+            feed_event(
+                "CORRECT",
+                lid,
+                event_id=f"{lid}-correct",
+                court="北京市海淀区人民法院",
+                case_number="(2024)京0108执9号",
+                subject={"kind": "PERSON", "name": "张伟", "document": doc(PERSON)},
+            ),
+            person_paths,
+        ),
+        "EXEMPT": (
+            feed_event(
+                "EXEMPT",
+                lid,
+                event_id=f"{lid}-exempt",
+                document=doc(PERSON),
+                modes=["FLIGHT", "RAIL"],
+                valid_from="2025-01-01",
+                valid_to="2025-12-31",
+                reference=f"R-{n}",
+            ),
+            [("document", "country"), ("document", "number"), ("modes", 0)],
+        ),
     }
 
 
@@ -103,27 +164,61 @@ PLACEHOLDER = "\x00deep\x00"
 texts = st.one_of(
     st.text(max_size=30),  # every category but surrogates, control characters included
     st.text(alphabet=st.characters(max_codepoint=0x9F), max_size=12),
-    st.sampled_from(["", " ", "\ud800", "a\udfffb", "\u2028", "x" * 128, "x" * 129, "案" * 42, "案" * 43,
-                     "\U0001F600" * 200, "FLIGHT", "PERSON", "ORGANIZATION", "SETTLED", "PRINCIPAL", "USCC",
-                     "RESIDENT_ID", "PASSPORT", "CHN", "2025-06-01", "2025-02-30", "2024-05-01T10:00:00+08:00", PERSON,
-                     OTHER, USCC]),
-    st.builds(operator.mul, st.sampled_from(["x", "字", "\U0001F600", "\t"]), st.integers(100, 5000)),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\ud800",
+            "a\udfffb",
+            "\u2028",
+            "x" * 128,
+            "x" * 129,
+            "案" * 42,
+            "案" * 43,
+            "\U0001f600" * 200,
+            "FLIGHT",
+            "PERSON",
+            "ORGANIZATION",
+            "SETTLED",
+            "PRINCIPAL",
+            "USCC",
+            "RESIDENT_ID",
+            "PASSPORT",
+            "CHN",
+            "2025-06-01",
+            "2025-02-30",
+            "2024-05-01T10:00:00+08:00",
+            PERSON,
+            OTHER,
+            USCC,
+        ]
+    ),
+    st.builds(operator.mul, st.sampled_from(["x", "字", "\U0001f600", "\t"]), st.integers(100, 5000)),
 )
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-(10**1000), 10**1000),
-                    st.floats(), texts)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-(10**1000), 10**1000), st.floats(), texts)
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["type", "number", "country", "kind", "name", "document", "role"])
-                      | st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["type", "number", "country", "kind", "name", "document", "role"]) | st.text(max_size=8),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=12,
 )
 values = st.one_of(json_values, json_values, json_values, st.integers(30, 5000).map(Deep))
 # A new field, one time in five (its name may itself be hostile); otherwise an existing one.
 added_fields = st.integers(0, 4).flatmap(
-    lambda k: st.sampled_from(["note", "\ud800", "x" * 129]) | st.text(max_size=8) if k == 0 else st.none())
-mutations = st.tuples(st.sampled_from(["LIST", "LIST_ORG", "DELIST", "PERFORM", "EXTEND", "CORRECT", "EXEMPT"]),
-                      st.integers(0, 1000), values, added_fields)
+    lambda k: st.sampled_from(["note", "\ud800", "x" * 129]) | st.text(max_size=8) if k == 0 else st.none()
+)
+mutations = st.tuples(
+    st.sampled_from(["LIST", "LIST_ORG", "DELIST", "PERFORM", "EXTEND", "CORRECT", "EXEMPT"]),
+    st.integers(0, 1000),
+    values,
+    added_fields,
+)
 counters = itertools.count(1)
 
 
@@ -131,8 +226,9 @@ counters = itertools.count(1)
 def shared_ledger(tmp_path_factory):
     """One store for every example: each uses its own listing and event ids, and a fresh
     LMDB environment per example would cost more than the example."""
-    store = Store(tmp_path_factory.mktemp("feed-properties") / "store", pepper_fingerprint(PEPPER), create=True,
-                  map_size=256 << 20)
+    store = Store(
+        tmp_path_factory.mktemp("feed-properties") / "store", pepper_fingerprint(PEPPER), create=True, map_size=256 << 20
+    )
     yield Ledger(store, PEPPER)
     store.close()
 
@@ -214,8 +310,9 @@ def test_any_value_in_any_field_is_applied_or_rejected_naming_a_field_in_process
     check_outcomes(outcomes, raw, value, text=False)
 
 
-@settings(max_examples=GRPC_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=GRPC_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(mutation=mutations)
 def test_any_value_in_any_field_is_applied_or_rejected_naming_a_field_through_apply_events(client, mutation):
     # The server (a fixture) is shared by the examples on purpose, like the store above.
@@ -223,6 +320,10 @@ def test_any_value_in_any_field_is_applied_or_rejected_naming_a_field_through_ap
     text, raw, value = mutated(n, mutation, as_text=True)
     summary = client.apply_events([json.dumps(before(n)), text, json.dumps(after(n))])
     rejects = {r.line: r for r in summary.rejects}
-    outcomes = [(REJECTED, rejects[i].field, rejects[i].reason, rejects[i].event_id) if i in rejects
-                else (DUPLICATE if i == 2 and summary.duplicates else APPLIED, "", "", "") for i in (1, 2, 3)]
+    outcomes = [
+        (REJECTED, rejects[i].field, rejects[i].reason, rejects[i].event_id)
+        if i in rejects
+        else (DUPLICATE if i == 2 and summary.duplicates else APPLIED, "", "", "")
+        for i in (1, 2, 3)
+    ]
     check_outcomes(outcomes, raw, value, text=True)

@@ -49,8 +49,16 @@ def mutate(data: bytes, rnd: random.Random) -> bytes:
 
 def random_request(rnd: random.Random) -> bytes:
     """A structurally valid message with random, often hostile, field values."""
-    numbers = [LISTED, LISTED.lower(), f" {LISTED[:6]}-{LISTED[6:]} ", LISTED[:6] + LISTED[8:17], LISTED[:17],
-               "".join(rnd.choice("0123456789X") for _ in range(rnd.randint(0, 20))), "", "\u0000" * 3]
+    numbers = [
+        LISTED,
+        LISTED.lower(),
+        f" {LISTED[:6]}-{LISTED[6:]} ",
+        LISTED[:6] + LISTED[8:17],
+        LISTED[:17],
+        "".join(rnd.choice("0123456789X") for _ in range(rnd.randint(0, 20))),
+        "",
+        "\u0000" * 3,
+    ]
     # Names over the 200-character bound are refused (tests/test_bad_input.py): this fuzz
     # wants requests that reach a decision, so it stays at the bound.
     request = pb.CheckRequest(name=rnd.choice(["", "张伟", "x" * 200]))
@@ -66,8 +74,7 @@ def random_request(rnd: random.Random) -> bytes:
     if rnd.random() < 0.3:
         # Around the window a check may ask about (yesterday .. today + 366) and its edges.
         travel = day(rnd.choice([-2, -1, -1, 0, 0, 1, 7, 365, 366, 366, 367, rnd.randint(-10, 400)]))
-        request.travel_date.year, request.travel_date.month, request.travel_date.day = (
-            travel.year, travel.month, travel.day)
+        request.travel_date.year, request.travel_date.month, request.travel_date.day = (travel.year, travel.month, travel.day)
     elif rnd.random() < 0.3:
         today = day()
         request.travel_date.year = rnd.choice([0, 1, 1970, today.year - 1, today.year, today.year + 1, 9999, 10000])
@@ -108,9 +115,13 @@ def must_deny(request: pb.CheckRequest) -> bool:
         return True
     t = request.trip
     try:
-        trip = DomainTrip(TravelMode(pb.TravelMode.Name(t.mode)), t.train_number,
-                          RailClass(pb.RailClass.Name(t.rail_class)) if t.rail_class else None, t.cabin,
-                          ShipClass(pb.ShipClass.Name(t.ship_class).removeprefix("SHIP_")) if t.ship_class else None)
+        trip = DomainTrip(
+            TravelMode(pb.TravelMode.Name(t.mode)),
+            t.train_number,
+            RailClass(pb.RailClass.Name(t.rail_class)) if t.rail_class else None,
+            t.cabin,
+            ShipClass(pb.ShipClass.Name(t.ship_class).removeprefix("SHIP_")) if t.ship_class else None,
+        )
         return purchase_is_restricted(trip)
     except (ValueError, InvalidTrip):
         return False
@@ -119,8 +130,11 @@ def must_deny(request: pb.CheckRequest) -> bool:
 def test_fuzzed_requests_never_crash_the_server_or_allow_the_listed_person(ledger, client, service):
     apply(ledger, list_person("L1", LISTED, listed_on="2024-01-01"))
     channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")
-    call = channel.unary_unary("/sanction.v1.RestrictionService/CheckRestriction",
-                               request_serializer=lambda b: b, response_deserializer=pb.CheckResponse.FromString)
+    call = channel.unary_unary(
+        "/sanction.v1.RestrictionService/CheckRestriction",
+        request_serializer=lambda b: b,
+        response_deserializer=pb.CheckResponse.FromString,
+    )
     rnd = random.Random(20261124)
     corpus = [s.SerializeToString() for s in seeds()]
     corpus += [bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 64))) for _ in range(50)]
@@ -166,14 +180,44 @@ def test_fuzzed_requests_never_crash_the_server_or_allow_the_listed_person(ledge
 
 
 CHECK_EXAMPLES = 300
-REQUEST_FIELDS = {"document", "document.type", "document.number", "document.country", "name", "trip.mode",
-                  "trip.train_number", "trip.rail_class", "trip.ship_class", "travel_date"}
+REQUEST_FIELDS = {
+    "document",
+    "document.type",
+    "document.number",
+    "document.country",
+    "name",
+    "trip.mode",
+    "trip.train_number",
+    "trip.rail_class",
+    "trip.ship_class",
+    "travel_date",
+}
 texts = st.one_of(
     st.text(max_size=24),  # control characters included
-    st.sampled_from(["", " ", "\x00", "张伟", "x" * 200, "x" * 201, "CHN", "USA", "chn", "??", "G1", "D301", "K1", "Y",
-                     "\u2028", "\U0001F600" * 70]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "张伟",
+            "x" * 200,
+            "x" * 201,
+            "CHN",
+            "USA",
+            "chn",
+            "??",
+            "G1",
+            "D301",
+            "K1",
+            "Y",
+            "\u2028",
+            "\U0001f600" * 70,
+        ]
+    ),
     st.builds(lambda c, n: c * n, st.sampled_from(["x", "1", "字", "\t"]), st.integers(60, 100_000)),
 )
+
+
 def mostly(valid, hostile):
     """`valid` four times in five, else `hostile`: each field of a request is hostile on
     its own often enough, and a fifth of the requests still reach a decision."""
@@ -183,21 +227,37 @@ def mostly(valid, hostile):
 any_int32 = st.integers(-(2**31), 2**31 - 1)
 listed_forms = st.sampled_from([LISTED, LISTED.lower(), f" {LISTED[:6]}-{LISTED[6:]} ", LISTED[:6] + LISTED[8:17]])
 documents = mostly(
-    st.one_of(st.tuples(st.just(pb.RESIDENT_ID), listed_forms, st.sampled_from(["", "CHN", "chn"])),
-              st.tuples(st.just(pb.RESIDENT_ID), st.just(make_ric("440305", "19900909", 88)), st.just("")),
-              st.tuples(st.just(pb.PASSPORT), st.just("E12345678"), st.sampled_from(["", "USA"]))),
-    st.tuples(st.integers(0, 7) | any_int32, st.one_of(listed_forms, texts, st.sampled_from([LISTED[:17], LISTED + "0"])),
-              st.sampled_from(["", "CHN"]) | texts),
+    st.one_of(
+        st.tuples(st.just(pb.RESIDENT_ID), listed_forms, st.sampled_from(["", "CHN", "chn"])),
+        st.tuples(st.just(pb.RESIDENT_ID), st.just(make_ric("440305", "19900909", 88)), st.just("")),
+        st.tuples(st.just(pb.PASSPORT), st.just("E12345678"), st.sampled_from(["", "USA"])),
+    ),
+    st.tuples(
+        st.integers(0, 7) | any_int32,
+        st.one_of(listed_forms, texts, st.sampled_from([LISTED[:17], LISTED + "0"])),
+        st.sampled_from(["", "CHN"]) | texts,
+    ),
 )
 names = mostly(st.sampled_from(["", "张伟", "李四", "x" * 200]), texts)
 trips = mostly(
-    st.one_of(st.none(), st.just(pb.Trip(mode=pb.FLIGHT)),
-              st.builds(lambda train, cls: pb.Trip(mode=pb.RAIL, train_number=train, rail_class=cls),
-                        st.sampled_from(["G1", "g12", "D301", "C5", "K1", "Z9", "1461"]), st.integers(1, 10)),
-              st.builds(lambda cls: pb.Trip(mode=pb.SHIP, ship_class=cls), st.integers(1, 6))),
-    st.builds(pb.Trip, mode=st.integers(0, 5) | any_int32, rail_class=st.integers(0, 12) | any_int32,
-              ship_class=st.integers(0, 8) | any_int32, cabin=texts,
-              train_number=st.sampled_from(["G1", "D301", "K1", "X9", "G12345"]) | texts),
+    st.one_of(
+        st.none(),
+        st.just(pb.Trip(mode=pb.FLIGHT)),
+        st.builds(
+            lambda train, cls: pb.Trip(mode=pb.RAIL, train_number=train, rail_class=cls),
+            st.sampled_from(["G1", "g12", "D301", "C5", "K1", "Z9", "1461"]),
+            st.integers(1, 10),
+        ),
+        st.builds(lambda cls: pb.Trip(mode=pb.SHIP, ship_class=cls), st.integers(1, 6)),
+    ),
+    st.builds(
+        pb.Trip,
+        mode=st.integers(0, 5) | any_int32,
+        rail_class=st.integers(0, 12) | any_int32,
+        ship_class=st.integers(0, 8) | any_int32,
+        cabin=texts,
+        train_number=st.sampled_from(["G1", "D301", "K1", "X9", "G12345"]) | texts,
+    ),
 )
 
 
@@ -213,14 +273,23 @@ travel_dates = mostly(
 )
 check_requests = st.builds(
     lambda document, name, trip, travel: pb.CheckRequest(
-        document=pb.Document(type=document[0], number=document[1], country=document[2]), name=name, trip=trip,
-        travel_date=travel),
-    documents, names, trips, travel_dates,
+        document=pb.Document(type=document[0], number=document[1], country=document[2]),
+        name=name,
+        trip=trip,
+        travel_date=travel,
+    ),
+    documents,
+    names,
+    trips,
+    travel_dates,
 )
 
 
-@settings(max_examples=CHECK_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=CHECK_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(request=check_requests)
 def test_any_check_request_is_a_decision_or_invalid_argument_naming_a_field(ledger, client, request):
     # The server and store (fixtures) are shared by the examples on purpose; the listing is

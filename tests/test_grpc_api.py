@@ -49,7 +49,11 @@ def test_listed_person_is_denied_with_the_reason(listed, client):
     assert outcome.masked_document == PERSON[:10] + "****" + PERSON[14:]
     (match,) = outcome.matches
     assert (match.case_number, match.court, match.list_type, match.role) == (
-        "(2024)京0105执1号", "北京市朝阳区人民法院", "DISHONEST", "SUBJECT")
+        "(2024)京0105执1号",
+        "北京市朝阳区人民法院",
+        "DISHONEST",
+        "SUBJECT",
+    )
     assert match.listed_on == date(2024, 1, 1) and match.expires_on is None and match.caused_denial
     assert outcome.data_version == 2
 
@@ -75,28 +79,46 @@ def test_travel_date_defaults_to_today(listed, service, client):
     stub = restriction_pb2_grpc.RestrictionServiceStub(client.channel)
     response = stub.CheckRestriction(check_request(Passenger("RESIDENT_ID", PERSON)))
     from sanction_service.checker import today_in_shanghai
+
     assert date(response.travel_date.year, response.travel_date.month, response.travel_date.day) == today_in_shanghai()
 
 
-@pytest.mark.parametrize("request_message,field", [
-    (pb.CheckRequest(), "document"),
-    (pb.CheckRequest(document=pb.Document(number="1")), "document.type"),
-    (pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number="")), "document.number"),
-    (pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=PERSON[:17] + "Z")), "document.number"),
-    (pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=CLEAN), trip=pb.Trip()), "trip.mode"),
-    (pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=CLEAN),
-                     trip=pb.Trip(mode=pb.RAIL, train_number="X99", rail_class=pb.SECOND)), "trip.train_number"),
-    (pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=CLEAN),
-                     trip=pb.Trip(mode=pb.RAIL, train_number="K1")), "trip.rail_class"),
-    (pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=CLEAN),
-                     travel_date=pb.Date(year=2025, month=2, day=30)), "travel_date"),
-])
+@pytest.mark.parametrize(
+    "request_message,field",
+    [
+        (pb.CheckRequest(), "document"),
+        (pb.CheckRequest(document=pb.Document(number="1")), "document.type"),
+        (pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number="")), "document.number"),
+        (pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=PERSON[:17] + "Z")), "document.number"),
+        (pb.CheckRequest(document=pb.Document(type=pb.RESIDENT_ID, number=CLEAN), trip=pb.Trip()), "trip.mode"),
+        (
+            pb.CheckRequest(
+                document=pb.Document(type=pb.RESIDENT_ID, number=CLEAN),
+                trip=pb.Trip(mode=pb.RAIL, train_number="X99", rail_class=pb.SECOND),
+            ),
+            "trip.train_number",
+        ),
+        (
+            pb.CheckRequest(
+                document=pb.Document(type=pb.RESIDENT_ID, number=CLEAN), trip=pb.Trip(mode=pb.RAIL, train_number="K1")
+            ),
+            "trip.rail_class",
+        ),
+        (
+            pb.CheckRequest(
+                document=pb.Document(type=pb.RESIDENT_ID, number=CLEAN), travel_date=pb.Date(year=2025, month=2, day=30)
+            ),
+            "travel_date",
+        ),
+    ],
+)
 def test_bad_input_is_invalid_argument_naming_the_field(client, request_message, field):
     stub = restriction_pb2_grpc.RestrictionServiceStub(client.channel)
     with pytest.raises(grpc.RpcError) as exc:
         stub.CheckRestriction(request_message)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     from sanction_service.clients.sanction_client import error_from_rpc
+
     error = error_from_rpc(exc.value)
     assert [f for f, _ in error.field_violations] == [field]
     assert PERSON not in exc.value.details() and CLEAN not in exc.value.details()
@@ -109,8 +131,12 @@ def test_client_raises_instead_of_allowing_on_bad_input(client):
 
 
 def test_batch_with_mixed_good_and_bad_items(listed, client):
-    passengers = [Passenger("RESIDENT_ID", PERSON), Passenger("RESIDENT_ID", "bad"), Passenger("RESIDENT_ID", CLEAN),
-                  Passenger("USCC", "91110000600037341Z")]
+    passengers = [
+        Passenger("RESIDENT_ID", PERSON),
+        Passenger("RESIDENT_ID", "bad"),
+        Passenger("RESIDENT_ID", CLEAN),
+        Passenger("USCC", "91110000600037341Z"),
+    ]
     results = client.check_batch(passengers, FLIGHT, DAY)
     assert [getattr(r, "decision", None) for r in results] == ["DENY", None, "ALLOW", None]
     assert [r.code for r in results if isinstance(r, ServiceError)] == ["INVALID_ARGUMENT", "INVALID_ARGUMENT"]
@@ -124,9 +150,11 @@ def test_batch_over_the_limit_is_rejected_whole(client):
 
 
 def test_stream_answers_are_matched_by_request_id(listed, client):
-    requests = [("a", check_request(Passenger("RESIDENT_ID", CLEAN), FLIGHT, DAY)),
-                ("b", check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT, DAY)),
-                ("c", check_request(Passenger("RESIDENT_ID", "nonsense"), FLIGHT, DAY))]
+    requests = [
+        ("a", check_request(Passenger("RESIDENT_ID", CLEAN), FLIGHT, DAY)),
+        ("b", check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT, DAY)),
+        ("c", check_request(Passenger("RESIDENT_ID", "nonsense"), FLIGHT, DAY)),
+    ]
     answers = dict(client.check_stream(iter(requests), timeout=10))
     assert answers["a"].decision == "ALLOW" and answers["b"].decision == "DENY"
     assert isinstance(answers["c"], ServiceError) and answers["c"].code == "INVALID_ARGUMENT"
@@ -136,27 +164,45 @@ def test_stream_item_without_request_id_gets_its_own_error(client):
     from sanction.v1 import restriction_pb2_grpc as rpc
 
     stub = rpc.RestrictionServiceStub(client.channel)
-    answers = list(stub.StreamCheckRestriction(iter([
-        pb.StreamCheckRequest(check=check_request(Passenger("RESIDENT_ID", CLEAN))),
-        pb.StreamCheckRequest(request_id="ok", check=check_request(Passenger("RESIDENT_ID", CLEAN), FLIGHT)),
-    ]), timeout=5))
+    answers = list(
+        stub.StreamCheckRestriction(
+            iter(
+                [
+                    pb.StreamCheckRequest(check=check_request(Passenger("RESIDENT_ID", CLEAN))),
+                    pb.StreamCheckRequest(request_id="ok", check=check_request(Passenger("RESIDENT_ID", CLEAN), FLIGHT)),
+                ]
+            ),
+            timeout=5,
+        )
+    )
     assert answers[0].HasField("error") and answers[0].error.code == 3  # INVALID_ARGUMENT
     assert (answers[1].request_id, answers[1].result.decision) == ("ok", pb.ALLOW)
 
 
 def test_apply_events_reports_applied_duplicates_and_rejects(client):
     listing = list_person("L9", PERSON)
-    summary = client.apply_events([listing, listing, "{not json", event("DELIST", "NOPE", reason="SETTLED",
-                                                                      effective_on="2025-01-01")])
+    summary = client.apply_events(
+        [listing, listing, "{not json", event("DELIST", "NOPE", reason="SETTLED", effective_on="2025-01-01")]
+    )
     assert (summary.applied, summary.duplicates, summary.rejected) == (1, 1, 2)
     assert [(r.line, r.reason) for r in summary.rejects] == [(3, "not valid JSON"), (4, "unknown listing")]
     assert client.check(Passenger("RESIDENT_ID", PERSON), FLIGHT, DAY).decision == "DENY"
 
 
 def test_get_listing_and_lookup_person_show_masked_documents(listed, client, ledger):
-    apply(ledger, event("EXEMPT", "O1", document=doc(LEGAL_REP), modes=["FLIGHT"], valid_from="2025-01-01",
-                        valid_to="2025-01-31", reference="R-9"),
-          event("DELIST", "L1", reason="SETTLED", effective_on="2025-02-01"))
+    apply(
+        ledger,
+        event(
+            "EXEMPT",
+            "O1",
+            document=doc(LEGAL_REP),
+            modes=["FLIGHT"],
+            valid_from="2025-01-01",
+            valid_to="2025-01-31",
+            reference="R-9",
+        ),
+        event("DELIST", "L1", reason="SETTLED", effective_on="2025-02-01"),
+    )
     listing = client.get_listing("O1")
     assert listing.restricted_persons[0].masked_document == LEGAL_REP[:10] + "****" + LEGAL_REP[14:]
     assert listing.exemptions[0].reference == "R-9" and listing.active
@@ -216,12 +262,21 @@ def _window_answers(client):
                 unary.append(exc)
         # Each batch item carries its own date, after a good item that must still be answered.
         stub = restriction_pb2_grpc.RestrictionServiceStub(client.channel)
-        batch = stub.BatchCheckRestriction(pb.BatchCheckRequest(
-            checks=[check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT)]
-            + [check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT, travel) for travel, _ in cases]))
-        stream = dict(client.check_stream(
-            ((str(i), check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT, travel)) for i, (travel, _) in
-             enumerate(cases)), timeout=10))
+        batch = stub.BatchCheckRestriction(
+            pb.BatchCheckRequest(
+                checks=[check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT)]
+                + [check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT, travel) for travel, _ in cases]
+            )
+        )
+        stream = dict(
+            client.check_stream(
+                (
+                    (str(i), check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT, travel))
+                    for i, (travel, _) in enumerate(cases)
+                ),
+                timeout=10,
+            )
+        )
         if day() == today:
             return cases, unary, batch, stream
     raise AssertionError("the date kept changing")
@@ -234,8 +289,7 @@ def test_travel_dates_from_yesterday_to_a_year_ahead_are_answered_and_others_ref
     assert batch.items[0].result.decision == pb.DENY  # the good item is answered whatever its neighbours
     for i, (travel, ok) in enumerate(cases):
         item = batch.items[i + 1]
-        answers = [unary[i], stream[str(i)],
-                   item.result if item.HasField("result") else error_from_status(item.error)]
+        answers = [unary[i], stream[str(i)], item.result if item.HasField("result") else error_from_status(item.error)]
         for answer in answers:
             if ok:
                 assert not isinstance(answer, ServiceError), (travel, answer)

@@ -21,8 +21,7 @@ from sanction_service.settings import Settings
 
 def _with_subject_document(listing_id: str, **document) -> dict:
     number = make_ric("510104", "19700101", 500 + len(listing_id))
-    return list_person(listing_id, number) | {
-        "subject": {"kind": "PERSON", "name": "赵六", "document": doc(number) | document}}
+    return list_person(listing_id, number) | {"subject": {"kind": "PERSON", "name": "赵六", "document": doc(number) | document}}
 
 
 def _deep(levels: int) -> str:
@@ -37,23 +36,55 @@ def _case_id(case) -> str:
 
 # (crash it used to cause, line (dict, or text as sent), field, words in the reason)
 HOSTILE = [
-    ("AttributeError: country is a number", _with_subject_document("H-C1", country=123),
-     "subject.document.country", "must be a string"),
-    ("AttributeError: country is a list", _with_subject_document("H-C2", country=["CHN"]),
-     "subject.document.country", "must be a string"),
+    (
+        "AttributeError: country is a number",
+        _with_subject_document("H-C1", country=123),
+        "subject.document.country",
+        "must be a string",
+    ),
+    (
+        "AttributeError: country is a list",
+        _with_subject_document("H-C2", country=["CHN"]),
+        "subject.document.country",
+        "must be a string",
+    ),
     ("RecursionError: nested 100 000 levels", _deep(100_000), "subject", "nests deeper than 32 levels"),
-    ("LMDB key over 511 bytes: listing_id of 200 CJK characters",
-     list_person("案" * 200, make_ric("510104", "19700101", 601)), "listing_id", "128 bytes"),
-    ("LMDB key over 511 bytes: event_id of 200 emoji",
-     list_person("H-E", make_ric("510104", "19700101", 602), event_id="\U0001F600" * 200), "event_id", "128 bytes"),
-    ("TypeError: DELIST reason is a list", event("DELIST", "G0", reason=["SETTLED"], effective_on="2025-01-01"),
-     "reason", "one of"),
-    ("UnicodeEncodeError: lone surrogate in event_id",
-     list_person("H-S1", make_ric("510104", "19700101", 603), event_id="\ud800"), "event_id", "printable"),
-    ("UnicodeEncodeError: lone surrogate in a name",
-     list_person("H-S2", make_ric("510104", "19700101", 604), name="张\udfff"), "subject.name", "invalid Unicode"),
-    ("UnicodeEncodeError: lone surrogate in a field the parser ignores",
-     list_person("H-S3", make_ric("510104", "19700101", 605)) | {"note": "\ud800"}, "note", "not valid Unicode"),
+    (
+        "LMDB key over 511 bytes: listing_id of 200 CJK characters",
+        list_person("案" * 200, make_ric("510104", "19700101", 601)),
+        "listing_id",
+        "128 bytes",
+    ),
+    (
+        "LMDB key over 511 bytes: event_id of 200 emoji",
+        list_person("H-E", make_ric("510104", "19700101", 602), event_id="\U0001f600" * 200),
+        "event_id",
+        "128 bytes",
+    ),
+    (
+        "TypeError: DELIST reason is a list",
+        event("DELIST", "G0", reason=["SETTLED"], effective_on="2025-01-01"),
+        "reason",
+        "one of",
+    ),
+    (
+        "UnicodeEncodeError: lone surrogate in event_id",
+        list_person("H-S1", make_ric("510104", "19700101", 603), event_id="\ud800"),
+        "event_id",
+        "printable",
+    ),
+    (
+        "UnicodeEncodeError: lone surrogate in a name",
+        list_person("H-S2", make_ric("510104", "19700101", 604), name="张\udfff"),
+        "subject.name",
+        "invalid Unicode",
+    ),
+    (
+        "UnicodeEncodeError: lone surrogate in a field the parser ignores",
+        list_person("H-S3", make_ric("510104", "19700101", 605)) | {"note": "\ud800"},
+        "note",
+        "not valid Unicode",
+    ),
 ]
 GOOD = [make_ric("330106", "19880808", n) for n in range(len(HOSTILE) + 1)]
 
@@ -108,8 +139,7 @@ def test_hostile_events_are_rejected_by_apply_events_and_the_good_ones_apply(cli
     summary = client.apply_events(_interleaved())
     good = len(HOSTILE) + 1
     assert (summary.applied, summary.duplicates, summary.rejected, summary.data_version) == (good, 0, len(HOSTILE), good)
-    _assert_rejects([{"line": r.line, "field": r.field, "reason": r.reason, "event_id": r.event_id}
-                     for r in summary.rejects])
+    _assert_rejects([{"line": r.line, "field": r.field, "reason": r.reason, "event_id": r.event_id} for r in summary.rejects])
     for i, number in enumerate(GOOD):
         found = client.lookup_person(Passenger("RESIDENT_ID", number))
         assert [m.listing_id for m in found.listings] == [f"G{i}"]
@@ -122,8 +152,9 @@ def test_each_hostile_line_alone_is_rejected_and_its_neighbours_apply(tmp_path, 
     bulk mode parses in worker processes): the loader's own regression test per crash."""
     _, line, field, words = case
     feed = tmp_path / "feed.jsonl"
-    feed.write_text("\n".join([_text(list_person("G0", GOOD[0])), _text(line), _text(list_person("G1", GOOD[1]))])
-                    + "\n", encoding="utf-8")
+    feed.write_text(
+        "\n".join([_text(list_person("G0", GOOD[0])), _text(line), _text(list_person("G1", GOOD[1]))]) + "\n", encoding="utf-8"
+    )
     if mode == "bulk":
         ledger = BulkLedger(store, PEPPER)
         with ledger.session("test"):
@@ -152,9 +183,13 @@ def test_each_hostile_event_alone_is_rejected_by_apply_events(client, case):
 def test_apply_events_holds_each_event_to_the_feed_line_limit(client):
     """A file's lines are refused over 1 MiB before decoding; ApplyEvents' events (which
     arrive as text inside a 4 MiB message) are held to the same bound, in UTF-8 bytes."""
-    oversized = json.dumps(list_person("H-BIG", make_ric("510104", "19700101", 606), grounds="字" * 400_000),
-                           ensure_ascii=False)
+    oversized = json.dumps(
+        list_person("H-BIG", make_ric("510104", "19700101", 606), grounds="字" * 400_000), ensure_ascii=False
+    )
     summary = client.apply_events([_text(list_person("G0", GOOD[0])), oversized, _text(list_person("G1", GOOD[1]))])
     assert (summary.applied, summary.rejected) == (2, 1)
     assert (summary.rejects[0].line, summary.rejects[0].field, summary.rejects[0].reason) == (
-        2, "", "line longer than 1048576 bytes")
+        2,
+        "",
+        "line longer than 1048576 bytes",
+    )

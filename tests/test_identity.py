@@ -23,7 +23,7 @@ def test_valid_resident_id_is_normalised_from_spaces_hyphens_and_lower_case_x():
 def test_resident_id_with_a_wrong_character_fails_the_checksum(position):
     number = make_ric()
     replacement = "0" if number[position] != "0" else "1"
-    broken = number[:position] + replacement + number[position + 1:]
+    broken = number[:position] + replacement + number[position + 1 :]
     with pytest.raises(InvalidDocument) as exc:
         normalize(RID, broken)
     assert exc.value.field == "document.number"
@@ -120,8 +120,10 @@ class _Untouchable(str):
     upper = strip = translate
 
 
-@pytest.mark.parametrize("field,number,country", [("document.number", _Untouchable("1" * 3_000_000), ""),
-                                                  ("document.country", "E12345678", _Untouchable("C" * 3_000_000))])
+@pytest.mark.parametrize(
+    "field,number,country",
+    [("document.number", _Untouchable("1" * 3_000_000), ""), ("document.country", "E12345678", _Untouchable("C" * 3_000_000))],
+)
 def test_huge_number_or_country_is_refused_before_any_work_and_not_echoed(field, number, country):
     with pytest.raises(InvalidDocument) as exc:
         normalize(DocumentType.PASSPORT, number, country)

@@ -28,15 +28,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def clean_env(**extra: str) -> dict:
     """The environment without anything that points Python at the checkout."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("SANCTION_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("SANCTION_")
+    }
     env.update(extra)
     return env
 
 
 def run(*command, cwd: Path, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_pip_install_from_a_clean_clone_serves_and_checks(tmp_path):
@@ -52,11 +54,23 @@ def test_pip_install_from_a_clean_clone_serves_and_checks(tmp_path):
     python, sanction = venv / "bin" / "python", venv / "bin" / "sanction"
 
     # Is the package index reachable? pip's own question, with pip's own configuration.
-    probe = run(python, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                "-d", tmp_path / "probe", "grpcio-tools", cwd=tmp_path, env=env, timeout=300)
+    probe = run(
+        python,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "-d",
+        tmp_path / "probe",
+        "grpcio-tools",
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     if probe.returncode != 0:
-        pytest.skip("the package index cannot be reached, so pip cannot fetch the dependencies:\n"
-                    + probe.stderr[-500:])
+        pytest.skip("the package index cannot be reached, so pip cannot fetch the dependencies:\n" + probe.stderr[-500:])
 
     started = time.monotonic()
     installed = run(python, "-m", "pip", "install", "--quiet", ".", cwd=clone, env=env, timeout=900)
@@ -64,22 +78,36 @@ def test_pip_install_from_a_clean_clone_serves_and_checks(tmp_path):
     print(f"pip install . took {time.monotonic() - started:.0f} s")
 
     # The installed code is the venv's, not the clone's or the checkout's.
-    where = run(python, "-c", "import sanction_service, sanction.v1.restriction_pb2 as p, "
-                              "sanction_service.clients.sanction_client as c, sanction_service.loaders.feed as f; "
-                              "print(sanction_service.__file__, p.__file__, c.__file__, f.__file__)",
-                cwd=work, env=env)
+    where = run(
+        python,
+        "-c",
+        "import sanction_service, sanction.v1.restriction_pb2 as p, "
+        "sanction_service.clients.sanction_client as c, sanction_service.loaders.feed as f; "
+        "print(sanction_service.__file__, p.__file__, c.__file__, f.__file__)",
+        cwd=work,
+        env=env,
+    )
     assert where.returncode == 0, where.stderr
     site = str(venv / "lib")
     assert all(path.startswith(site) for path in where.stdout.split()), where.stdout
 
     # The wheel installs no top-level `clients` or `loaders`: its RECORD lists every file.
-    files = run(python, "-c", "import importlib.metadata as m; print('\\n'.join(str(f) for f in "
-                              "m.files('sanction-service')))", cwd=work, env=env)
+    files = run(
+        python,
+        "-c",
+        "import importlib.metadata as m; print('\\n'.join(str(f) for f in m.files('sanction-service')))",
+        cwd=work,
+        env=env,
+    )
     paths = files.stdout.split()
     tops = {p.split("/")[0] for p in paths if p.endswith(".py") and "/" in p}
     assert tops == {"sanction_service", "sanction"}, sorted(tops)
-    assert {"sanction_service/clients/sanction_client.py", "sanction_service/loaders/feed.py",
-            "sanction/v1/restriction_pb2.py", "sanction/v1/restriction_pb2.pyi"} <= set(paths)
+    assert {
+        "sanction_service/clients/sanction_client.py",
+        "sanction_service/loaders/feed.py",
+        "sanction/v1/restriction_pb2.py",
+        "sanction/v1/restriction_pb2.pyi",
+    } <= set(paths)
     for name in ("clients", "loaders"):
         assert run(python, "-c", f"import {name}", cwd=work, env=env).returncode != 0, f"`import {name}` works"
 
@@ -95,8 +123,14 @@ def test_pip_install_from_a_clean_clone_serves_and_checks(tmp_path):
     feed.write_text(json.dumps(list_person("INSTALL-1", listed), ensure_ascii=False) + "\n", encoding="utf-8")
     loaded = run(sanction, "load", feed, cwd=work, env=env)
     assert loaded.returncode == 0, loaded.stderr
-    server = subprocess.Popen([str(sanction), "serve", "--listen", "127.0.0.1:0", "--metrics-port", "0"], cwd=work,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [str(sanction), "serve", "--listen", "127.0.0.1:0", "--metrics-port", "0"],
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         address, lines = "", []
         for line in server.stderr:  # ends when the server does
@@ -107,13 +141,15 @@ def test_pip_install_from_a_clean_clone_serves_and_checks(tmp_path):
                 break
         assert address and server.poll() is None, "".join(lines)
         threading.Thread(target=server.stderr.read, daemon=True).start()  # a full pipe would stall it
-        denied = run(sanction, "check", "--target", address, "--number", listed, "--mode", "FLIGHT", "--json",
-                     cwd=work, env=env)
+        denied = run(
+            sanction, "check", "--target", address, "--number", listed, "--mode", "FLIGHT", "--json", cwd=work, env=env
+        )
         assert denied.returncode == 0, denied.stderr
         answer = json.loads(denied.stdout)
         assert answer["decision"] == "DENY" and answer["matches"][0]["listing_id"] == "INSTALL-1", answer
-        allowed = run(sanction, "check", "--target", address, "--number", unlisted, "--mode", "FLIGHT", "--exit-code",
-                      cwd=work, env=env)
+        allowed = run(
+            sanction, "check", "--target", address, "--number", unlisted, "--mode", "FLIGHT", "--exit-code", cwd=work, env=env
+        )
         assert allowed.returncode == 0 and allowed.stdout.startswith("ALLOW"), allowed
     finally:
         server.terminate()

@@ -31,9 +31,14 @@ def write_feed(path, events):
 def start_load(data, feed, *extra, bulk=False):
     command = load_command(data, feed, bulk=bulk) + list(extra)
     # A pause after each batch keeps the load under way while the test acts on it.
-    return subprocess.Popen(command, env=_env({**ENV, "SANCTION_TEST_BATCH_PAUSE": "0.1"}), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        command,
+        env=_env({**ENV, "SANCTION_TEST_BATCH_PAUSE": "0.1"}),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(predicate, timeout=60.0):
@@ -67,6 +72,7 @@ def assert_every_probe_found(data, probes):
 
 
 # 1. Two writers at once -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("second", ["plain", "bulk"])
 def test_a_second_loader_waits_for_a_bulk_load_and_the_end_state_is_a_clean_load(tmp_path, synthetic, second):
@@ -115,10 +121,19 @@ def test_no_wait_gives_up_at_once_with_its_own_exit_code(tmp_path, synthetic):
     # Another process holds the writer lock for as long as the test needs (a real load of
     # this feed may finish before the second one starts).
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom sanction_service.writer_lock import writer_lock_for\n"
-         "with writer_lock_for(sys.argv[1]).hold('sanction load (a long one)'):\n"
-         "    print('held', flush=True)\n    time.sleep(300)\n", str(data)],
-        cwd=ROOT, env=_env(ENV), stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom sanction_service.writer_lock import writer_lock_for\n"
+            "with writer_lock_for(sys.argv[1]).hold('sanction load (a long one)'):\n"
+            "    print('held', flush=True)\n    time.sleep(300)\n",
+            str(data),
+        ],
+        cwd=ROOT,
+        env=_env(ENV),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
@@ -132,6 +147,7 @@ def test_no_wait_gives_up_at_once_with_its_own_exit_code(tmp_path, synthetic):
 
 
 # 2. A killed bulk load --------------------------------------------------------------
+
 
 def test_a_killed_bulk_load_fails_closed_everywhere_and_running_it_again_gives_the_clean_state(tmp_path, synthetic):
     feed, probes, clean = synthetic
@@ -194,11 +210,14 @@ def test_a_server_that_opened_the_store_before_a_bulk_load_answers_unavailable_d
 
 # 3. Checks while the prefilter is rebuilt -------------------------------------------
 
+
 def test_no_check_answers_allow_for_a_listing_committed_at_its_data_version_while_the_filter_is_rebuilt(tmp_path):
     people = [make_ric("110105", f"19{60 + i // 1000:02d}0101", i % 1000) for i in range(4000)]
     # Line i (1-based) is the LIST of people[i-1]: applied alone, it becomes data version i.
-    feed = write_feed(tmp_path / "feed.jsonl", [list_person(f"L{i}", number, event_id=f"e{i}", listed_on="2024-01-01")
-                                               for i, number in enumerate(people, 1)])
+    feed = write_feed(
+        tmp_path / "feed.jsonl",
+        [list_person(f"L{i}", number, event_id=f"e{i}", listed_on="2024-01-01") for i, number in enumerate(people, 1)],
+    )
     data = tmp_path / "data"
     init(data)
     # A small filter that fills up several times during the load: each time a larger one
@@ -208,13 +227,19 @@ def test_no_check_answers_allow_for_a_listing_committed_at_its_data_version_whil
     wrong, answered, versions = [], 0, set()
     with ServerProcess("--data-dir", str(data), env=env) as server:
         target = server.wait_serving()
-        load = subprocess.Popen(load_command(data, feed) + ["--batch-size", "25"], env=_env(ENV), cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        load = subprocess.Popen(
+            load_command(data, feed) + ["--batch-size", "25"],
+            env=_env(ENV),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         with RestrictionClient(target, timeout=10) as client:
             step = 0
             while load.poll() is None or step < 30:
                 step += 1
-                batch = people[step % 29::29]  # ~140 people from all over the feed
+                batch = people[step % 29 :: 29]  # ~140 people from all over the feed
                 outcomes = client.check_batch([Passenger("RESIDENT_ID", n) for n in batch], FLIGHT)
                 for number, outcome in zip(batch, outcomes):
                     answered += 1
@@ -230,15 +255,27 @@ def test_no_check_answers_allow_for_a_listing_committed_at_its_data_version_whil
 
 # 4. A listing id that contains the old key separator --------------------------------
 
+
 def test_an_exemption_on_one_listing_never_covers_another_whose_id_it_prefixes(tmp_path):
     person = make_ric()
     other = make_ric("310115", "19700101", 555)
-    feed = write_feed(tmp_path / "feed.jsonl", [
-        list_person("L1", person, event_id="a"),
-        list_person("L1\u0000X", person, event_id="b", case_number="(2024)京0105执2号"),
-        event("EXEMPT", "L1\u0000X", event_id="c", document={"type": "RESIDENT_ID", "number": person},
-              modes=["FLIGHT"], valid_from="2024-01-01", valid_to="2099-12-31", reference="(2024)京0105执2号之一"),
-    ])
+    feed = write_feed(
+        tmp_path / "feed.jsonl",
+        [
+            list_person("L1", person, event_id="a"),
+            list_person("L1\u0000X", person, event_id="b", case_number="(2024)京0105执2号"),
+            event(
+                "EXEMPT",
+                "L1\u0000X",
+                event_id="c",
+                document={"type": "RESIDENT_ID", "number": person},
+                modes=["FLIGHT"],
+                valid_from="2024-01-01",
+                valid_to="2099-12-31",
+                reference="(2024)京0105执2号之一",
+            ),
+        ],
+    )
     data = tmp_path / "data"
     init(data)
     loaded = sanction("load", "--data-dir", str(data), str(feed), env=ENV)
@@ -252,8 +289,16 @@ def test_an_exemption_on_one_listing_never_covers_another_whose_id_it_prefixes(t
             if "L1\u0000X" in by_id:  # accepted by this build's feed rules: then exempt alone
                 assert by_id["L1\u0000X"].exemption_applied
                 # A correction of L1 that drops the person must leave L1\0X's exemption alone.
-                applied = client.apply_events([event("CORRECT", "L1", event_id="d", subject={
-                    "kind": "PERSON", "name": "王芳", "document": {"type": "RESIDENT_ID", "number": other}})])
+                applied = client.apply_events(
+                    [
+                        event(
+                            "CORRECT",
+                            "L1",
+                            event_id="d",
+                            subject={"kind": "PERSON", "name": "王芳", "document": {"type": "RESIDENT_ID", "number": other}},
+                        )
+                    ]
+                )
                 assert applied.applied == 1
                 after = client.check(Passenger("RESIDENT_ID", person), FLIGHT)
                 assert after.decision == "ALLOW" and [m.exemption_applied for m in after.matches] == [True]
@@ -261,10 +306,12 @@ def test_an_exemption_on_one_listing_never_covers_another_whose_id_it_prefixes(t
 
 # 5. A restored store under a newer filter file --------------------------------------
 
+
 def test_a_store_restored_to_another_history_of_the_same_length_rebuilds_its_filter(tmp_path):
     numbers = [make_ric("110105", "19800101", n) for n in (1, 2, 3, 4)]
-    feeds = [write_feed(tmp_path / f"L{i}.jsonl", [list_person(f"L{i}", numbers[i - 1], event_id=f"e{i}")])
-             for i in (1, 2, 3, 4)]
+    feeds = [
+        write_feed(tmp_path / f"L{i}.jsonl", [list_person(f"L{i}", numbers[i - 1], event_id=f"e{i}")]) for i in (1, 2, 3, 4)
+    ]
     data = tmp_path / "data"
     init(data)
     assert sanction("load", "--data-dir", str(data), str(feeds[0]), env=ENV).returncode == 0
@@ -284,6 +331,7 @@ def test_a_store_restored_to_another_history_of_the_same_length_rebuilds_its_fil
 
 
 # Damaged or hostile state fails closed before the port is bound ---------------------
+
 
 def test_a_truncated_data_file_refuses_to_serve_with_a_message(tmp_path, synthetic):
     feed, _, _ = synthetic
@@ -327,6 +375,7 @@ def test_the_same_pepper_text_as_a_file_and_as_hex_is_explained(tmp_path):
 
 # Errors while serving and loading ---------------------------------------------------
 
+
 def test_apply_events_while_a_loader_writes_is_unavailable_and_applies_nothing(tmp_path, synthetic):
     import grpc
     from sanction.v1 import admin_pb2, admin_pb2_grpc
@@ -340,8 +389,9 @@ def test_apply_events_while_a_loader_writes_is_unavailable_and_applies_nothing(t
         wait_for(lambda: _store_state(data)[0] > 0)
         # A bare stub: the project's client would retry UNAVAILABLE until the loader is done.
         with grpc.insecure_channel(target) as channel:
-            request = admin_pb2.ApplyEventsRequest(events=[json.dumps(
-                list_person("ZZ1", make_ric("500101", "19900101", 7), event_id="zz"))])
+            request = admin_pb2.ApplyEventsRequest(
+                events=[json.dumps(list_person("ZZ1", make_ric("500101", "19900101", 7), event_id="zz"))]
+            )
             with pytest.raises(grpc.RpcError) as busy:
                 admin_pb2_grpc.ListAdminServiceStub(channel).ApplyEvents(request, timeout=10)
         assert busy.value.code() == grpc.StatusCode.UNAVAILABLE and "being written by pid" in busy.value.details()
@@ -356,8 +406,12 @@ def test_a_full_map_under_apply_events_never_turns_a_check_into_unknown(tmp_path
     person = make_ric()
     data = tmp_path / "data"
     init(data)
-    assert sanction("load", "--data-dir", str(data), str(write_feed(tmp_path / "f.jsonl", [list_person("L0", person)])),
-                    env=ENV).returncode == 0
+    assert (
+        sanction(
+            "load", "--data-dir", str(data), str(write_feed(tmp_path / "f.jsonl", [list_person("L0", person)])), env=ENV
+        ).returncode
+        == 0
+    )
     codes, stop = [], threading.Event()
     with ServerProcess("--data-dir", str(data), env={**ENV, "SANCTION_MAP_SIZE": str(2 << 20)}) as server:
         target = server.wait_serving()
@@ -375,8 +429,12 @@ def test_a_full_map_under_apply_events_never_turns_a_check_into_unknown(tmp_path
         full = None
         with RestrictionClient(target, timeout=30) as client:
             for chunk in range(200):
-                events = [list_person(f"B{chunk}-{i}", make_ric("320102", "19750101", i), obligation="x" * 2000,
-                                      event_id=f"b{chunk}-{i}") for i in range(200)]
+                events = [
+                    list_person(
+                        f"B{chunk}-{i}", make_ric("320102", "19750101", i), obligation="x" * 2000, event_id=f"b{chunk}-{i}"
+                    )
+                    for i in range(200)
+                ]
                 try:
                     client.apply_events(events)
                 except ServiceError as exc:
@@ -452,8 +510,9 @@ def _downgrade_to_schema_1(data):
     env = lmdb.open(str(data), max_dbs=12, map_size=1 << 30)
     with env.begin(write=True) as txn:
         meta, exemptions, journal, listings, active, every, bindings = (
-            env.open_db(name, txn=txn) for name in (b"meta", b"exemptions", b"journal", b"listings", b"persons_active",
-                                                    b"persons_all", b"bindings"))
+            env.open_db(name, txn=txn)
+            for name in (b"meta", b"exemptions", b"journal", b"listings", b"persons_active", b"persons_all", b"bindings")
+        )
         assert txn.stat(bindings)["entries"], "the synthetic feed binds passports"
         txn.drop(bindings, delete=True)
         for _, value in txn.cursor(db=listings):
@@ -469,8 +528,7 @@ def _downgrade_to_schema_1(data):
         for key, value in old:
             txn.delete(key, db=exemptions)
             record = json.loads(value)
-            txn.put(key[:16] + record["listing_id"].encode() + b"\x00" + record["reference"].encode(), value,
-                    db=exemptions)
+            txn.put(key[:16] + record["listing_id"].encode() + b"\x00" + record["reference"].encode(), value, db=exemptions)
         for key, value in list(txn.cursor(db=journal)):
             entry = json.loads(value)
             del entry["chain"]

@@ -53,8 +53,20 @@ def test_no_trip_asks_whether_restricted_at_all(ledger, checker):
     assert decide(checker, PERSON, trip=None).decision.decision == "DENY"
 
 
-@pytest.mark.parametrize("reason", ["SETTLED", "CREDITOR_APPLICATION", "NO_ASSETS", "SUSPENDED", "NOT_ENFORCED",
-                                    "TERMINATED", "EXPIRED", "REVOKED", "PERFORMED"])
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "SETTLED",
+        "CREDITOR_APPLICATION",
+        "NO_ASSETS",
+        "SUSPENDED",
+        "NOT_ENFORCED",
+        "TERMINATED",
+        "EXPIRED",
+        "REVOKED",
+        "PERFORMED",
+    ],
+)
 def test_delist_lifts_the_listing_and_counts_the_reason(ledger, checker, store, reason):
     apply(ledger, list_person("L1", PERSON), event("DELIST", "L1", reason=reason, effective_on="2025-01-01"))
     assert decide(checker, PERSON).decision.decision == "ALLOW"
@@ -78,13 +90,18 @@ def test_perform_lifts_and_counts_a_voluntary_performance(ledger, checker, store
 def test_lifted_record_is_kept_for_audit(ledger, checker):
     apply(ledger, list_person("L1", PERSON), event("DELIST", "L1", reason="SETTLED", effective_on="2025-01-01"))
     from sanction_service.identity import DocumentType, normalize
+
     found, _ = checker.lookup_person(normalize(DocumentType.RESIDENT_ID, PERSON))
     assert [(f.listing["listing_id"], f.listing["status"]) for f in found] == [("L1", "LIFTED")]
 
 
 def test_another_listing_still_restricts_after_one_is_lifted(ledger, checker):
-    apply(ledger, list_person("L1", PERSON), list_person("L2", PERSON, list_type="CONSUMPTION_RESTRICTION"),
-          event("DELIST", "L1", reason="SETTLED", effective_on="2025-01-01"))
+    apply(
+        ledger,
+        list_person("L1", PERSON),
+        list_person("L2", PERSON, list_type="CONSUMPTION_RESTRICTION"),
+        event("DELIST", "L1", reason="SETTLED", effective_on="2025-01-01"),
+    )
     result = decide(checker, PERSON)
     assert result.decision.decision == "DENY"
     assert [m.found.listing["listing_id"] for m in result.decision.matches] == ["L2"]
@@ -99,15 +116,18 @@ def test_expiry_boundaries(ledger, checker):
 
 
 def test_extend_moves_the_expiry_later(ledger, checker):
-    apply(ledger, list_person("L1", PERSON, listed_on=iso(10), expires_on=iso(100)),
-          event("EXTEND", "L1", expires_on=iso(200)))
+    apply(ledger, list_person("L1", PERSON, listed_on=iso(10), expires_on=iso(100)), event("EXTEND", "L1", expires_on=iso(200)))
     assert decide(checker, PERSON, day=day(150)).decision.decision == "DENY"
     assert decide(checker, PERSON, day=day(200)).decision.decision == "ALLOW"
 
 
 def test_extend_to_an_earlier_or_same_date_is_rejected(ledger):
-    outcomes = apply(ledger, list_person("L1", PERSON, listed_on="2024-01-10", expires_on="2026-01-10"),
-                     event("EXTEND", "L1", expires_on="2025-01-10"), event("EXTEND", "L1", expires_on="2026-01-10"))
+    outcomes = apply(
+        ledger,
+        list_person("L1", PERSON, listed_on="2024-01-10", expires_on="2026-01-10"),
+        event("EXTEND", "L1", expires_on="2025-01-10"),
+        event("EXTEND", "L1", expires_on="2026-01-10"),
+    )
     assert statuses(outcomes) == [APPLIED, REJECTED, REJECTED]
     assert outcomes[1].field == "expires_on"
 
@@ -122,8 +142,10 @@ def test_organisation_listing_restricts_its_people_with_their_role(ledger, check
     legal = decide(checker, PERSON)
     assert legal.decision.decision == "DENY"
     match = legal.decision.matches[0]
-    assert (match.found.person["role"], match.found.listing["organization_name"]) == ("LEGAL_REPRESENTATIVE",
-                                                                                      "上海示例贸易有限公司")
+    assert (match.found.person["role"], match.found.listing["organization_name"]) == (
+        "LEGAL_REPRESENTATIVE",
+        "上海示例贸易有限公司",
+    )
     assert decide(checker, OTHER).decision.matches[0].found.person["role"] == "ACTUAL_CONTROLLER"
     org = decide(checker, USCC, trip=None, doc_type="USCC")
     assert (org.decision.decision, org.decision.matches[0].found.person["role"]) == ("DENY", "SUBJECT")
@@ -140,16 +162,26 @@ def test_passport_bound_to_a_person_is_restricted_too(ledger, checker, store):
 
 
 def test_correct_moves_documents_so_only_the_new_one_is_restricted(ledger, checker):
-    apply(ledger, list_person("L1", PERSON),
-          event("CORRECT", "L1", subject={"kind": "PERSON", "name": "张伟", "document": doc(OTHER)}))
+    apply(
+        ledger,
+        list_person("L1", PERSON),
+        event("CORRECT", "L1", subject={"kind": "PERSON", "name": "张伟", "document": doc(OTHER)}),
+    )
     assert decide(checker, PERSON).decision.decision == "ALLOW"
     assert decide(checker, OTHER).decision.decision == "DENY"
 
 
 def test_correct_replaces_restricted_persons_of_an_organisation(ledger, checker):
-    apply(ledger, list_org("O1", USCC, [("LEGAL_REPRESENTATIVE", "李娜", PERSON)]),
-          event("CORRECT", "O1", restricted_persons=[{"role": "PRINCIPAL", "name": "王强", "document": doc(OTHER)}],
-                case_number="(2024)沪0115执568号"))
+    apply(
+        ledger,
+        list_org("O1", USCC, [("LEGAL_REPRESENTATIVE", "李娜", PERSON)]),
+        event(
+            "CORRECT",
+            "O1",
+            restricted_persons=[{"role": "PRINCIPAL", "name": "王强", "document": doc(OTHER)}],
+            case_number="(2024)沪0115执568号",
+        ),
+    )
     assert decide(checker, PERSON).decision.decision == "ALLOW"
     result = decide(checker, OTHER)
     assert result.decision.decision == "DENY"
@@ -157,18 +189,31 @@ def test_correct_replaces_restricted_persons_of_an_organisation(ledger, checker)
 
 
 def test_correct_cannot_change_list_type_or_break_dates(ledger):
-    outcomes = apply(ledger, list_person("L1", PERSON, listed_on="2024-01-10", expires_on="2026-01-10"),
-                     event("CORRECT", "L1", list_type="CONSUMPTION_RESTRICTION"),
-                     event("CORRECT", "L1", listed_on="2026-02-01"),
-                     event("CORRECT", "L1"))
+    outcomes = apply(
+        ledger,
+        list_person("L1", PERSON, listed_on="2024-01-10", expires_on="2026-01-10"),
+        event("CORRECT", "L1", list_type="CONSUMPTION_RESTRICTION"),
+        event("CORRECT", "L1", listed_on="2026-02-01"),
+        event("CORRECT", "L1"),
+    )
     assert statuses(outcomes) == [APPLIED, REJECTED, REJECTED, REJECTED]
     assert [o.field for o in outcomes[1:]] == ["list_type", "expires_on", ""]
 
 
 def test_exemption_covers_only_its_modes_and_window(ledger, checker):
-    apply(ledger, list_person("L1", PERSON),
-          event("EXEMPT", "L1", document=doc(PERSON), modes=["FLIGHT"], valid_from=iso(1),
-                valid_to=iso(3), reference="(2024)京0105执1号之一"))
+    apply(
+        ledger,
+        list_person("L1", PERSON),
+        event(
+            "EXEMPT",
+            "L1",
+            document=doc(PERSON),
+            modes=["FLIGHT"],
+            valid_from=iso(1),
+            valid_to=iso(3),
+            reference="(2024)京0105执1号之一",
+        ),
+    )
     inside = decide(checker, PERSON, day=day(3))
     assert inside.decision.decision == "ALLOW" and inside.decision.restricted
     assert inside.decision.matches[0].exemption["reference"] == "(2024)京0105执1号之一"
@@ -179,9 +224,12 @@ def test_exemption_covers_only_its_modes_and_window(ledger, checker):
 
 
 def test_exemption_covers_one_listing_only(ledger, checker):
-    apply(ledger, list_person("L1", PERSON), list_person("L2", PERSON, case_number="(2024)京0105执2号"),
-          event("EXEMPT", "L1", document=doc(PERSON), modes=["FLIGHT"], valid_from=iso(-30),
-                valid_to=iso(300), reference="R-1"))
+    apply(
+        ledger,
+        list_person("L1", PERSON),
+        list_person("L2", PERSON, case_number="(2024)京0105执2号"),
+        event("EXEMPT", "L1", document=doc(PERSON), modes=["FLIGHT"], valid_from=iso(-30), valid_to=iso(300), reference="R-1"),
+    )
     result = decide(checker, PERSON)
     assert result.decision.decision == "DENY"
     caused = {m.found.listing["listing_id"]: m.caused_denial for m in result.decision.matches}
@@ -189,17 +237,37 @@ def test_exemption_covers_one_listing_only(ledger, checker):
 
 
 def test_exemption_covers_one_person_only(ledger, checker):
-    apply(ledger, list_org("O1", USCC, [("LEGAL_REPRESENTATIVE", "李娜", PERSON), ("PRINCIPAL", "王强", OTHER)]),
-          event("EXEMPT", "O1", document=doc(PERSON), modes=["FLIGHT", "RAIL"], valid_from=iso(-30),
-                valid_to=iso(300), reference="R-2"))
+    apply(
+        ledger,
+        list_org("O1", USCC, [("LEGAL_REPRESENTATIVE", "李娜", PERSON), ("PRINCIPAL", "王强", OTHER)]),
+        event(
+            "EXEMPT",
+            "O1",
+            document=doc(PERSON),
+            modes=["FLIGHT", "RAIL"],
+            valid_from=iso(-30),
+            valid_to=iso(300),
+            reference="R-2",
+        ),
+    )
     assert decide(checker, PERSON).decision.decision == "ALLOW"
     assert decide(checker, OTHER).decision.decision == "DENY"
 
 
 def test_exemption_for_a_person_not_on_the_listing_is_rejected(ledger):
-    outcomes = apply(ledger, list_person("L1", PERSON),
-                     event("EXEMPT", "L1", document=doc(OTHER), modes=["FLIGHT"], valid_from="2025-01-01",
-                           valid_to="2025-12-31", reference="R-3"))
+    outcomes = apply(
+        ledger,
+        list_person("L1", PERSON),
+        event(
+            "EXEMPT",
+            "L1",
+            document=doc(OTHER),
+            modes=["FLIGHT"],
+            valid_from="2025-01-01",
+            valid_to="2025-12-31",
+            reference="R-3",
+        ),
+    )
     assert statuses(outcomes) == [APPLIED, REJECTED] and outcomes[1].field == "document"
 
 
@@ -225,30 +293,43 @@ def test_list_reusing_a_listing_id_is_rejected(ledger):
     assert statuses(outcomes) == [APPLIED, REJECTED] and outcomes[1].field == "listing_id"
 
 
-@pytest.mark.parametrize("follow_up", [
-    event("DELIST", "NOPE", reason="SETTLED", effective_on="2025-01-01"),
-    event("PERFORM", "NOPE", performed_on="2025-01-01"),
-    event("EXTEND", "NOPE", expires_on="2030-01-01"),
-    event("CORRECT", "NOPE", court="x"),
-    event("EXEMPT", "NOPE", document=doc(PERSON), modes=["FLIGHT"], valid_from="2025-01-01", valid_to="2025-01-02",
-          reference="R"),
-])
+@pytest.mark.parametrize(
+    "follow_up",
+    [
+        event("DELIST", "NOPE", reason="SETTLED", effective_on="2025-01-01"),
+        event("PERFORM", "NOPE", performed_on="2025-01-01"),
+        event("EXTEND", "NOPE", expires_on="2030-01-01"),
+        event("CORRECT", "NOPE", court="x"),
+        event(
+            "EXEMPT",
+            "NOPE",
+            document=doc(PERSON),
+            modes=["FLIGHT"],
+            valid_from="2025-01-01",
+            valid_to="2025-01-02",
+            reference="R",
+        ),
+    ],
+)
 def test_events_for_unknown_listings_are_rejected(ledger, follow_up):
     outcome = apply(ledger, follow_up)[0]
     assert (outcome.status, outcome.field, outcome.reason) == (REJECTED, "listing_id", "unknown listing")
 
 
 def test_events_for_lifted_listings_are_rejected(ledger):
-    outcomes = apply(ledger, list_person("L1", PERSON), event("PERFORM", "L1", performed_on="2025-01-01"),
-                     event("DELIST", "L1", reason="SETTLED", effective_on="2025-01-02"),
-                     event("CORRECT", "L1", court="x"))
+    outcomes = apply(
+        ledger,
+        list_person("L1", PERSON),
+        event("PERFORM", "L1", performed_on="2025-01-01"),
+        event("DELIST", "L1", reason="SETTLED", effective_on="2025-01-02"),
+        event("CORRECT", "L1", court="x"),
+    )
     assert statuses(outcomes) == [APPLIED, APPLIED, REJECTED, REJECTED]
     assert "no longer active" in outcomes[2].reason
 
 
 def test_a_rejected_event_does_not_stop_the_others_and_each_applied_gets_the_next_sequence(ledger):
-    lines = [FeedLine(1, list_person("L1", PERSON)), FeedLine(2, {"type": "LIST"}),
-             FeedLine(3, list_person("L2", OTHER))]
+    lines = [FeedLine(1, list_person("L1", PERSON)), FeedLine(2, {"type": "LIST"}), FeedLine(3, list_person("L2", OTHER))]
     outcomes = list(ledger.apply(lines))
     assert [(o.line, o.status, o.seq) for o in outcomes] == [(1, APPLIED, 1), (2, REJECTED, 0), (3, APPLIED, 2)]
 
@@ -261,8 +342,11 @@ def test_rejections_never_echo_a_document_number(ledger):
 
 
 def test_stats_count_listings_by_type_and_last_event_time(ledger, store):
-    apply(ledger, list_person("L1", PERSON), list_person("L2", OTHER, list_type="CONSUMPTION_RESTRICTION",
-                                                         occurred_at="2024-06-01T09:00:00+08:00"))
+    apply(
+        ledger,
+        list_person("L1", PERSON),
+        list_person("L2", OTHER, list_type="CONSUMPTION_RESTRICTION", occurred_at="2024-06-01T09:00:00+08:00"),
+    )
     with store.read() as view:
         stats = read_stats(view)
     assert stats.active_listings_by_type == {"DISHONEST": 1, "CONSUMPTION_RESTRICTION": 1}
@@ -292,8 +376,12 @@ def test_meta_updates_commit_with_their_batch_and_not_without_it(store):
         seen.append([o.status for o in outcomes])
         return {b"replication:stream_seq": str(batch[-1].line).encode()}
 
-    lines = feed_lines([list_person("M1", make_ric("110105", "19800101", 41)),
-                        event("DELIST", "nope", reason="SETTLED", effective_on="2025-01-01")])
+    lines = feed_lines(
+        [
+            list_person("M1", make_ric("110105", "19800101", 41)),
+            event("DELIST", "nope", reason="SETTLED", effective_on="2025-01-01"),
+        ]
+    )
     assert [o.status for o in ledger.apply(lines, meta_updates=updates)] == ["APPLIED", "REJECTED"]
     assert seen == [["APPLIED", "REJECTED"]]
     with store.read() as view:

@@ -26,8 +26,7 @@ def outcomes(ledger, lines, batch_size):
 
 
 def decoded(lines, decode):
-    return [line for n, text in enumerate(lines, 1)
-            if (line := decode(n, text.encode("utf-8", "surrogatepass"))) is not None]
+    return [line for n, text in enumerate(lines, 1) if (line := decode(n, text.encode("utf-8", "surrogatepass"))) is not None]
 
 
 def fast_lines(mode, lines, ledger, tmp_path):
@@ -42,8 +41,9 @@ def fast_lines(mode, lines, ledger, tmp_path):
     return list(ledger.read_feed(feed, 2 if mode == "workers" else 0))
 
 
-@pytest.mark.parametrize("seed,batch_size,mode", [(3, 1000, "feedlines"), (4, 37, "prepared"), (5, 400, "workers"),
-                                                  (6, 300, "apply_events")])
+@pytest.mark.parametrize(
+    "seed,batch_size,mode", [(3, 1000, "feedlines"), (4, 37, "prepared"), (5, 400, "workers"), (6, 300, "apply_events")]
+)
 def test_event_path_and_reference_ledger_reach_the_same_outcomes_and_digest(tmp_path, seed, batch_size, mode):
     from sanction_service.feedline import parse_text_reference
 
@@ -66,8 +66,10 @@ def test_event_path_and_reference_ledger_reach_the_same_outcomes_and_digest(tmp_
         # Every record, exemption and journal entry: msgspec's bytes are json's.
         for name in ("listings", "exemptions", "journal"):
             for _, value in b.txn.cursor(db=fast.dbs[name]):
-                assert dumps(json.loads(value)) == json.dumps(json.loads(value), ensure_ascii=False,
-                                                              separators=(",", ":")).encode()
+                assert (
+                    dumps(json.loads(value))
+                    == json.dumps(json.loads(value), ensure_ascii=False, separators=(",", ":")).encode()
+                )
     ref.close()
     fast.close()
 
@@ -76,10 +78,14 @@ def test_a_rejected_event_leaves_nothing_and_its_batch_still_commits(store):
     from conftest import event, feed_lines, list_person, make_ric
 
     a = make_ric("110105", "19800101", 1)
-    lines = feed_lines([list_person("L1", a, event_id="1"),
-                        event("EXTEND", "L1", event_id="2", expires_on="2020-01-01"),  # no fixed end: rejected
-                        list_person("L1", a, event_id="3"),  # reused listing id: rejected
-                        event("DELIST", "L1", event_id="4", reason="SETTLED", effective_on="2025-01-01")])
+    lines = feed_lines(
+        [
+            list_person("L1", a, event_id="1"),
+            event("EXTEND", "L1", event_id="2", expires_on="2020-01-01"),  # no fixed end: rejected
+            list_person("L1", a, event_id="3"),  # reused listing id: rejected
+            event("DELIST", "L1", event_id="4", reason="SETTLED", effective_on="2025-01-01"),
+        ]
+    )
     got = [(o.status, o.seq) for o in Ledger(store, PEPPER).apply(lines)]
     assert got == [("APPLIED", 1), ("REJECTED", 0), ("REJECTED", 0), ("APPLIED", 2)]
     with store.read() as view:

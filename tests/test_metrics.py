@@ -32,8 +32,9 @@ UNLISTED = make_ric("320102", "19900101", 7)
 FLIGHT = Trip("FLIGHT")
 LAST_EVENT = "2026-03-02T08:30:00+08:00"
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: `make promtool` installs Debian's "
-                                                             "prometheus package, which provides it")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool missing: `make promtool` installs Debian's prometheus package, which provides it"
+)
 
 
 def free_port() -> int:
@@ -63,8 +64,10 @@ def series(page: str, name: str, **labels) -> list[dict]:
 def data(tmp_path_factory):
     path = tmp_path_factory.mktemp("metrics") / "data"
     assert sanction("init", "--data-dir", str(path)).returncode == 0
-    events = [list_person(f"L{i}", n, list_type="CONSUMPTION_RESTRICTION" if i % 3 == 0 else "DISHONEST")
-              for i, n in enumerate(LISTED)]
+    events = [
+        list_person(f"L{i}", n, list_type="CONSUMPTION_RESTRICTION" if i % 3 == 0 else "DISHONEST")
+        for i, n in enumerate(LISTED)
+    ]
     events[-1]["occurred_at"] = LAST_EVENT
     feed = path.parent / "feed.jsonl"
     feed.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
@@ -116,8 +119,15 @@ def exercised(data):
                 answered += 1
             except grpc.RpcError as exc:
                 assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            if wait_for(lambda: total(scrape(port), "grpc_server_handled_total", grpc_method="BatchCheckRestriction",
-                                      grpc_code="DEADLINE_EXCEEDED"), 1.0):
+            if wait_for(
+                lambda: total(
+                    scrape(port),
+                    "grpc_server_handled_total",
+                    grpc_method="BatchCheckRestriction",
+                    grpc_code="DEADLINE_EXCEEDED",
+                ),
+                1.0,
+            ):
                 break
         # A stream: two answers (one an error inside the stream), then closed by the client: OK.
         release = threading.Event()
@@ -132,8 +142,7 @@ def exercised(data):
         assert replies[0].result.decision == pb.DENY and replies[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
         # The only stream slot is taken: the next stream is refused.
         with pytest.raises(grpc.RpcError) as refused:
-            next(stub.StreamCheckRestriction(iter([pb.StreamCheckRequest(request_id="x", check=ask(UNLISTED))]),
-                                             timeout=5))
+            next(stub.StreamCheckRestriction(iter([pb.StreamCheckRequest(request_id="x", check=ask(UNLISTED))]), timeout=5))
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         release.set()
         assert list(stream) == []
@@ -240,8 +249,11 @@ def test_two_workers_are_scraped_through_one_endpoint_with_the_right_sums(data):
         page = wait_for(lambda: page if total(page := scrape(port), "sanction_rpcs_in_flight") == 0 else None)
         figures = store_figures(target)
         assert server.stop() == 0
-    started = {ls["worker"]: v for n, ls, v in samples(page)
-               if n == "grpc_server_started_total" and ls["grpc_method"] == "CheckRestriction"}
+    started = {
+        ls["worker"]: v
+        for n, ls, v in samples(page)
+        if n == "grpc_server_started_total" and ls["grpc_method"] == "CheckRestriction"
+    }
     assert set(started) == {"0", "1"} and min(started.values()) > 0 and sum(started.values()) == len(LISTED)
     assert handled(page, "CheckRestriction", "OK") == len(LISTED)
     assert total(page, "sanction_decisions_total") == len(LISTED)
@@ -289,9 +301,36 @@ def test_every_alert_has_a_unit_test_that_fires_it_and_one_that_does_not():
 
 
 PROMQL_WORDS = {
-    "sum", "min", "max", "avg", "count", "rate", "irate", "increase", "histogram_quantile", "by", "without", "on",
-    "ignoring", "group_left", "group_right", "and", "or", "unless", "time", "changes", "delta", "clamp_min", "topk",
-    "vector", "absent", "offset", "bool", "le", "inf", "e",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "rate",
+    "irate",
+    "increase",
+    "histogram_quantile",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "time",
+    "changes",
+    "delta",
+    "clamp_min",
+    "topk",
+    "vector",
+    "absent",
+    "offset",
+    "bool",
+    "le",
+    "inf",
+    "e",
 }
 
 
@@ -323,12 +362,15 @@ def test_the_server_alerts_name_only_metrics_a_real_server_exports(exercised):
 
 
 def test_the_readme_lists_exactly_the_metrics_a_real_server_exports(exercised):
-    families = {f.name + ("_total" if f.type == "counter" else "") for f in text_string_to_metric_families(exercised["page"])
-                if not f.name.startswith(("python_", "process_")) and not f.name.endswith("_created")}
+    families = {
+        f.name + ("_total" if f.type == "counter" else "")
+        for f in text_string_to_metric_families(exercised["page"])
+        if not f.name.startswith(("python_", "process_")) and not f.name.endswith("_created")
+    }
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Metrics\n"):readme.index("## Operations\n")]
+    section = readme[readme.index("## Metrics\n") : readme.index("## Operations\n")]
     documented = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
-    assert documented == families, (documented ^ families)
+    assert documented == families, documented ^ families
 
 
 def test_the_interceptors_wrap_a_method_once_not_on_every_call():

@@ -22,16 +22,36 @@ NODE_DIR = ROOT / "clients" / "node"
 CASES = [
     # (what, Passenger, Trip or None, the check.js options for them)
     ("listed, flight", Passenger("RESIDENT_ID", LISTED), Trip("FLIGHT"), ["--number", LISTED, "--mode", "FLIGHT"]),
-    ("listed, D-train second class", Passenger("RESIDENT_ID", LISTED), Trip("RAIL", "D301", "SECOND"),
-     ["--number", LISTED, "--mode", "RAIL", "--train", "D301", "--rail-class", "second"]),
-    ("listed, ship first class", Passenger("RESIDENT_ID", LISTED), Trip("SHIP", ship_class="FIRST"),
-     ["--number", LISTED, "--mode", "SHIP", "--ship-class", "FIRST"]),
-    ("bound passport", Passenger("PASSPORT", PASSPORT, "CHN"), Trip("FLIGHT"),
-     ["--document-type", "PASSPORT", "--number", PASSPORT, "--country", "CHN", "--mode", "FLIGHT"]),
-    ("exempted for flights", Passenger("RESIDENT_ID", EXEMPTED, name="王芳"), Trip("FLIGHT"),
-     ["--number", EXEMPTED, "--name", "王芳", "--mode", "FLIGHT"]),
-    ("legal representative, G train", Passenger("RESIDENT_ID", REP, name="李四"), Trip("RAIL", "G1234"),
-     ["--number", REP, "--name", "李四", "--mode", "RAIL", "--train", "G1234"]),
+    (
+        "listed, D-train second class",
+        Passenger("RESIDENT_ID", LISTED),
+        Trip("RAIL", "D301", "SECOND"),
+        ["--number", LISTED, "--mode", "RAIL", "--train", "D301", "--rail-class", "second"],
+    ),
+    (
+        "listed, ship first class",
+        Passenger("RESIDENT_ID", LISTED),
+        Trip("SHIP", ship_class="FIRST"),
+        ["--number", LISTED, "--mode", "SHIP", "--ship-class", "FIRST"],
+    ),
+    (
+        "bound passport",
+        Passenger("PASSPORT", PASSPORT, "CHN"),
+        Trip("FLIGHT"),
+        ["--document-type", "PASSPORT", "--number", PASSPORT, "--country", "CHN", "--mode", "FLIGHT"],
+    ),
+    (
+        "exempted for flights",
+        Passenger("RESIDENT_ID", EXEMPTED, name="王芳"),
+        Trip("FLIGHT"),
+        ["--number", EXEMPTED, "--name", "王芳", "--mode", "FLIGHT"],
+    ),
+    (
+        "legal representative, G train",
+        Passenger("RESIDENT_ID", REP, name="李四"),
+        Trip("RAIL", "G1234"),
+        ["--number", REP, "--name", "李四", "--mode", "RAIL", "--train", "G1234"],
+    ),
     ("lifted, no trip", Passenger("RESIDENT_ID", LIFTED), None, ["--number", LIFTED]),
 ]
 
@@ -42,8 +62,9 @@ def node() -> str:
     if found is None:
         pytest.skip("Node.js is not installed")
     if not (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
-        pytest.skip("clients/node has no node_modules: `make test` runs `npm ci` there, which could not reach "
-                    "the npm registry here")
+        pytest.skip(
+            "clients/node has no node_modules: `make test` runs `npm ci` there, which could not reach the npm registry here"
+        )
     return found
 
 
@@ -53,8 +74,14 @@ def world(tmp_path_factory):
 
 
 def check_js(node: str, target: str, *options: str) -> subprocess.CompletedProcess:
-    return subprocess.run([node, "check.js", "--target", target, *options], cwd=NODE_DIR, env=_env(None),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [node, "check.js", "--target", target, *options],
+        cwd=NODE_DIR,
+        env=_env(None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("what, passenger, trip, options", CASES, ids=[c[0] for c in CASES])

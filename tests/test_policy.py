@@ -14,8 +14,7 @@ from sanction_service.policy import (
     travel_day,
 )
 
-EMU_RESTRICTED = {RailClass.BUSINESS, RailClass.PREMIUM, RailClass.FIRST, RailClass.SOFT_SLEEPER,
-                  RailClass.DELUXE_SOFT_SLEEPER}
+EMU_RESTRICTED = {RailClass.BUSINESS, RailClass.PREMIUM, RailClass.FIRST, RailClass.SOFT_SLEEPER, RailClass.DELUXE_SOFT_SLEEPER}
 SLEEPERS = {RailClass.SOFT_SLEEPER, RailClass.DELUXE_SOFT_SLEEPER}
 
 
@@ -32,8 +31,9 @@ def expected(prefix: str, cls: RailClass) -> bool:
     return cls in SLEEPERS
 
 
-@pytest.mark.parametrize("prefix,cls", list(itertools.product(["G", "D", "C", "Z", "T", "K", "Y", "L", "S", ""],
-                                                              list(RailClass))))
+@pytest.mark.parametrize(
+    "prefix,cls", list(itertools.product(["G", "D", "C", "Z", "T", "K", "Y", "L", "S", ""], list(RailClass)))
+)
 def test_rail_table_is_exhaustive(prefix, cls):
     assert purchase_is_restricted(rail(f"{prefix}123", cls)) is expected(prefix, cls)
 
@@ -84,11 +84,20 @@ def test_ship_without_class_is_a_caller_error():
 TODAY = date(2026, 3, 1)  # the day after a 28-day February: the window crosses month ends
 
 
-@pytest.mark.parametrize("travel,answered", [
-    (None, True), (TODAY - timedelta(days=1), True), (TODAY, True), (TODAY + timedelta(days=366), True),
-    (TODAY - timedelta(days=2), False), (TODAY + timedelta(days=367), False), (date(1, 1, 1), False),
-    (date(9999, 12, 31), False), (date(1970, 1, 1), False),
-])
+@pytest.mark.parametrize(
+    "travel,answered",
+    [
+        (None, True),
+        (TODAY - timedelta(days=1), True),
+        (TODAY, True),
+        (TODAY + timedelta(days=366), True),
+        (TODAY - timedelta(days=2), False),
+        (TODAY + timedelta(days=367), False),
+        (date(1, 1, 1), False),
+        (date(9999, 12, 31), False),
+        (date(1970, 1, 1), False),
+    ],
+)
 def test_travel_day_is_yesterday_to_366_days_ahead(travel, answered):
     if answered:
         assert travel_day(travel, TODAY) == (travel or TODAY)

@@ -57,13 +57,13 @@ def damage(path, how):
     elif how == "other-pybloom-version" or how == "other-format":
         start = 12
         length = int.from_bytes(data[8:12], "big")
-        header = json.loads(data[start:start + length])
+        header = json.loads(data[start : start + length])
         if how == "other-format":
             header["format_version"] = 99
         else:
             header["pybloom_live_version"] = "0.0.1"
         encoded = json.dumps(header).encode()
-        data = data[:8] + len(encoded).to_bytes(4, "big") + encoded + data[start + length:]
+        data = data[:8] + len(encoded).to_bytes(4, "big") + encoded + data[start + length :]
     elif how == "garbage":
         data = bytearray(b"not a filter at all")
     path.write_bytes(bytes(data))

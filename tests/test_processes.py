@@ -28,11 +28,14 @@ def data_dir(tmp_path):
 
 
 def test_feed_loader_server_client_full_path(data_dir, tmp_path):
-    feed = write_feed(tmp_path / "feed.jsonl", [
-        list_person("L1", PERSON),
-        list_org("O1", make_uscc(), [("LEGAL_REPRESENTATIVE", "李娜", REP)]),
-        event("LIST", "BAD"),
-    ])
+    feed = write_feed(
+        tmp_path / "feed.jsonl",
+        [
+            list_person("L1", PERSON),
+            list_org("O1", make_uscc(), [("LEGAL_REPRESENTATIVE", "李娜", REP)]),
+            event("LIST", "BAD"),
+        ],
+    )
     loaded = sanction("load", "--data-dir", str(data_dir), str(feed))
     assert loaded.returncode == 1  # something was rejected
     assert "2 applied, 0 duplicates, 1 rejected" in loaded.stdout
@@ -96,8 +99,14 @@ def test_no_full_id_number_in_any_output_at_debug_or_on_the_metrics_page(data_di
     import urllib.request
 
     bad = PERSON[:17] + ("0" if PERSON[17] != "0" else "1")
-    feed = write_feed(tmp_path / "feed.jsonl", [list_person("L1", PERSON), list_person("L2", bad),
-                                                list_org("O1", make_uscc(), [("LEGAL_REPRESENTATIVE", "李娜", REP)])])
+    feed = write_feed(
+        tmp_path / "feed.jsonl",
+        [
+            list_person("L1", PERSON),
+            list_person("L2", bad),
+            list_org("O1", make_uscc(), [("LEGAL_REPRESENTATIVE", "李娜", REP)]),
+        ],
+    )
     loaded = sanction("load", "--data-dir", str(data_dir), "--log-level", "DEBUG", str(feed))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -24,13 +24,14 @@ def test_any_formatting_of_a_valid_id_gives_the_same_key(number, separators, rnd
     for sep in separators:
         chars.insert(rnd.randint(0, len(chars)), sep)
     messy = "".join(chars)
-    assert document_key(PEPPER, normalize(DocumentType.RESIDENT_ID, messy)) == \
-        document_key(PEPPER, normalize(DocumentType.RESIDENT_ID, number))
+    assert document_key(PEPPER, normalize(DocumentType.RESIDENT_ID, messy)) == document_key(
+        PEPPER, normalize(DocumentType.RESIDENT_ID, number)
+    )
 
 
 @given(valid_rics, st.integers(0, 16), st.integers(1, 9))
 def test_any_single_digit_change_is_caught(number, position, delta):
-    changed = number[:position] + str((int(number[position]) + delta) % 10) + number[position + 1:]
+    changed = number[:position] + str((int(number[position]) + delta) % 10) + number[position + 1 :]
     try:
         normalize(DocumentType.RESIDENT_ID, changed)
     except InvalidDocument:
@@ -78,8 +79,24 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
-event_keys = st.sampled_from(["event_id", "type", "occurred_at", "listing_id", "list_type", "case_number", "court",
-                              "listed_on", "expires_on", "subject", "reason", "effective_on", "modes", "document"])
+event_keys = st.sampled_from(
+    [
+        "event_id",
+        "type",
+        "occurred_at",
+        "listing_id",
+        "list_type",
+        "case_number",
+        "court",
+        "listed_on",
+        "expires_on",
+        "subject",
+        "reason",
+        "effective_on",
+        "modes",
+        "document",
+    ]
+)
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
@@ -91,22 +108,45 @@ def test_parser_never_crashes_on_arbitrary_json(raw):
         pass
 
 
-@given(st.sampled_from(["LIST", "DELIST", "PERFORM", "EXTEND", "CORRECT", "EXEMPT"]),
-       st.text(alphabet=string.printable, max_size=12))
+@given(
+    st.sampled_from(["LIST", "DELIST", "PERFORM", "EXTEND", "CORRECT", "EXEMPT"]),
+    st.text(alphabet=string.printable, max_size=12),
+)
 def test_parser_rejects_bad_dates_naming_the_field(kind, bad_date):
-    field = {"LIST": "listed_on", "DELIST": "effective_on", "PERFORM": "performed_on", "EXTEND": "expires_on",
-             "CORRECT": "listed_on", "EXEMPT": "valid_from"}[kind]
-    raw = {"event_id": "e1", "type": kind, "occurred_at": "2024-01-01T00:00:00+08:00", "listing_id": "L1",
-           "list_type": "DISHONEST", "case_number": "c", "court": "c", "listed_on": "2024-01-01",
-           "subject": {"kind": "PERSON", "name": "n", "document": {"type": "RESIDENT_ID", "number": make_ric()}},
-           "reason": "SETTLED", "effective_on": "2024-01-01", "performed_on": "2024-01-01", "expires_on": None,
-           "document": {"type": "RESIDENT_ID", "number": make_ric()}, "modes": ["FLIGHT"],
-           "valid_from": "2024-01-01", "valid_to": "2024-01-02", "reference": "r"}
+    field = {
+        "LIST": "listed_on",
+        "DELIST": "effective_on",
+        "PERFORM": "performed_on",
+        "EXTEND": "expires_on",
+        "CORRECT": "listed_on",
+        "EXEMPT": "valid_from",
+    }[kind]
+    raw = {
+        "event_id": "e1",
+        "type": kind,
+        "occurred_at": "2024-01-01T00:00:00+08:00",
+        "listing_id": "L1",
+        "list_type": "DISHONEST",
+        "case_number": "c",
+        "court": "c",
+        "listed_on": "2024-01-01",
+        "subject": {"kind": "PERSON", "name": "n", "document": {"type": "RESIDENT_ID", "number": make_ric()}},
+        "reason": "SETTLED",
+        "effective_on": "2024-01-01",
+        "performed_on": "2024-01-01",
+        "expires_on": None,
+        "document": {"type": "RESIDENT_ID", "number": make_ric()},
+        "modes": ["FLIGHT"],
+        "valid_from": "2024-01-01",
+        "valid_to": "2024-01-02",
+        "reference": "r",
+    }
     if kind == "CORRECT":
         del raw["list_type"]
     raw[field] = bad_date
     try:
         import datetime
+
         datetime.date.fromisoformat(bad_date)
         if len(bad_date) == 10:
             return  # a real date: nothing to reject

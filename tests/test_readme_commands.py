@@ -30,13 +30,22 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 VENV_BIN = ROOT / ".venv" / "bin"
 # The suite itself, and the targets that build or measure rather than run (make proto, lint,
 # demo and bench are shown in prose only).
-NOT_RUN = {"make test": "the test suite itself",
-           "npm ci --prefix clients/node": "installs the Node example's packages, as make test does"}
+NOT_RUN = {
+    "make test": "the test suite itself",
+    "npm ci --prefix clients/node": "installs the Node example's packages, as make test does",
+}
 # The example callers' codes (README "Check a passenger"): 0 all sold, 1 some refused, 69 no answer, 64, 78.
 EXAMPLE_CODES = {0, 1, cli.EXIT_UNAVAILABLE, cli.EXIT_USAGE, cli.EXIT_CONFIG}
 # clients/node/check.js exits as `sanction check` does (README "Other languages").
-NODE_CODES = {0, cli.EXIT_DENY, cli.EXIT_USAGE, cli.EXIT_INVALID, cli.EXIT_UNAVAILABLE, cli.EXIT_SERVICE_ERROR,
-              cli.EXIT_NO_PERMISSION}
+NODE_CODES = {
+    0,
+    cli.EXIT_DENY,
+    cli.EXIT_USAGE,
+    cli.EXIT_INVALID,
+    cli.EXIT_UNAVAILABLE,
+    cli.EXIT_SERVICE_ERROR,
+    cli.EXIT_NO_PERMISSION,
+}
 NODE_READY = shutil.which("node") is not None and (ROOT / "clients/node/node_modules/@grpc/grpc-js").is_dir()
 SHOWCASE = "110105198001019918"
 
@@ -84,8 +93,15 @@ class MakeRun:
     """`make run` in its own process group, its stderr collected."""
 
     def __init__(self, env: dict):
-        self.proc = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=ROOT, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self.address = ""
         self.serving = threading.Event()
@@ -125,15 +141,26 @@ def demo(tmp_path_factory):
         pytest.skip(".venv is not up to date: `make run` would rebuild it under the running suite")
     tmp = tmp_path_factory.mktemp("readme")
     metrics_port = free_port()
-    env = _env({"SANCTION_DATA_DIR": str(tmp / "demo"), "SANCTION_LISTEN": "127.0.0.1:0",
-                "SANCTION_METRICS_PORT": str(metrics_port), "DEMO_LISTINGS": "300"})
+    env = _env(
+        {
+            "SANCTION_DATA_DIR": str(tmp / "demo"),
+            "SANCTION_LISTEN": "127.0.0.1:0",
+            "SANCTION_METRICS_PORT": str(metrics_port),
+            "DEMO_LISTINGS": "300",
+        }
+    )
     for name in ("SANCTION_PEPPER", "SANCTION_PEPPER_FILE", "SANCTION_TOKEN", "SANCTION_TOKENS_FILE"):
         env.pop(name, None)
     server = MakeRun(env)
     try:
         address = server.wait_serving()
-        yield {"tmp": tmp, "address": address, "metrics_port": metrics_port, "server": server,
-               "env": {**env, "SANCTION_LISTEN": address}}
+        yield {
+            "tmp": tmp,
+            "address": address,
+            "metrics_port": metrics_port,
+            "server": server,
+            "env": {**env, "SANCTION_LISTEN": address},
+        }
     finally:
         server.stop()
 
@@ -142,8 +169,9 @@ def run(demo, command: str) -> subprocess.CompletedProcess:
     command = command.replace(".venv/bin/", f"{VENV_BIN}/").replace(" clients/node/", f" {ROOT}/clients/node/")
     if command.startswith("sanction "):
         command = f"{VENV_BIN}/{command}"
-    return subprocess.run(["bash", "-c", command], cwd=demo["tmp"], env=demo["env"], capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        ["bash", "-c", command], cwd=demo["tmp"], env=demo["env"], capture_output=True, text=True, timeout=180
+    )
 
 
 def test_make_run_honours_the_sanction_variables(demo):
@@ -165,8 +193,9 @@ def test_every_command_of_the_readme_runs_with_a_documented_exit_code(demo):
         result = run(demo, command)
         program, codes = documented(command)
         if "Traceback" in result.stderr or result.returncode not in codes:
-            failures.append(f"{command}\n  exit {result.returncode} (documented for {program}: {sorted(codes)})\n"
-                            + result.stderr[-2000:])
+            failures.append(
+                f"{command}\n  exit {result.returncode} (documented for {program}: {sorted(codes)})\n" + result.stderr[-2000:]
+            )
         elif result.returncode == cli.EXIT_UNAVAILABLE:  # the server is up: SANCTION_LISTEN was not honoured
             failures.append(f"{command}\n  no answer from the server at SANCTION_LISTEN\n" + result.stderr[-2000:])
     assert not failures, "\n".join(failures)

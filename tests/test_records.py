@@ -22,8 +22,11 @@ from sanction_service.store import Store, StoreCorrupt, StoreError, dumps
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_typed_records_are_the_reference_records_field_for_field(tmp_path, seed):
     store = Store(tmp_path / "s", pepper_fingerprint(PEPPER), create=True, map_size=256 << 20)
-    lines = [line for n, text in enumerate(hostile_feed(seed, 1500), 1)
-             if (line := decode_line(n, text.encode("utf-8", "surrogatepass"))) is not None]
+    lines = [
+        line
+        for n, text in enumerate(hostile_feed(seed, 1500), 1)
+        if (line := decode_line(n, text.encode("utf-8", "surrogatepass"))) is not None
+    ]
     for _ in Ledger(store, PEPPER).apply(lines):
         pass
     seen = {"listings": 0, "exemptions": 0, "lifted": 0, "corrected": 0, "organizations": 0}
@@ -53,14 +56,15 @@ def test_typed_records_are_the_reference_records_field_for_field(tmp_path, seed)
 
 
 def test_item_access_is_that_of_the_dicts():
-    record = decode_exemption(b'{"listing_id":"L","reference":"R","masked":"m","modes":["FLIGHT"],'
-                              b'"valid_from":"2025-01-01","valid_to":"2025-02-01"}')
+    record = decode_exemption(
+        b'{"listing_id":"L","reference":"R","masked":"m","modes":["FLIGHT"],"valid_from":"2025-01-01","valid_to":"2025-02-01"}'
+    )
     assert record["reference"] == "R" and record.get("nothing", 7) == 7
     with pytest.raises(KeyError):
         record["nothing"]
 
 
-@pytest.mark.parametrize("raw", [b'{"listing_id":"L"}', b'not json', b'{"listing_id":1}', b'[]'])
+@pytest.mark.parametrize("raw", [b'{"listing_id":"L"}', b"not json", b'{"listing_id":1}', b"[]"])
 def test_a_record_of_another_shape_is_unreadable(raw):
     with pytest.raises(RecordUnreadable):
         decode_listing(raw)

@@ -23,8 +23,9 @@ from natsserver import NatsServer, nats_server_binary
 from processes import ROOT, ServerProcess, _env, sanction
 from sanction_service.loaders import synth
 
-pytestmark = pytest.mark.skipif(nats_server_binary() is None,
-                                reason="nats-server is not installed (`make test` installs Debian's nats-server)")
+pytestmark = pytest.mark.skipif(
+    nats_server_binary() is None, reason="nats-server is not installed (`make test` installs Debian's nats-server)"
+)
 
 ENV = {"SANCTION_PEPPER": PEPPER_HEX}
 OTHER_PEPPER_HEX = "7a" * 32
@@ -59,14 +60,32 @@ def content(d: dict) -> dict:
 
 
 def publish(server: NatsServer, path: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return sanction("publish", "--nats", server.url, "--data-dir", str(path.parent), *extra, str(path),
-                    env={**ENV, **(env or {})})
+    return sanction(
+        "publish", "--nats", server.url, "--data-dir", str(path.parent), *extra, str(path), env={**ENV, **(env or {})}
+    )
 
 
 def follow(server: NatsServer, data: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sanction_service", "follow", "--nats", server.url, "--data-dir",
-                             str(data), "--metrics-port", "0", *extra], env=_env({**ENV, **(env or {})}), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sanction_service",
+            "follow",
+            "--nats",
+            server.url,
+            "--data-dir",
+            str(data),
+            "--metrics-port",
+            "0",
+            *extra,
+        ],
+        env=_env({**ENV, **(env or {})}),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def position(data: Path) -> int:
@@ -141,6 +160,7 @@ def replica_status(data: Path) -> dict:
 
 # 1. One publisher, three followers ----------------------------------------------------
 
+
 def test_one_publisher_and_three_followers_end_with_the_digest_of_a_local_load(tmp_path, nats_server, feed):
     path, _, clean = feed
     published = publish(nats_server, path)
@@ -171,6 +191,7 @@ def test_one_publisher_and_three_followers_end_with_the_digest_of_a_local_load(t
 
 # 2. Validation and poisoned messages --------------------------------------------------
 
+
 def test_publish_rejects_what_load_rejects_and_every_replica_rejects_a_poisoned_message_alike(tmp_path, nats_server):
     from conftest import event, list_person, make_ric
 
@@ -178,9 +199,9 @@ def test_publish_rejects_what_load_rejects_and_every_replica_rejects_a_poisoned_
     listed = list_person("L-1", person, event_id="e-1")
     lines = [
         json.dumps(listed, ensure_ascii=False),
-        '{"event_id": "e-bad", "type": "DELIST"',                                   # not JSON: never published
+        '{"event_id": "e-bad", "type": "DELIST"',  # not JSON: never published
         json.dumps(event("DELIST", "L-404", event_id="e-2", reason="SETTLED", effective_on="2025-01-01")),
-        json.dumps({**listed, "court": "另一个法院"}, ensure_ascii=False),            # conflict with e-1
+        json.dumps({**listed, "court": "另一个法院"}, ensure_ascii=False),  # conflict with e-1
         json.dumps(event("EXTEND", "L-1", event_id="e-3", expires_on="2020-01-01")),  # no fixed end to extend
         json.dumps(list_person("L-2", make_ric("110105", "19800101", 8), event_id="e-4"), ensure_ascii=False),
     ]
@@ -221,7 +242,11 @@ def test_publish_rejects_what_load_rejects_and_every_replica_rejects_a_poisoned_
     statuses = [replica_status(data) for data in replicas]
     assert statuses[0]["rejected"] == statuses[1]["rejected"]
     assert [(r["seq"], r["event_id"], r["field"]) for r in statuses[0]["rejected"]] == [
-        (2, "e-2", "listing_id"), (3, "e-1", "event_id"), (4, "e-3", "expires_on"), (6, "", "")]
+        (2, "e-2", "listing_id"),
+        (3, "e-1", "event_id"),
+        (4, "e-3", "expires_on"),
+        (6, "", ""),
+    ]
     assert "no Sanction-Pepper-Fingerprint header" in statuses[0]["rejected"][3]["reason"]
     digests = [digest(data) for data in replicas]
     assert content(digests[0]) == content(digests[1]) == digest(local) and digests[0] == digests[1]
@@ -229,6 +254,7 @@ def test_publish_rejects_what_load_rejects_and_every_replica_rejects_a_poisoned_
 
 
 # 3. kill -9 of a follower -------------------------------------------------------------
+
 
 def test_a_follower_killed_at_random_points_resumes_exactly(tmp_path, nats_server, feed):
     path, probes, clean = feed
@@ -271,8 +297,11 @@ def test_a_follower_killed_at_random_points_resumes_exactly(tmp_path, nats_serve
             # Paced (tests only): the fast event path would otherwise apply the rest of the
             # feed before the kill lands.
             proc = follow(nats_server, data, "--batch-size", "10", env={"SANCTION_TEST_BATCH_PAUSE": "0.01"})
-            wait_for(lambda target=target, proc=proc: applied(status) >= target or proc.poll() is not None,
-                     what="the follower to apply", every=0.002)
+            wait_for(
+                lambda target=target, proc=proc: applied(status) >= target or proc.poll() is not None,
+                what="the follower to apply",
+                every=0.002,
+            )
             time.sleep(rnd.uniform(0, 0.005))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -285,8 +314,10 @@ def test_a_follower_killed_at_random_points_resumes_exactly(tmp_path, nats_serve
         done.set()
         checker.join(60)
     interrupted = [(b, a) for b, a in kills if b < a < end]
-    print(f"{len(kills)} SIGKILLs of the follower, {len(interrupted)} interrupted an apply; stream position "
-          f"before -> after (end {end}): " + ", ".join(f"{b}->{a}" for b, a in kills) + f"; {asked[0]} probe checks")
+    print(
+        f"{len(kills)} SIGKILLs of the follower, {len(interrupted)} interrupted an apply; stream position "
+        f"before -> after (end {end}): " + ", ".join(f"{b}->{a}" for b, a in kills) + f"; {asked[0]} probe checks"
+    )
     assert len(interrupted) >= 10, kills
     assert not problems, problems[:5]
     assert asked[0] > 1000
@@ -294,6 +325,7 @@ def test_a_follower_killed_at_random_points_resumes_exactly(tmp_path, nats_serve
 
 
 # 4. NATS restarts ---------------------------------------------------------------------
+
 
 def test_publisher_and_followers_ride_out_a_nats_restart(tmp_path, nats_server, feed):
     path, _, clean = feed
@@ -308,12 +340,33 @@ def test_publisher_and_followers_ride_out_a_nats_restart(tmp_path, nats_server, 
     for data in replicas:  # both followers wait at the (empty) stream's head before publishing starts
         wait_for(lambda data=data: state(data / "follower.status.json") == "following", what="the followers")
     publisher = subprocess.Popen(
-        [sys.executable, "-m", "sanction_service", "publish", "--nats", nats_server.url, "--window", "1",
-         "--data-dir", str(path.parent), "--rejects", str(tmp_path / "rejects"), str(path)],
-        env=_env(ENV), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "sanction_service",
+            "publish",
+            "--nats",
+            nats_server.url,
+            "--window",
+            "1",
+            "--data-dir",
+            str(path.parent),
+            "--rejects",
+            str(tmp_path / "rejects"),
+            str(path),
+        ],
+        env=_env(ENV),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        wait_for(lambda: applied(replicas[0] / "follower.status.json") > 100, every=0.002,
-                 what="publishing and following to be under way")
+        wait_for(
+            lambda: applied(replicas[0] / "follower.status.json") > 100,
+            every=0.002,
+            what="publishing and following to be under way",
+        )
         assert publisher.poll() is None, "the publisher finished before the restart"
         nats_server.restart(down_seconds=1.0)
         at_restart = [position(data) for data in replicas]
@@ -337,12 +390,13 @@ def test_publisher_and_followers_ride_out_a_nats_restart(tmp_path, nats_server, 
 
 # 5. Snapshots and bootstrap -----------------------------------------------------------
 
+
 def test_a_new_replica_bootstraps_from_a_snapshot_taken_mid_stream_and_converges(tmp_path, nats_server, feed):
     path, _, clean = feed
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     first, rest = tmp_path / "first.jsonl", tmp_path / "rest.jsonl"
     first.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
-    rest.write_text("".join(lines[len(lines) // 2:]), encoding="utf-8")
+    rest.write_text("".join(lines[len(lines) // 2 :]), encoding="utf-8")
     assert publish(nats_server, first).returncode == 0
     middle = stream_last(nats_server)
     source = tmp_path / "source"
@@ -376,6 +430,7 @@ def test_a_new_replica_bootstraps_from_a_snapshot_taken_mid_stream_and_converges
 
 
 # 6. Refusals: another pepper, a gap ---------------------------------------------------
+
 
 def test_a_replica_with_another_pepper_refuses_to_follow(tmp_path, nats_server, feed):
     path, _, _ = feed
@@ -412,6 +467,7 @@ def test_a_follower_behind_the_retained_window_refuses_instead_of_skipping(tmp_p
 
 # 7. Health of a server fed by a follower ----------------------------------------------
 
+
 def test_follower_health_rule():
     from sanction_service.replication.status import FollowerStatus, follower_health
 
@@ -422,10 +478,12 @@ def test_follower_health_rule():
     assert follower_health(FollowerStatus(state="following", head_seq=100, **fresh), 95, **rule)[0]
     behind = follower_health(FollowerStatus(state="catching_up", head_seq=100, **fresh), 80, **rule)
     assert not behind[0] and "20 events behind" in behind[1]
-    assert not follower_health(FollowerStatus(state="following", head_seq=100, updated_at=now - 9,
-                                              head_checked_at=now - 1), 100, **rule)[0]
-    assert not follower_health(FollowerStatus(state="disconnected", head_seq=100, updated_at=now - 1,
-                                              head_checked_at=now - 9), 100, **rule)[0]
+    assert not follower_health(
+        FollowerStatus(state="following", head_seq=100, updated_at=now - 9, head_checked_at=now - 1), 100, **rule
+    )[0]
+    assert not follower_health(
+        FollowerStatus(state="disconnected", head_seq=100, updated_at=now - 1, head_checked_at=now - 9), 100, **rule
+    )[0]
     assert not follower_health(FollowerStatus(state="refused", head_seq=0, **fresh), 0, **rule)[0]
 
 
@@ -443,8 +501,7 @@ def test_a_server_fed_by_a_follower_is_not_serving_until_the_follower_has_caught
         with grpc.insecure_channel(target) as channel:
             return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
 
-    with ServerProcess("--data-dir", str(data), "--follow-lag-max", "50", "--follow-stale-seconds", "5",
-                       env=ENV) as server:
+    with ServerProcess("--data-dir", str(data), "--follow-lag-max", "50", "--follow-stale-seconds", "5", env=ENV) as server:
         target = server.wait_serving()
         assert health(target) == health_pb2.HealthCheckResponse.NOT_SERVING  # no follower yet
         follower = follow(nats_server, data, "--batch-size", "5")
@@ -456,16 +513,19 @@ def test_a_server_fed_by_a_follower_is_not_serving_until_the_follower_has_caught
         # A stopped follower vouches for nothing.
         wait_for(lambda: health(target) == health_pb2.HealthCheckResponse.NOT_SERVING, what="NOT_SERVING")
     # The follower's health changes ("health SERVING: …"), not the shutdown's drain notice.
-    changes = [line.split("health ", 1)[1] for line in server.lines
-               if " health " in line and "load balancers move away" not in line]
+    changes = [
+        line.split("health ", 1)[1] for line in server.lines if " health " in line and "load balancers move away" not in line
+    ]
     assert changes[0].startswith("NOT_SERVING: no follower status")
-    assert any(c.startswith("NOT_SERVING: follower is") and "events behind the stream (bound 50)" in c
-               for c in changes), changes
+    assert any(c.startswith("NOT_SERVING: follower is") and "events behind the stream (bound 50)" in c for c in changes), (
+        changes
+    )
     assert any(c.startswith("SERVING: follower at stream sequence") for c in changes), changes
     assert changes[-1] == "NOT_SERVING: follower stopped\n", changes
 
 
 # 8. The documented accounts -------------------------------------------------------------
+
 
 def test_the_documented_accounts_give_each_role_what_it_needs_and_no_more(tmp_path, feed):
     """docs/REPLICATION.md's accounts block, as it is: the publisher publishes, a replica
@@ -476,9 +536,11 @@ def test_the_documented_accounts_give_each_role_what_it_needs_and_no_more(tmp_pa
     config = tmp_path / "accounts.conf"
     config.write_text(block.group(1), encoding="utf-8")
     roles = {role: f"{role}-secret" for role in ("publisher", "replica", "snapshots")}
-    server = NatsServer(tmp_path / "jetstream", config=config,
-                        env={f"SANCTION_{role.upper()}_PASSWORD": pw for role, pw in roles.items()}).start()
+    server = NatsServer(
+        tmp_path / "jetstream", config=config, env={f"SANCTION_{role.upper()}_PASSWORD": pw for role, pw in roles.items()}
+    ).start()
     try:
+
         def as_(role):
             return {"SANCTION_NATS_USER": role, "SANCTION_NATS_PASSWORD": roles[role]}
 
@@ -525,13 +587,31 @@ def stream_last_as(server: NatsServer, user: str, password: str) -> int:
 
 # 9. A publisher killed mid-feed, run again ---------------------------------------------
 
+
 def test_a_publisher_killed_mid_feed_and_run_again_publishes_each_line_once_in_order(tmp_path, nats_server, feed):
     path, _, clean = feed
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     first = subprocess.Popen(
-        [sys.executable, "-m", "sanction_service", "publish", "--nats", nats_server.url, "--window", "4",
-         "--data-dir", str(tmp_path), "--rejects", str(tmp_path / "rejects"), str(path)],
-        env=_env(ENV), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "sanction_service",
+            "publish",
+            "--nats",
+            nats_server.url,
+            "--window",
+            "4",
+            "--data-dir",
+            str(tmp_path),
+            "--rejects",
+            str(tmp_path / "rejects"),
+            str(path),
+        ],
+        env=_env(ENV),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(lambda: first.poll() is not None or stream_last_or_zero(nats_server) > 500, every=0.005)
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -560,24 +640,31 @@ def stream_last_or_zero(server: NatsServer) -> int:
 
 # 10. TLS and a token -------------------------------------------------------------------
 
+
 def test_tls_and_token_settings_reach_nats(tmp_path, feed):
     from test_security import _cert, _write
 
     ca_key, ca_cert = _cert("test CA", None, None, ca=True)
     ca, _ = _write(tmp_path / "ca", ca_key, ca_cert)
-    server_cert, server_key = _write(tmp_path / "server", *_cert("127.0.0.1", ca_key, ca_cert.subject, ca=False,
-                                                               san_ip=True))
+    server_cert, server_key = _write(tmp_path / "server", *_cert("127.0.0.1", ca_key, ca_cert.subject, ca=False, san_ip=True))
     client_cert, client_key = _write(tmp_path / "client", *_cert("replica", ca_key, ca_cert.subject, ca=False))
     config = tmp_path / "tls.conf"
-    config.write_text(f'tls {{ cert_file: "{server_cert}", key_file: "{server_key}", ca_file: "{ca}", verify: true }}\n'
-                      'authorization { token: "s3cret-token" }\n', encoding="utf-8")
+    config.write_text(
+        f'tls {{ cert_file: "{server_cert}", key_file: "{server_key}", ca_file: "{ca}", verify: true }}\n'
+        'authorization { token: "s3cret-token" }\n',
+        encoding="utf-8",
+    )
     server = NatsServer(tmp_path / "jetstream", config=config).start()
     try:
         path, _, _ = feed
         part = tmp_path / "part.jsonl"
         part.write_text("".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:200]), encoding="utf-8")
-        secure = {"SANCTION_NATS_TLS_CA": ca, "SANCTION_NATS_TLS_CERT": client_cert,
-                  "SANCTION_NATS_TLS_KEY": client_key, "SANCTION_NATS_TOKEN": "s3cret-token"}
+        secure = {
+            "SANCTION_NATS_TLS_CA": ca,
+            "SANCTION_NATS_TLS_CERT": client_cert,
+            "SANCTION_NATS_TLS_KEY": client_key,
+            "SANCTION_NATS_TOKEN": "s3cret-token",
+        }
         plain = publish(server, part, "--timeout", "3")
         assert plain.returncode == 6, plain.stderr
         wrong = publish(server, part, "--timeout", "3", env={**secure, "SANCTION_NATS_TOKEN": "wrong"})
@@ -597,8 +684,10 @@ def test_tls_and_token_settings_reach_nats(tmp_path, feed):
 
 def test_the_embedded_default_never_loads_nats():
     """serve, load and the replica health rule work without the NATS client."""
-    code = ("import sys; import sanction_service.cli, sanction_service.grpc_api.server, sanction_service.loaders.feed; "
-            "import sanction_service.replication.position, sanction_service.replication.status; "
-            "assert 'nats' not in sys.modules, 'nats imported'")
+    code = (
+        "import sys; import sanction_service.cli, sanction_service.grpc_api.server, sanction_service.loaders.feed; "
+        "import sanction_service.replication.position, sanction_service.replication.status; "
+        "assert 'nats' not in sys.modules, 'nats imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env({}), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -28,20 +28,29 @@ def _cert(subject: str, issuer_key, issuer_name, *, ca: bool, san_ip: bool = Fal
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name or name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if san_ip:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
     cert = builder.sign(issuer_key or key, hashes.SHA256())
     return key, cert
 
 
 def _write(path, key, cert):
-    path.with_suffix(".key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                           serialization.NoEncryption()))
+    path.with_suffix(".key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return str(path.with_suffix(".crt")), str(path.with_suffix(".key"))
 
@@ -102,10 +111,16 @@ def test_mutual_tls_requires_a_client_certificate(store, ledger, pki):
 @pytest.fixture
 def token_service(store, ledger, tmp_path):
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({"clients": [
-        {"name": "rail", "token": CHECK_TOKEN, "roles": ["check"]},
-        {"name": "ops", "token": ADMIN_TOKEN, "roles": ["check", "admin"]},
-    ]}))
+    tokens.write_text(
+        json.dumps(
+            {
+                "clients": [
+                    {"name": "rail", "token": CHECK_TOKEN, "roles": ["check"]},
+                    {"name": "ops", "token": ADMIN_TOKEN, "roles": ["check", "admin"]},
+                ]
+            }
+        )
+    )
     service = start(store, ledger, tokens_file=str(tokens))
     yield f"127.0.0.1:{service.port}"
     service.stop_server()
@@ -144,8 +159,14 @@ def test_stream_without_token_is_unauthenticated(token_service):
     assert exc.value.code == "UNAUTHENTICATED"
 
 
-@pytest.mark.parametrize("content", ["not json", '{"clients": [{"name": "x", "token": "short", "roles": ["check"]}]}',
-                                     '{"clients": [{"name": "x", "token": "long-enough-token-123", "roles": ["root"]}]}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        '{"clients": [{"name": "x", "token": "short", "roles": ["check"]}]}',
+        '{"clients": [{"name": "x", "token": "long-enough-token-123", "roles": ["root"]}]}',
+    ],
+)
 def test_bad_tokens_files_are_refused(tmp_path, content):
     path = tmp_path / "tokens.json"
     path.write_text(content)
@@ -161,13 +182,13 @@ def test_with_mutual_tls_the_certificate_subject_names_the_client_in_counters_an
     client_cert, client_key = pki["client"]
 
     def denials() -> float:
-        return REGISTRY.get_sample_value("sanction_client_checks_total",
-                                         {"client": "CN=rail-12306", "decision": "DENY"}) or 0.0
+        return REGISTRY.get_sample_value("sanction_client_checks_total", {"client": "CN=rail-12306", "decision": "DENY"}) or 0.0
 
     before = denials()
     try:
-        with RestrictionClient(f"127.0.0.1:{service.port}", timeout=5,
-                               credentials=tls_credentials(pki["ca"], client_cert, client_key)) as client:
+        with RestrictionClient(
+            f"127.0.0.1:{service.port}", timeout=5, credentials=tls_credentials(pki["ca"], client_cert, client_key)
+        ) as client:
             assert deny_check(client) == "DENY"
             assert deny_check(client) == "DENY"
             client.lookup_person(Passenger("RESIDENT_ID", PERSON))

@@ -109,8 +109,10 @@ def test_a_second_instance_on_the_same_port_or_data_dir_is_refused(data, tmp_pat
         target = first.wait_serving(workers=workers)
         attempts = [("--data-dir", str(other), "--listen", target, *extra)]
         if workers > 1:
-            attempts += [("--data-dir", str(other), "--listen", target),  # a single process, too
-                         ("--data-dir", str(data), *extra)]  # another port, the same data dir
+            attempts += [
+                ("--data-dir", str(other), "--listen", target),  # a single process, too
+                ("--data-dir", str(data), *extra),
+            ]  # another port, the same data dir
         for args in attempts:
             second = started.enter_context(ServerProcess(*args))  # stopped however the test ends
             assert second.wait(60) == EXIT_IN_USE, second.lines
@@ -202,10 +204,15 @@ def test_sigterm_drains_then_lets_the_call_in_flight_finish_and_exits_0(tmp_path
     assert not any("Traceback" in line for line in server.lines)
 
 
-@pytest.mark.parametrize("signum, moment", [(signal.SIGTERM, "now stop the server cleanly"),
-                                            (signal.SIGINT, "now stop the server cleanly"),
-                                            (signal.SIGTERM, "listening on"),
-                                            (signal.SIGINT, "SERVING at")])
+@pytest.mark.parametrize(
+    "signum, moment",
+    [
+        (signal.SIGTERM, "now stop the server cleanly"),
+        (signal.SIGINT, "now stop the server cleanly"),
+        (signal.SIGTERM, "listening on"),
+        (signal.SIGINT, "SERVING at"),
+    ],
+)
 def test_a_signal_at_any_moment_of_start_up_exits_0_without_a_traceback(data, signum, moment):
     with ServerProcess("--data-dir", str(data), "--log-level", "DEBUG") as server:
         deadline = time.monotonic() + 60
@@ -227,9 +234,14 @@ def connection_states(channel) -> list:
 def test_a_client_pinging_every_second_keeps_its_idle_connection(data):
     with ServerProcess("--data-dir", str(data)) as server:
         target = server.wait_serving()
-        channel = grpc.insecure_channel(target, options=[("grpc.keepalive_time_ms", 1000),
-                                                          ("grpc.keepalive_permit_without_calls", 1),
-                                                          ("grpc.http2.max_pings_without_data", 0)])
+        channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.keepalive_time_ms", 1000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.max_pings_without_data", 0),
+            ],
+        )
         states = connection_states(channel)
         health = health_pb2_grpc.HealthStub(channel)
         assert health.Check(HEALTH, timeout=2).status == SERVING
@@ -251,4 +263,3 @@ def test_connections_are_recycled_at_their_maximum_age_without_failing_calls(dat
                 time.sleep(0.05)
         # GOAWAY after ~1 s (±10 % jitter): the channel went back to IDLE and reconnected.
         assert states.count(grpc.ChannelConnectivity.READY) >= 2, states
-

@@ -39,8 +39,7 @@ def test_foreign_lmdb_environment_is_not_a_store(tmp_path):
 
 def test_a_full_map_stops_the_load_whole_batches_only_and_names_the_setting(tmp_path):
     tiny = Store(tmp_path / "tiny", pepper_fingerprint(PEPPER), create=True, map_size=256 << 10)
-    events = [list_person(f"L{i}", make_ric("110105", "19800101", i % 1000), obligation="x" * 500)
-              for i in range(1, 400)]
+    events = [list_person(f"L{i}", make_ric("110105", "19800101", i % 1000), obligation="x" * 500) for i in range(1, 400)]
     applied = []
     with pytest.raises(StoreFull, match="SANCTION_MAP_SIZE"):
         for outcome in Ledger(tiny, PEPPER).apply(feed_lines(events), batch_size=50):

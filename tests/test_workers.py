@@ -23,9 +23,13 @@ def scrape(port: int) -> str:
 
 
 def started_checks(page: str, worker: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
-               if line.startswith("grpc_server_started_total{") and 'grpc_method="CheckRestriction"' in line
-               and f'worker="{worker}"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in page.splitlines()
+        if line.startswith("grpc_server_started_total{")
+        and 'grpc_method="CheckRestriction"' in line
+        and f'worker="{worker}"' in line
+    )
 
 
 def test_two_workers_share_the_port_and_both_see_a_new_listing_at_once(tmp_path):
@@ -37,8 +41,7 @@ def test_two_workers_share_the_port_and_both_see_a_new_listing_at_once(tmp_path)
         workers = {m.group(1) for line in server.lines if (m := re.search(r"worker (\d+) SERVING at", line))}
         assert workers == {"0", "1"}
         feed = tmp_path / "feed.jsonl"
-        feed.write_text("".join(json.dumps(list_person(f"L{i}", n), ensure_ascii=False) + "\n"
-                                for i, n in enumerate(PEOPLE)))
+        feed.write_text("".join(json.dumps(list_person(f"L{i}", n), ensure_ascii=False) + "\n" for i, n in enumerate(PEOPLE)))
         assert sanction("load", "--data-dir", str(data), str(feed)).returncode == 0
         # A fresh connection per check lets the kernel spread them over both workers.
         for number in PEOPLE:
@@ -48,8 +51,9 @@ def test_two_workers_share_the_port_and_both_see_a_new_listing_at_once(tmp_path)
         page = scrape(metrics)
         per_worker = [started_checks(page, worker) for worker in ("0", "1")]
         assert sum(per_worker) == len(PEOPLE) and min(per_worker) > 0, per_worker
-        assert sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
-                   if line.startswith("sanction_decisions_total{")) == len(PEOPLE)
+        assert sum(
+            float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith("sanction_decisions_total{")
+        ) == len(PEOPLE)
 
 
 def test_pinned_workers_each_run_on_their_own_cpu(tmp_path):

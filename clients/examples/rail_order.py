@@ -60,11 +60,15 @@ def sell(client: RestrictionClient, passengers: list[Passenger], trip: Trip, tra
 
 def add_common(parser: argparse.ArgumentParser, defaults: Settings) -> None:
     """The options both example callers share, named and defaulted as `sanction check` does."""
-    parser.add_argument("--target", default=defaults.listen,
-                        help="server address host:port [SANCTION_LISTEN] (%(default)s)")
+    parser.add_argument("--target", default=defaults.listen, help="server address host:port [SANCTION_LISTEN] (%(default)s)")
     parser.add_argument("--date", type=iso_date, help="travel date YYYY-MM-DD (default: today, Asia/Shanghai)")
-    parser.add_argument("--passenger", action="append", required=True, type=parse_passenger,
-                        help="TYPE:NUMBER[:NAME], repeatable; TYPE one of " + ", ".join(DOCUMENT_TYPES))
+    parser.add_argument(
+        "--passenger",
+        action="append",
+        required=True,
+        type=parse_passenger,
+        help="TYPE:NUMBER[:NAME], repeatable; TYPE one of " + ", ".join(DOCUMENT_TYPES),
+    )
 
 
 def settings_or_exit() -> Settings:
@@ -81,10 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     add_common(parser, defaults)
     parser.add_argument("--train", required=True, help="e.g. G1234, D301, K1")
     rail_class = enum_type("rail class", RAIL_CLASSES)
-    parser.add_argument("--rail-class", type=rail_class, metavar="CLASS",
-                        help="seat class, one of " + ", ".join(RAIL_CLASSES) + ", any letter case")
-    parser.add_argument("--class", dest="old_class", type=rail_class, metavar="CLASS",
-                        help="deprecated: the same as --rail-class")
+    parser.add_argument(
+        "--rail-class",
+        type=rail_class,
+        metavar="CLASS",
+        help="seat class, one of " + ", ".join(RAIL_CLASSES) + ", any letter case",
+    )
+    parser.add_argument(
+        "--class", dest="old_class", type=rail_class, metavar="CLASS", help="deprecated: the same as --rail-class"
+    )
     args = parser.parse_args(argv)
     with RestrictionClient(args.target) as client:
         try:

@@ -59,16 +59,19 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
             metrics.EVENTS.labels(outcome.status.lower()).inc()
             if outcome.status == REJECTED:
                 summary.rejected += 1
-                summary.rejects.add(line=outcome.line, event_id=outcome.event_id, reason=outcome.reason,
-                                    field=outcome.field)
+                summary.rejects.add(line=outcome.line, event_id=outcome.event_id, reason=outcome.reason, field=outcome.field)
             elif outcome.status == "DUPLICATE":
                 summary.duplicates += 1
             else:
                 summary.applied += 1
         with self.checker.store.read() as view:
             summary.data_version = view.seq()
-        audit.note(applied=summary.applied, duplicates=summary.duplicates, rejected=summary.rejected,
-                   data_version_after=summary.data_version)
+        audit.note(
+            applied=summary.applied,
+            duplicates=summary.duplicates,
+            rejected=summary.rejected,
+            data_version_after=summary.data_version,
+        )
         return summary
 
     def GetListing(self, request, context):
@@ -80,8 +83,9 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
             listing = view.listing(request.listing_id)
             if listing is None:
                 errors.abort(context, errors.not_found("no listing with that listing_id"))
-            exemptions = [e for p in listing["persons"]
-                          for e in view.exemptions(bytes.fromhex(p["key"]), listing["listing_id"])]
+            exemptions = [
+                e for p in listing["persons"] for e in view.exemptions(bytes.fromhex(p["key"]), listing["listing_id"])
+            ]
             return listing_message(listing, exemptions, view.seq())
 
     def LookupPerson(self, request, context):
@@ -100,8 +104,9 @@ class ListAdminServicer(admin_pb2_grpc.ListAdminServiceServicer):
             errors.abort(context, errors.unavailable("restriction store unavailable"))
         # The document's type, never its number: an auditor learns who looked up how many.
         audit.note(document_type=document.type.value, listings_found=len(found), data_version=seq)
-        return admin_pb2.LookupPersonResponse(masked_document=document.masked(),
-                                              listings=[match_message(f) for f in found], data_version=seq)
+        return admin_pb2.LookupPersonResponse(
+            masked_document=document.masked(), listings=[match_message(f) for f in found], data_version=seq
+        )
 
     def GetStats(self, request, context):
         _in_time(context)

@@ -83,7 +83,7 @@ class Tokens:
         header = dict(metadata or ()).get("authorization", "")
         if not header.startswith("Bearer "):
             return None, (grpc.StatusCode.UNAUTHENTICATED, "a bearer token is required (authorization: Bearer <token>)")
-        client = self.identify(header[len("Bearer "):].encode())
+        client = self.identify(header[len("Bearer ") :].encode())
         if client is None:
             return None, (grpc.StatusCode.UNAUTHENTICATED, "unknown token")
         if needed not in client.roles:
@@ -96,17 +96,20 @@ class Tokens:
             clients = load_tokens(self.path)
         except TokenFileError as exc:
             client_metrics.TOKEN_RELOADS.labels("error").inc()
-            log.error("tokens file not reloaded, the %d clients loaded before stay in force: %s",
-                      len(self.clients), exc)
+            log.error("tokens file not reloaded, the %d clients loaded before stay in force: %s", len(self.clients), exc)
             return False
         before = {c.name: c for c in self.clients}
         after = {c.name: c for c in clients}
         changed = sorted(n for n in before.keys() & after.keys() if before[n] != after[n])
         self.clients = clients
         client_metrics.TOKEN_RELOADS.labels("ok").inc()
-        log.info("tokens file reloaded: %d clients; added %s, removed %s, token or roles changed %s",
-                 len(clients), sorted(after.keys() - before.keys()) or "none",
-                 sorted(before.keys() - after.keys()) or "none", changed or "none")
+        log.info(
+            "tokens file reloaded: %d clients; added %s, removed %s, token or roles changed %s",
+            len(clients),
+            sorted(after.keys() - before.keys()) or "none",
+            sorted(before.keys() - after.keys()) or "none",
+            changed or "none",
+        )
         return True
 
 

@@ -85,12 +85,10 @@ def answer_batch(checker, request: pb.BatchCheckRequest) -> tuple[bytes, list, i
             status = errors.bad_request(exc.field, exc.reason)
             answers.update((p, status) for p in plain_positions)
             plain_positions, numbers, names = [], [], []
-    outcome = errors.guard(lambda: checker.check_plain_batch(
-        plain_positions, numbers, names, trip, travel_date, others=others))
+    outcome = errors.guard(lambda: checker.check_plain_batch(plain_positions, numbers, names, trip, travel_date, others=others))
     if isinstance(outcome, status_pb2.Status):
         return outcome
-    return (_serialize(len(checks), numbers, outcome, answers), list(outcome.results.values()),
-            len(outcome.never_listed))
+    return (_serialize(len(checks), numbers, outcome, answers), list(outcome.results.values()), len(outcome.never_listed))
 
 
 def _plain_item(raw: bytes) -> tuple[bytes, str, bytes, int] | None:
@@ -99,7 +97,7 @@ def _plain_item(raw: bytes) -> tuple[bytes, str, bytes, int] | None:
     for before, after in _SHAPES:
         start = len(before)
         if raw.startswith(before) and raw.startswith(after, start + 18):
-            number, end = raw[start:start + 18], start + 18 + len(after)
+            number, end = raw[start : start + 18], start + 18 + len(after)
             break
     else:
         return None
@@ -108,7 +106,7 @@ def _plain_item(raw: bytes) -> tuple[bytes, str, bytes, int] | None:
         length = raw[end + 1]
         if length >= 0x80:  # a name of 128 bytes or more is left to the reference
             return None
-        name = raw[end + 2:end + 2 + length].decode()
+        name = raw[end + 2 : end + 2 + length].decode()
         end += 2 + length
         if text_problem(name, MAX_NAME_CHARS, required=False) is not None:
             return None
@@ -129,16 +127,16 @@ def _uniform_numbers(raw: bytes, count: int) -> tuple[list[bytes], str] | None:
     row = 1 + length_bytes + width
     if row * count != len(raw):
         return None
-    item = _plain_item(raw[1 + length_bytes:row])
+    item = _plain_item(raw[1 + length_bytes : row])
     if item is None:
         return None
     start = 1 + length_bytes + item[3]
     table = np.frombuffer(raw, dtype=np.uint8).reshape(count, row)
-    others = np.r_[0:start, start + 18:row]
+    others = np.r_[0:start, start + 18 : row]
     if not (table[:, others] == table[0, others]).all():
         return None
-    column = table[:, start:start + 18].tobytes()
-    return [column[i:i + 18] for i in range(0, 18 * count, 18)], item[1]
+    column = table[:, start : start + 18].tobytes()
+    return [column[i : i + 18] for i in range(0, 18 * count, 18)], item[1]
 
 
 def _sort_items(checks):
@@ -176,16 +174,16 @@ def _serialize(count: int, numbers: list[bytes], batch: PlainBatch, answers: Ans
         # Every never-listed item's bytes at once: template, masked number, template.
         table = np.frombuffer(b"".join(numbers), dtype=np.uint8).reshape(-1, 18)[batch.never_listed_plain]
         rows = np.empty((len(never), len(before) + 18 + len(after)), dtype=np.uint8)
-        rows[:, :len(before)] = np.frombuffer(before, dtype=np.uint8)
-        rows[:, len(before):len(before) + 18] = table
-        rows[:, len(before) + 10:len(before) + 14] = _STAR  # canonical numbers are ASCII: masked as text
-        rows[:, len(before) + 18:] = np.frombuffer(after, dtype=np.uint8)
+        rows[:, : len(before)] = np.frombuffer(before, dtype=np.uint8)
+        rows[:, len(before) : len(before) + 18] = table
+        rows[:, len(before) + 10 : len(before) + 14] = _STAR  # canonical numbers are ASCII: masked as text
+        rows[:, len(before) + 18 :] = np.frombuffer(after, dtype=np.uint8)
         blob, width = rows.tobytes(), rows.shape[1]
         # Runs of consecutive never-listed positions are copied whole.
         breaks = (np.flatnonzero(np.diff(never) != 1) + 1).tolist()
         for first, end in zip([0, *breaks], [*breaks, len(never)]):
             parts.extend(_answer_bytes(p, batch, answers) for p in range(cursor, never[first]))
-            parts.append(blob[first * width:end * width])
+            parts.append(blob[first * width : end * width])
             cursor = never[end - 1] + 1
     parts.extend(_answer_bytes(p, batch, answers) for p in range(cursor, count))
     return b"".join(parts)
@@ -195,8 +193,7 @@ def _answer_bytes(position: int, batch: PlainBatch, answers: Answers) -> bytes:
     answer = answers.get(position)
     if answer is None:
         result = batch.results[position]
-        answer = check_response(result) if isinstance(result, CheckResult) else \
-            errors.bad_request(result.field, result.reason)
+        answer = check_response(result) if isinstance(result, CheckResult) else errors.bad_request(result.field, result.reason)
     if isinstance(answer, status_pb2.Status):
         errors.count_error(answer)
         item = pb.BatchCheckItem(error=answer)

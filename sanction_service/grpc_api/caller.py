@@ -121,12 +121,14 @@ def _with_caller(handler, name_of, audited_method: str | None, audit_log):
             client_metrics.CALLER.set(name_of(context))
             yield from behaviour(request, context)
     elif audited_method is None:
+
         @functools.wraps(behaviour)
         def run(request, context):
             # Not reset afterwards: the next call on this thread sets its own first.
             client_metrics.CALLER.set(name_of(context))
             return behaviour(request, context)
     else:
+
         @functools.wraps(behaviour)
         def run(request, context):
             name = name_of(context)
@@ -144,16 +146,24 @@ def _with_caller(handler, name_of, audited_method: str | None, audit_log):
     return handler._replace(**{kind: run})
 
 
-_KINDS = {(False, False): "unary_unary", (False, True): "unary_stream", (True, False): "stream_unary",
-          (True, True): "stream_stream"}
-_MAKERS = {"unary_unary": grpc.unary_unary_rpc_method_handler, "unary_stream": grpc.unary_stream_rpc_method_handler,
-           "stream_unary": grpc.stream_unary_rpc_method_handler,
-           "stream_stream": grpc.stream_stream_rpc_method_handler}
+_KINDS = {
+    (False, False): "unary_unary",
+    (False, True): "unary_stream",
+    (True, False): "stream_unary",
+    (True, True): "stream_stream",
+}
+_MAKERS = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
 
 
 def _refusing(handler, code: grpc.StatusCode, message: str):
     """A handler of the same kind that ends the call with `code`. Its request is not even
     decoded, and it runs on the main pool: a refused stream takes no stream slot."""
+
     def abort(request_or_iterator, context):
         context.abort(code, message)
 

@@ -65,8 +65,11 @@ def to_trip(trip: pb.Trip) -> Trip:
         raise InvalidField("trip.mode", "is required when a trip is given")
     mode = TravelMode(enum_name(pb.TravelMode, trip.mode, "trip.mode"))
     rail_class = RailClass(enum_name(pb.RailClass, trip.rail_class, "trip.rail_class")) if trip.rail_class else None
-    ship_class = (ShipClass(enum_name(pb.ShipClass, trip.ship_class, "trip.ship_class").removeprefix("SHIP_"))
-                  if trip.ship_class else None)
+    ship_class = (
+        ShipClass(enum_name(pb.ShipClass, trip.ship_class, "trip.ship_class").removeprefix("SHIP_"))
+        if trip.ship_class
+        else None
+    )
     if mode is TravelMode.RAIL and not trip.train_number:
         raise InvalidField("trip.train_number", "is required for RAIL")
     return Trip(mode, trip.train_number, rail_class, trip.cabin, ship_class)
@@ -112,9 +115,13 @@ def check_response(result: CheckResult) -> pb.CheckResponse:
 
 def listing_message(listing: dict, exemptions: list[dict], data_version: int) -> admin_pb2.Listing:
     def person(p: dict) -> admin_pb2.Person:
-        return admin_pb2.Person(role=pb.Role.Value(p["role"]), name=p["name"],
-                                document_type=pb.DocumentType.Value(p["doc_type"]),
-                                masked_document=p["masked"], country=p["country"])
+        return admin_pb2.Person(
+            role=pb.Role.Value(p["role"]),
+            name=p["name"],
+            document_type=pb.DocumentType.Value(p["doc_type"]),
+            masked_document=p["masked"],
+            country=p["country"],
+        )
 
     by_slot: dict[str, list] = {"subject": [], "extra": [], "restricted": []}
     for p in listing["persons"]:
@@ -134,9 +141,13 @@ def listing_message(listing: dict, exemptions: list[dict], data_version: int) ->
         extra_documents=by_slot["extra"],
         restricted_persons=by_slot["restricted"],
         exemptions=[
-            admin_pb2.Exemption(reference=e["reference"], masked_document=e["masked"],
-                                modes=[pb.TravelMode.Value(m) for m in e["modes"]],
-                                valid_from=from_date(e["valid_from"]), valid_to=from_date(e["valid_to"]))
+            admin_pb2.Exemption(
+                reference=e["reference"],
+                masked_document=e["masked"],
+                modes=[pb.TravelMode.Value(m) for m in e["modes"]],
+                valid_from=from_date(e["valid_from"]),
+                valid_to=from_date(e["valid_to"]),
+            )
             for e in exemptions
         ],
         grounds=listing.get("grounds") or "",

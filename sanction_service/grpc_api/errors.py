@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 
 def bad_request(field: str, description: str) -> status_pb2.Status:
     detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.BadRequest(
-        field_violations=[error_details_pb2.BadRequest.FieldViolation(field=field, description=description)]
-    ))
+    detail.Pack(
+        error_details_pb2.BadRequest(
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=field, description=description)]
+        )
+    )
     return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=f"{field}: {description}", details=[detail])
 
 

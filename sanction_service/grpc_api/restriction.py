@@ -51,8 +51,9 @@ class _Late(Exception):
 
 
 class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
-    def __init__(self, checker: Checker, *, fast_batches: bool = True, max_streams: int = 100,
-                 stream_idle_seconds: float = 60.0):
+    def __init__(
+        self, checker: Checker, *, fast_batches: bool = True, max_streams: int = 100, stream_idle_seconds: float = 60.0
+    ):
         self.checker = checker
         self.fast_batches = fast_batches
         self.max_streams = max_streams
@@ -116,8 +117,7 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
             errors.count_error(refused)
             errors.abort(context, refused)
         done = threading.Event()
-        threading.Thread(target=_read_requests, args=(request_iterator, inbox, done), name="stream-reader",
-                         daemon=True).start()
+        threading.Thread(target=_read_requests, args=(request_iterator, inbox, done), name="stream-reader", daemon=True).start()
         try:
             while True:
                 request = self._next_request(inbox, context)
@@ -151,8 +151,9 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
         try:
             request = inbox.get(timeout=self.stream_idle_seconds if self.stream_idle_seconds > 0 else None)
         except queue.Empty:
-            errors.abort(context, errors.unavailable(
-                f"stream idle for more than {self.stream_idle_seconds:g} s; open a new one"))
+            errors.abort(
+                context, errors.unavailable(f"stream idle for more than {self.stream_idle_seconds:g} s; open a new one")
+            )
         if request is not END and (request is CLOSING or self._closing):
             errors.abort(context, errors.unavailable("the server is shutting down"))
         return request
@@ -187,8 +188,13 @@ class RestrictionServicer(restriction_pb2_grpc.RestrictionServiceServicer):
                 raise _Late
 
         try:
-            results = self.checker.check_many(queries, count_refusals=False, chunk=CHUNK,
-                                              between_chunks=stop_if_late if context else None) if queries else []
+            results = (
+                self.checker.check_many(
+                    queries, count_refusals=False, chunk=CHUNK, between_chunks=stop_if_late if context else None
+                )
+                if queries
+                else []
+            )
         except _Late:
             status = errors.late(context)
             errors.count_error(status)
@@ -245,10 +251,12 @@ def _in_time(context) -> None:
 
 
 def _batch_response(answers: list) -> pb.BatchCheckResponse:
-    return pb.BatchCheckResponse(items=[
-        pb.BatchCheckItem(error=item) if isinstance(item, status_pb2.Status) else pb.BatchCheckItem(result=item)
-        for item in answers
-    ])
+    return pb.BatchCheckResponse(
+        items=[
+            pb.BatchCheckItem(error=item) if isinstance(item, status_pb2.Status) else pb.BatchCheckItem(result=item)
+            for item in answers
+        ]
+    )
 
 
 def _message_or_bytes(response) -> bytes:
@@ -260,14 +268,20 @@ def register(servicer: RestrictionServicer, server) -> None:
     answer may arrive already serialized (the fast path writes bytes)."""
     handlers = {
         "CheckRestriction": grpc.unary_unary_rpc_method_handler(
-            servicer.CheckRestriction, request_deserializer=pb.CheckRequest.FromString,
-            response_serializer=pb.CheckResponse.SerializeToString),
+            servicer.CheckRestriction,
+            request_deserializer=pb.CheckRequest.FromString,
+            response_serializer=pb.CheckResponse.SerializeToString,
+        ),
         "BatchCheckRestriction": grpc.unary_unary_rpc_method_handler(
-            servicer.BatchCheckRestriction, request_deserializer=pb.BatchCheckRequest.FromString,
-            response_serializer=_message_or_bytes),
+            servicer.BatchCheckRestriction,
+            request_deserializer=pb.BatchCheckRequest.FromString,
+            response_serializer=_message_or_bytes,
+        ),
         "StreamCheckRestriction": grpc.stream_stream_rpc_method_handler(
-            servicer.StreamCheckRestriction, request_deserializer=pb.StreamCheckRequest.FromString,
-            response_serializer=pb.StreamCheckResponse.SerializeToString),
+            servicer.StreamCheckRestriction,
+            request_deserializer=pb.StreamCheckRequest.FromString,
+            response_serializer=pb.StreamCheckResponse.SerializeToString,
+        ),
     }
     name = pb.DESCRIPTOR.services_by_name["RestrictionService"].full_name
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))

@@ -107,17 +107,33 @@ def _stream_response(behavior, method: _Method):
 
 def _instrument(handler: grpc.RpcMethodHandler, full_name: str, worker: str) -> grpc.RpcMethodHandler:
     kind = (handler.request_streaming, handler.response_streaming)
-    behavior = {(False, False): handler.unary_unary, (False, True): handler.unary_stream,
-                (True, False): handler.stream_unary, (True, True): handler.stream_stream}[kind]
+    behavior = {
+        (False, False): handler.unary_unary,
+        (False, True): handler.unary_stream,
+        (True, False): handler.stream_unary,
+        (True, True): handler.stream_stream,
+    }[kind]
     if getattr(behavior, "experimental_non_blocking", False):
         return handler
-    method = _Method(full_name, {(False, False): "unary", (False, True): "server_stream",
-                                 (True, False): "client_stream", (True, True): "bidi_stream"}[kind], worker)
+    method = _Method(
+        full_name,
+        {(False, False): "unary", (False, True): "server_stream", (True, False): "client_stream", (True, True): "bidi_stream"}[
+            kind
+        ],
+        worker,
+    )
     wrap = _stream_response if handler.response_streaming else _unary_response
-    make = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
-    return make[kind](wrap(behavior, method), request_deserializer=handler.request_deserializer,
-                      response_serializer=handler.response_serializer)
+    make = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
+    return make[kind](
+        wrap(behavior, method),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):

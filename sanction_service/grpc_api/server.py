@@ -90,9 +90,14 @@ class AddressInUse(Exception):
 
 
 def make_checker(settings: Settings, store: Store, pepper: bytes) -> Checker:
-    return Checker(store, pepper, prefilter_path=Path(settings.data_dir) / PREFILTER_FILE,
-                   error_rate=settings.prefilter_error_rate, use_prefilter=settings.prefilter_enabled,
-                   min_capacity=settings.prefilter_min_capacity)
+    return Checker(
+        store,
+        pepper,
+        prefilter_path=Path(settings.data_dir) / PREFILTER_FILE,
+        error_rate=settings.prefilter_error_rate,
+        use_prefilter=settings.prefilter_enabled,
+        min_capacity=settings.prefilter_min_capacity,
+    )
 
 
 @dataclass
@@ -178,8 +183,7 @@ class Service:
         self._stopping.set()
         self.stop_server(grace)
         if not self.checker.refusals.flush(self.store, wait=grace):
-            log.warning("could not persist refused-check counts %s: a loader held the store",
-                        self.checker.refusals.pending())
+            log.warning("could not persist refused-check counts %s: a loader held the store", self.checker.refusals.pending())
         try:
             self.checker.save_prefilter()
         except Exception:
@@ -239,8 +243,9 @@ def server_options(settings: Settings, *, reuse_port: bool) -> list[tuple[str, i
     return options
 
 
-def build_service(settings: Settings, *, store: Store | None = None, pepper: bytes | None = None,
-                  reuse_port: bool = False, worker: str = "0") -> Service:
+def build_service(
+    settings: Settings, *, store: Store | None = None, pepper: bytes | None = None, reuse_port: bool = False, worker: str = "0"
+) -> Service:
     """Open the store (unless given), bind the port, leave health NOT_SERVING; not started.
 
     reuse_port: share the port with sibling workers (only serve_workers asks for it).
@@ -263,8 +268,12 @@ def build_service(settings: Settings, *, store: Store | None = None, pepper: byt
             futures.ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health"),
         ]
         server = grpc.server(main, options=server_options(settings, reuse_port=reuse_port), interceptors=interceptors)
-        restriction = RestrictionServicer(checker, fast_batches=settings.fast_batches, max_streams=settings.max_streams,
-                                          stream_idle_seconds=settings.stream_idle_seconds)
+        restriction = RestrictionServicer(
+            checker,
+            fast_batches=settings.fast_batches,
+            max_streams=settings.max_streams,
+            stream_idle_seconds=settings.stream_idle_seconds,
+        )
         run_on(streams, restriction, "StreamCheckRestriction")
         register_restriction(restriction, server)
         admin = ListAdminServicer(checker, Ledger(store, pepper), writer_wait_seconds=settings.writer_wait_seconds)
@@ -286,9 +295,19 @@ def build_service(settings: Settings, *, store: Store | None = None, pepper: byt
         if owns_store:
             store.close()
         raise
-    service = Service(settings, store, checker, server, health_servicer, restriction, pools, port,
-                      follower_gate=make_follower_gate(settings, store) if settings.follow_lag_max >= 0 else None,
-                      worker=worker, gate=gate)
+    service = Service(
+        settings,
+        store,
+        checker,
+        server,
+        health_servicer,
+        restriction,
+        pools,
+        port,
+        follower_gate=make_follower_gate(settings, store) if settings.follow_lag_max >= 0 else None,
+        worker=worker,
+        gate=gate,
+    )
     service.set_serving(False)
     return service
 
@@ -302,8 +321,12 @@ def make_follower_gate(settings: Settings, store: Store) -> Callable[[], tuple[b
     def gate() -> tuple[bool, str]:
         with store.read() as view:
             where = read_position(view)
-        return follower_health(read_status(path), where.seq if where else None, lag_max=settings.follow_lag_max,
-                               stale_seconds=settings.follow_stale_seconds)
+        return follower_health(
+            read_status(path),
+            where.seq if where else None,
+            lag_max=settings.follow_lag_max,
+            stale_seconds=settings.follow_stale_seconds,
+        )
 
     return gate
 
@@ -313,8 +336,9 @@ def _bind(server: grpc.Server, settings: Settings) -> int:
         return server.add_insecure_port(settings.listen)
     key, cert = Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes()
     client_ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
-    credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
-                                              require_client_auth=client_ca is not None)
+    credentials = grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
     return server.add_secure_port(settings.listen, credentials)
 
 
@@ -348,8 +372,7 @@ def _bind_or_refuse(sock: socket.socket, address, listen: str, what: str = "") -
         sock.bind(address)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise AddressInUse(f"{what + ' ' if what else ''}{listen} is already in use (another `sanction serve`?)") \
-                from None
+            raise AddressInUse(f"{what + ' ' if what else ''}{listen} is already in use (another `sanction serve`?)") from None
         raise OSError(f"cannot listen on {listen}: {exc.strerror}") from None
 
 
@@ -362,8 +385,7 @@ def serve(settings: Settings, workers: int = 1, signals: StopSignals | None = No
     return serve_one(settings, signals=signals)
 
 
-def serve_one(settings: Settings, worker: str = "", *, signals: StopSignals, reuse_port: bool = False,
-              index: int = 0) -> int:
+def serve_one(settings: Settings, worker: str = "", *, signals: StopSignals, reuse_port: bool = False, index: int = 0) -> int:
     """One server process; with `worker` (its log prefix) and `index`, worker `index` of
     serve_workers, whose parent serves the metrics."""
     service = None
@@ -465,8 +487,12 @@ def serve_workers(settings: Settings, workers: int, signals: StopSignals) -> int
                 registry = metrics.multiprocess_registry(path)
                 metrics.register_store(store, registry)
                 metrics_server = start_metrics_server(settings, registry)
-                log.info("metrics of all workers on http://%s:%d/metrics (files in %s)", settings.metrics_host,
-                         settings.metrics_port, path)
+                log.info(
+                    "metrics of all workers on http://%s:%d/metrics (files in %s)",
+                    settings.metrics_host,
+                    settings.metrics_port,
+                    path,
+                )
             signals.serving()
             while not signals.stop.wait(0.5):
                 if any(not p.is_alive() for p in processes):
@@ -561,8 +587,7 @@ def _data_dir_lock(data_dir: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise AddressInUse(f"data dir {data_dir} is served by another `sanction serve --workers` "
-                               f"(pid {holder})") from None
+            raise AddressInUse(f"data dir {data_dir} is served by another `sanction serve --workers` (pid {holder})") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -34,8 +34,16 @@ def connect_options(settings: NatsSettings, *, name: str) -> dict:
     servers = [url.strip() for url in settings.url.split(",") if url.strip()]
     if not servers:
         raise ValueError("no NATS URL (--nats or SANCTION_NATS_URL)")
-    options: dict = dict(servers=servers, name=name, allow_reconnect=True, max_reconnect_attempts=-1,
-                         reconnect_time_wait=0.5, connect_timeout=2, ping_interval=5, max_outstanding_pings=2)
+    options: dict = dict(
+        servers=servers,
+        name=name,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        ping_interval=5,
+        max_outstanding_pings=2,
+    )
     if settings.user:
         options.update(user=settings.user, password=settings.password)
     if settings.token:
@@ -50,8 +58,7 @@ def connect_options(settings: NatsSettings, *, name: str) -> dict:
     return options
 
 
-async def connect(settings: NatsSettings, *, name: str, wait: float | None = None,
-                  stop: asyncio.Event | None = None) -> Client:
+async def connect(settings: NatsSettings, *, name: str, wait: float | None = None, stop: asyncio.Event | None = None) -> Client:
     """Connect, retrying until `wait` seconds have passed (None: until `stop` is set).
     Raises NatsUnavailable when it gives up."""
     options = connect_options(settings, name=name)
@@ -68,15 +75,20 @@ async def connect(settings: NatsSettings, *, name: str, wait: float | None = Non
         # each attempt gets a bounded time here, and this loop decides when to give up.
         attempt = ATTEMPT_SECONDS if deadline is None else max(0.1, min(ATTEMPT_SECONDS, deadline - loop.time()))
         try:
-            await asyncio.wait_for(client.connect(
-                error_cb=quiet, disconnected_cb=_note(client, "disconnected from NATS"),
-                reconnected_cb=_note(client, "reconnected to NATS"), **options), attempt)
+            await asyncio.wait_for(
+                client.connect(
+                    error_cb=quiet,
+                    disconnected_cb=_note(client, "disconnected from NATS"),
+                    reconnected_cb=_note(client, "reconnected to NATS"),
+                    **options,
+                ),
+                attempt,
+            )
             return client
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await _discard(client)
             if not told:
-                log.warning("cannot reach NATS at %s (%s); retrying", settings.url,
-                            str(exc) or type(exc).__name__)
+                log.warning("cannot reach NATS at %s (%s); retrying", settings.url, str(exc) or type(exc).__name__)
                 told = True
         if (deadline is not None and loop.time() >= deadline) or (stop is not None and stop.is_set()):
             raise NatsUnavailable(f"no NATS server answered at {settings.url}")

@@ -79,8 +79,18 @@ def default_consumer(data_dir: str | os.PathLike) -> str:
 
 
 class Follower:
-    def __init__(self, store: Store, ledger: Ledger, fingerprint: str, settings: NatsSettings, status_path: Path, *,
-                 consumer: str, batch: int = 500, idle_seconds: float = 1.0):
+    def __init__(
+        self,
+        store: Store,
+        ledger: Ledger,
+        fingerprint: str,
+        settings: NatsSettings,
+        status_path: Path,
+        *,
+        consumer: str,
+        batch: int = 500,
+        idle_seconds: float = 1.0,
+    ):
         self.store = store
         self.ledger = ledger
         self.fingerprint = fingerprint
@@ -154,11 +164,14 @@ class Follower:
                     continue
                 if seq != self.applied + len(accepted) + 1:
                     if fresh and not accepted:
-                        raise Gap(f"the stream delivered sequence {seq} where {self.applied + 1} was expected: "
-                                  f"messages {self.applied + 1}..{seq - 1} are gone from stream "
-                                  f"{self.settings.stream}; bootstrap this replica again from a snapshot")
-                    log.info("delivery jumped to sequence %d after %d: recreating the consumer", seq,
-                             self.applied + len(accepted))
+                        raise Gap(
+                            f"the stream delivered sequence {seq} where {self.applied + 1} was expected: "
+                            f"messages {self.applied + 1}..{seq - 1} are gone from stream "
+                            f"{self.settings.stream}; bootstrap this replica again from a snapshot"
+                        )
+                    log.info(
+                        "delivery jumped to sequence %d after %d: recreating the consumer", seq, self.applied + len(accepted)
+                    )
                     sub = await self._drop(sub)
                     break
                 accepted.append(message)
@@ -189,27 +202,46 @@ class Follower:
             await self._jetstream.delete_consumer(self.settings.stream, self.consumer)
         except NotFoundError:
             pass
-        await self._jetstream.add_consumer(self.settings.stream, ConsumerConfig(
-            durable_name=self.consumer, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=self.applied + 1, ack_policy=AckPolicy.EXPLICIT, ack_wait=30,
-            max_ack_pending=max(1000, 4 * self.batch), description="sanction follow"))
+        await self._jetstream.add_consumer(
+            self.settings.stream,
+            ConsumerConfig(
+                durable_name=self.consumer,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self.applied + 1,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30,
+                max_ack_pending=max(1000, 4 * self.batch),
+                description="sanction follow",
+            ),
+        )
         sub = await self._jetstream.pull_subscribe_bind(durable=self.consumer, stream=self.settings.stream)
         metrics.RESYNCS.inc()
-        log.info("following stream %s from sequence %d (head %d) as consumer %s", self.settings.stream,
-                 self.applied + 1, state.last_seq, self.consumer)
+        log.info(
+            "following stream %s from sequence %d (head %d) as consumer %s",
+            self.settings.stream,
+            self.applied + 1,
+            state.last_seq,
+            self.consumer,
+        )
         self._set_state(self._progress_state())
         return sub
 
     def _check(self, state: StreamState) -> None:
         if self.created and state.created != self.created:
-            raise Gap(f"stream {state.name} was created at {state.created}, but this replica followed the one "
-                      f"created at {self.created}: bootstrap it again from a snapshot")
+            raise Gap(
+                f"stream {state.name} was created at {state.created}, but this replica followed the one "
+                f"created at {self.created}: bootstrap it again from a snapshot"
+            )
         if state.last_seq < self.applied:
-            raise Gap(f"stream {state.name} ends at sequence {state.last_seq} but this replica has applied up to "
-                      f"{self.applied}: the stream was purged or recreated; bootstrap again from a snapshot")
+            raise Gap(
+                f"stream {state.name} ends at sequence {state.last_seq} but this replica has applied up to "
+                f"{self.applied}: the stream was purged or recreated; bootstrap again from a snapshot"
+            )
         if state.first_seq > self.applied + 1:
-            raise Gap(f"stream {state.name} now starts at sequence {state.first_seq}; this replica needs "
-                      f"{self.applied + 1}: it is behind the retained window; bootstrap again from a snapshot")
+            raise Gap(
+                f"stream {state.name} now starts at sequence {state.first_seq}; this replica needs "
+                f"{self.applied + 1}: it is behind the retained window; bootstrap again from a snapshot"
+            )
 
     async def _idle(self) -> bool:
         """Nothing delivered for a while: learn the head. True if the consumer should be
@@ -241,27 +273,36 @@ class Follower:
             fingerprint = (message.headers or {}).get(PEPPER_HEADER)
             if fingerprint is not None and fingerprint != self.fingerprint:
                 if lines:
-                    self._commit(lines, messages[:len(lines)])
-                raise Refused(f"stream message {seq} was published for stores keyed with pepper fingerprint "
-                              f"{fingerprint}; this replica's pepper has fingerprint {self.fingerprint}. Its every "
-                              "lookup would miss: configure the fleet's pepper (SANCTION_PEPPER_FILE)")
+                    self._commit(lines, messages[: len(lines)])
+                raise Refused(
+                    f"stream message {seq} was published for stores keyed with pepper fingerprint "
+                    f"{fingerprint}; this replica's pepper has fingerprint {self.fingerprint}. Its every "
+                    "lookup would miss: configure the fleet's pepper (SANCTION_PEPPER_FILE)"
+                )
             if fingerprint is None:
-                line = FeedLine(seq, error=EventRejected(
-                    "", f"not published by sanction publish (no {PEPPER_HEADER} header)"))
+                line = FeedLine(seq, error=EventRejected("", f"not published by sanction publish (no {PEPPER_HEADER} header)"))
             else:
                 line = decode_line(seq, message.data) or FeedLine(seq, error=EventRejected("", "not valid JSON"))
             lines.append(line)
         self._commit(lines, messages)
 
     def _commit(self, lines: list[FeedLine], messages) -> None:
-        outcomes = list(self.ledger.apply(lines, batch_size=len(lines) + 1,
-                                          meta_updates=position.meta_updates(self.settings.stream, self.created)))
+        outcomes = list(
+            self.ledger.apply(
+                lines, batch_size=len(lines) + 1, meta_updates=position.meta_updates(self.settings.stream, self.created)
+            )
+        )
         for outcome in outcomes:
             metrics.MESSAGES.labels(outcome.status.lower()).inc()
             service_metrics.EVENTS.labels(outcome.status.lower()).inc()
             if outcome.status == "REJECTED":
-                log.warning("stream message %d (event %r) rejected: %s %s", outcome.line, outcome.event_id,
-                            outcome.field, outcome.reason)
+                log.warning(
+                    "stream message %d (event %r) rejected: %s %s",
+                    outcome.line,
+                    outcome.event_id,
+                    outcome.field,
+                    outcome.reason,
+                )
         self.applied = lines[-1].line
         last = messages[-1].metadata
         self._saw_head(last.sequence.stream + last.num_pending)

@@ -53,8 +53,10 @@ def starting_position(view: ReadView, stream: str) -> Position | None:
     position = read_position(view)
     if position is None:
         if view.seq() > 0:
-            raise NotAReplica(f"{view.store.path} holds {view.seq()} events that did not come from a stream: a "
-                              "replica starts empty (`sanction init`) or from a snapshot (`--bootstrap`)")
+            raise NotAReplica(
+                f"{view.store.path} holds {view.seq()} events that did not come from a stream: a "
+                "replica starts empty (`sanction init`) or from a snapshot (`--bootstrap`)"
+            )
         return None
     if position.stream != stream:
         raise NotAReplica(f"{view.store.path} follows stream {position.stream!r}, not {stream!r}")
@@ -70,7 +72,8 @@ def meta_updates(stream: str, created: str) -> Callable[[list[FeedLine], list[Ou
         for outcome in outcomes:
             if outcome.status == REJECTED:
                 result[REJECTED_PREFIX + encode_u64(outcome.line)] = dumps(
-                    {"event_id": outcome.event_id, "field": outcome.field, "reason": outcome.reason})
+                    {"event_id": outcome.event_id, "field": outcome.field, "reason": outcome.reason}
+                )
         return result
 
     return updates
@@ -84,5 +87,5 @@ def rejections(view: ReadView) -> list[dict]:
         for key, value in cursor:
             if not key.startswith(REJECTED_PREFIX):
                 break
-            found.append({"seq": decode_u64(key[len(REJECTED_PREFIX):]), **json.loads(value)})
+            found.append({"seq": decode_u64(key[len(REJECTED_PREFIX) :]), **json.loads(value)})
     return found

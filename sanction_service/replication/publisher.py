@@ -73,10 +73,11 @@ class PublishSummary:
 
     def describe(self) -> str:
         lines = self.published + self.duplicates + self.rejected
-        text = (f"{lines} lines: {self.published} published, {self.duplicates} duplicates"
-                + (f" ({self.already_in_stream} already in the stream before this run)" if self.already_in_stream
-                   else "")
-                + f", {self.rejected} rejected; stream {self.stream} at sequence {self.stream_seq}")
+        text = (
+            f"{lines} lines: {self.published} published, {self.duplicates} duplicates"
+            + (f" ({self.already_in_stream} already in the stream before this run)" if self.already_in_stream else "")
+            + f", {self.rejected} rejected; stream {self.stream} at sequence {self.stream_seq}"
+        )
         if self.rejected:
             text += f"\nrejects written to {self.rejects_path}"
             for reason, n in sorted(self.reject_reasons.items(), key=lambda kv: -kv[1])[:10]:
@@ -92,8 +93,9 @@ class Item:
     msg_id: str
 
 
-def _validate(feed: Path, rejects_path: Path, summary: PublishSummary, max_payload: int,
-              tail_msg_id: str | None) -> tuple[set[int], int]:
+def _validate(
+    feed: Path, rejects_path: Path, summary: PublishSummary, max_payload: int, tail_msg_id: str | None
+) -> tuple[set[int], int]:
     """First pass: the loader's decoding and parsing, the rejects file in its format.
     Returns the rejected line numbers and the line whose Msg-Id is the stream's last (0: none)."""
     rejected: set[int] = set()
@@ -115,13 +117,16 @@ def _validate(feed: Path, rejects_path: Path, summary: PublishSummary, max_paylo
                 summary.rejected += 1
                 reason = f"{error.field}: {error.reason}" if error.field else error.reason
                 summary.reject_reasons[reason] = summary.reject_reasons.get(reason, 0) + 1
-                rejects.write(json.dumps({"line": number, "event_id": event_id, "field": error.field,
-                                          "reason": error.reason}, ensure_ascii=False) + "\n")
+                rejects.write(
+                    json.dumps(
+                        {"line": number, "event_id": event_id, "field": error.field, "reason": error.reason}, ensure_ascii=False
+                    )
+                    + "\n"
+                )
     return rejected, tail_line
 
 
-def _items(feed: Path, settings: NatsSettings, rejected: set[int], after_line: int,
-           summary: PublishSummary) -> Iterator[Item]:
+def _items(feed: Path, settings: NatsSettings, rejected: set[int], after_line: int, summary: PublishSummary) -> Iterator[Item]:
     """Second pass: the valid lines after `after_line`, as messages."""
     with open(feed, "rb") as f:
         for number, raw in enumerate(f, 1):
@@ -146,9 +151,16 @@ async def _tail_msg_id(js, settings: NatsSettings, last_seq: int) -> str | None:
     return (message.headers or {}).get(MSG_ID_HEADER)
 
 
-async def publish_feed(feed: str | os.PathLike, rejects_path: str | os.PathLike, settings: NatsSettings,
-                       pepper_fingerprint: str, *, window: int = 256, ack_timeout: float = 5.0,
-                       give_up_after: float = 60.0) -> PublishSummary:
+async def publish_feed(
+    feed: str | os.PathLike,
+    rejects_path: str | os.PathLike,
+    settings: NatsSettings,
+    pepper_fingerprint: str,
+    *,
+    window: int = 256,
+    ack_timeout: float = 5.0,
+    give_up_after: float = 60.0,
+) -> PublishSummary:
     """Publish a feed file; raises NatsUnavailable if no progress was possible for
     `give_up_after` seconds (whatever was acknowledged stays published: run it again)."""
     summary = PublishSummary(stream=settings.stream, rejects_path=str(rejects_path))
@@ -161,18 +173,37 @@ async def publish_feed(feed: str | os.PathLike, rejects_path: str | os.PathLike,
         if tail_line:
             log.info("the stream's last message is line %d of this feed: publishing what follows it", tail_line)
         items = _items(Path(feed), settings, rejected, tail_line, summary)
-        summary.stream_seq = await _send(js, settings, items, summary, pepper_fingerprint, state.last_seq,
-                                         window=window, ack_timeout=ack_timeout, give_up_after=give_up_after)
+        summary.stream_seq = await _send(
+            js,
+            settings,
+            items,
+            summary,
+            pepper_fingerprint,
+            state.last_seq,
+            window=window,
+            ack_timeout=ack_timeout,
+            give_up_after=give_up_after,
+        )
     finally:
         await nc.close()
     return summary
 
 
-async def _send(js, settings: NatsSettings, items: Iterator[Item], summary: PublishSummary, fingerprint: str,
-                last_seq: int, *, window: int, ack_timeout: float, give_up_after: float) -> int:
+async def _send(
+    js,
+    settings: NatsSettings,
+    items: Iterator[Item],
+    summary: PublishSummary,
+    fingerprint: str,
+    last_seq: int,
+    *,
+    window: int,
+    ack_timeout: float,
+    give_up_after: float,
+) -> int:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + give_up_after
-    previous: str | None = None   # Msg-Id of the last acknowledged line; None: anchor on last_seq
+    previous: str | None = None  # Msg-Id of the last acknowledged line; None: anchor on last_seq
     carry: list[Item] = []
     backoff = 0.1
     while True:
@@ -192,8 +223,10 @@ async def _send(js, settings: NatsSettings, items: Iterator[Item], summary: Publ
             except (NatsError, OSError) as exc:
                 results.append(exc)
                 break
-        settled = await asyncio.gather(*(asyncio.wait_for(r, ack_timeout) if isinstance(r, asyncio.Future)
-                                         else _raise(r) for r in results), return_exceptions=True)
+        settled = await asyncio.gather(
+            *(asyncio.wait_for(r, ack_timeout) if isinstance(r, asyncio.Future) else _raise(r) for r in results),
+            return_exceptions=True,
+        )
         acked = 0
         for ack in settled:
             if isinstance(ack, BaseException):
@@ -218,10 +251,13 @@ async def _send(js, settings: NatsSettings, items: Iterator[Item], summary: Publ
             last_seq, previous = (state.last_seq if state else 0), None
             continue
         if loop.time() >= deadline:
-            raise NatsUnavailable(f"no acknowledgement from stream {settings.stream} for {give_up_after:.0f}s "
-                                  f"({type(error).__name__}: {error}); {summary.published} published so far")
-        log.warning("publish of line %d not acknowledged (%s: %s); sending again from there", carry[0].line,
-                    type(error).__name__, error)
+            raise NatsUnavailable(
+                f"no acknowledgement from stream {settings.stream} for {give_up_after:.0f}s "
+                f"({type(error).__name__}: {error}); {summary.published} published so far"
+            )
+        log.warning(
+            "publish of line %d not acknowledged (%s: %s); sending again from there", carry[0].line, type(error).__name__, error
+        )
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, 2.0)
 

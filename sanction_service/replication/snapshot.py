@@ -57,10 +57,17 @@ def describe(path: Path, fingerprint: str, map_size: int) -> dict:
             if where is None:
                 raise position.NotAReplica(f"{path} is not a replica: it holds no stream position")
             digests = store_digest(view)
-            return {"stream": where.stream, "stream_created": where.created, "stream_seq": where.seq,
-                    "data_version": view.seq(), "digest": digests["all"], "replication_digest": digests["replication"],
-                    "pepper_fingerprint": fingerprint, "schema": (view.meta(b"schema") or b"").decode(),
-                    "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            return {
+                "stream": where.stream,
+                "stream_created": where.created,
+                "stream_seq": where.seq,
+                "data_version": view.seq(),
+                "digest": digests["all"],
+                "replication_digest": digests["replication"],
+                "pepper_fingerprint": fingerprint,
+                "schema": (view.meta(b"schema") or b"").decode(),
+                "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
     finally:
         store.close()
 
@@ -70,14 +77,18 @@ async def _bucket(js, settings: NatsSettings, *, create: bool):
         return await js.object_store(settings.snapshot_bucket)
     except (BucketNotFoundError, NotFoundError):
         if not create:
-            raise SnapshotRefused(f"no snapshot bucket {settings.snapshot_bucket!r}: take one with "
-                                  "`sanction snapshot` on a replica first") from None
-    return await js.create_object_store(settings.snapshot_bucket, ObjectStoreConfig(
-        description="sanction replica snapshots", storage=StorageType.FILE, replicas=settings.replicas))
+            raise SnapshotRefused(
+                f"no snapshot bucket {settings.snapshot_bucket!r}: take one with `sanction snapshot` on a replica first"
+            ) from None
+    return await js.create_object_store(
+        settings.snapshot_bucket,
+        ObjectStoreConfig(description="sanction replica snapshots", storage=StorageType.FILE, replicas=settings.replicas),
+    )
 
 
-async def take_snapshot(store: Store, settings: NatsSettings, fingerprint: str, map_size: int, *, keep: int = 3,
-                        wait: float = 60.0) -> dict:
+async def take_snapshot(
+    store: Store, settings: NatsSettings, fingerprint: str, map_size: int, *, keep: int = 3, wait: float = 60.0
+) -> dict:
     work = Path(tempfile.mkdtemp(prefix=".snapshot-", dir=store.path))
     try:
         started = time.monotonic()
@@ -86,8 +97,12 @@ async def take_snapshot(store: Store, settings: NatsSettings, fingerprint: str, 
         data = work / "data.mdb"
         manifest["object"] = f"{PREFIX}{manifest['stream_seq']:012d}-{manifest['digest'][:16]}.mdb"
         manifest["bytes"] = data.stat().st_size
-        log.info("copied the store at stream sequence %d (%d bytes) in %.1fs", manifest["stream_seq"],
-                 manifest["bytes"], time.monotonic() - started)
+        log.info(
+            "copied the store at stream sequence %d (%d bytes) in %.1fs",
+            manifest["stream_seq"],
+            manifest["bytes"],
+            time.monotonic() - started,
+        )
         nc = await connect(settings, name="sanction snapshot", wait=wait)
         try:
             bucket = await _bucket(nc.jetstream(timeout=wait), settings, create=True)
@@ -115,8 +130,9 @@ async def _prune(bucket, keep: int, newest: str) -> None:
             log.info("deleted the older snapshot %s", name)
 
 
-async def bootstrap(data_dir: Path, settings: NatsSettings, fingerprint: str, map_size: int, *,
-                    stop: asyncio.Event | None = None) -> dict:
+async def bootstrap(
+    data_dir: Path, settings: NatsSettings, fingerprint: str, map_size: int, *, stop: asyncio.Event | None = None
+) -> dict:
     """Install the latest snapshot into `data_dir` (which holds no store). Returns its manifest."""
     data_dir.mkdir(parents=True, exist_ok=True)
     nc = await connect(settings, name="sanction follow --bootstrap", stop=stop)
@@ -131,8 +147,12 @@ async def bootstrap(data_dir: Path, settings: NatsSettings, fingerprint: str, ma
             raise SnapshotRefused(f"bucket {settings.snapshot_bucket!r} holds no {LATEST}") from None
         if manifest.get("stream") != settings.stream:
             raise SnapshotRefused(f"the latest snapshot is of stream {manifest.get('stream')!r}, not {settings.stream!r}")
-        log.info("downloading snapshot %s (stream sequence %d, %d bytes)", manifest["object"],
-                 manifest["stream_seq"], manifest["bytes"])
+        log.info(
+            "downloading snapshot %s (stream sequence %d, %d bytes)",
+            manifest["object"],
+            manifest["stream_seq"],
+            manifest["bytes"],
+        )
         try:
             with open(work / "data.mdb", "wb") as f:
                 await bucket.get(manifest["object"], writeinto=f)
@@ -147,8 +167,14 @@ async def bootstrap(data_dir: Path, settings: NatsSettings, fingerprint: str, ma
         os.replace(work / "data.mdb", data_dir / "data.mdb")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    log.info("bootstrapped %s from %s: stream sequence %d, data version %d, digest %s", data_dir,
-             manifest["object"], manifest["stream_seq"], manifest["data_version"], manifest["digest"])
+    log.info(
+        "bootstrapped %s from %s: stream sequence %d, data version %d, digest %s",
+        data_dir,
+        manifest["object"],
+        manifest["stream_seq"],
+        manifest["data_version"],
+        manifest["digest"],
+    )
     return manifest
 
 
@@ -161,8 +187,10 @@ def _verify_and_adopt(work: Path, manifest: dict, fingerprint: str, map_size: in
             where = position.read_position(view)
             found = store_digest(view)["all"]
         if where is None or where.seq != manifest["stream_seq"] or where.stream != manifest["stream"]:
-            raise SnapshotRefused(f"{manifest['object']} holds stream position {where}, its manifest says "
-                                  f"{manifest['stream']} {manifest['stream_seq']}")
+            raise SnapshotRefused(
+                f"{manifest['object']} holds stream position {where}, its manifest says "
+                f"{manifest['stream']} {manifest['stream_seq']}"
+            )
         if found != manifest["digest"]:
             raise SnapshotRefused(f"{manifest['object']} has digest {found}, its manifest says {manifest['digest']}")
         with store.writing("sanction follow --bootstrap"), store.begin_write() as txn:

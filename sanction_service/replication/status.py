@@ -67,8 +67,9 @@ def read_status(path: Path) -> FollowerStatus | None:
     return FollowerStatus(**{k: v for k, v in raw.items() if k in known})
 
 
-def follower_health(status: FollowerStatus | None, applied_seq: int | None, *, lag_max: int,
-                    stale_seconds: float, now: float | None = None) -> tuple[bool, str]:
+def follower_health(
+    status: FollowerStatus | None, applied_seq: int | None, *, lag_max: int, stale_seconds: float, now: float | None = None
+) -> tuple[bool, str]:
     """(serving?, why) for a server whose store a follower feeds. `applied_seq` is the
     stream sequence in the store's meta (None: the store never applied a message)."""
     now = time.time() if now is None else now

@@ -36,7 +36,7 @@ class StreamRefused(Exception):
 @dataclass(frozen=True)
 class StreamState:
     name: str
-    created: str   # identifies this incarnation of the stream (a recreated stream has another)
+    created: str  # identifies this incarnation of the stream (a recreated stream has another)
     first_seq: int
     last_seq: int
 
@@ -61,11 +61,19 @@ async def stream_state(js: JetStreamContext, settings: NatsSettings) -> StreamSt
 async def ensure_stream(js: JetStreamContext, settings: NatsSettings) -> StreamState:
     state = await stream_state(js, settings)
     if state is None:
-        await js.add_stream(StreamConfig(
-            name=settings.stream, subjects=[f"{settings.subject_prefix}.>"], storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD,
-            duplicate_window=settings.duplicate_window_seconds, max_age=settings.max_age_seconds or None,
-            num_replicas=settings.replicas, description="sanction feed events (sanction publish)"))
+        await js.add_stream(
+            StreamConfig(
+                name=settings.stream,
+                subjects=[f"{settings.subject_prefix}.>"],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.LIMITS,
+                discard=DiscardPolicy.OLD,
+                duplicate_window=settings.duplicate_window_seconds,
+                max_age=settings.max_age_seconds or None,
+                num_replicas=settings.replicas,
+                description="sanction feed events (sanction publish)",
+            )
+        )
         state = await stream_state(js, settings)
         assert state is not None
         return state
