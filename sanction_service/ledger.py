@@ -138,18 +138,7 @@ def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
         return (number, REJECT, line.event_id, line.error.field, line.error.reason)
     event = line.event
     if event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
-        day = event.expires_on if event.type is EventType.EXTEND else event.effective_on
-        return (
-            number,
-            FOLLOW,
-            event.type.value,
-            event.event_id,
-            event.listing_id,
-            event.digest,
-            event.occurred_at,
-            event.reason,
-            day.isoformat(),
-        )
+        return _follow(number, event)
     if event.type is not EventType.LIST:
         return (number, TEXT, raw)
     try:
@@ -189,19 +178,24 @@ def prepare_text(number: int, text: str, key_of):
     line = parse_text(number, text)
     event = line.event
     if event is not None and event.type in (EventType.DELIST, EventType.PERFORM, EventType.EXTEND):
-        day = event.expires_on if event.type is EventType.EXTEND else event.effective_on
-        return (
-            number,
-            FOLLOW,
-            event.type.value,
-            event.event_id,
-            event.listing_id,
-            event.digest,
-            event.occurred_at,
-            event.reason,
-            day.isoformat(),
-        )
+        return _follow(number, event)
     return line
+
+
+def _follow(number: int, event) -> tuple:
+    """The FOLLOW tuple of a DELIST, PERFORM or EXTEND the reference parser decoded."""
+    day = event.expires_on if event.type is EventType.EXTEND else event.effective_on
+    return (
+        number,
+        FOLLOW,
+        event.type.value,
+        event.event_id,
+        event.listing_id,
+        event.digest,
+        event.occurred_at,
+        event.reason,
+        day.isoformat(),
+    )
 
 
 class _Tally:
