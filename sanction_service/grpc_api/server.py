@@ -213,9 +213,10 @@ def run_on(pool: futures.ThreadPoolExecutor, servicer, *names: str) -> None:
         def handler(*args, method=method, **kwargs):
             return method(*args, **kwargs)
 
-        handler.experimental_thread_pool = pool
+        # Attributes grpc looks for on a handler function (set as such, not declared anywhere).
+        setattr(handler, "experimental_thread_pool", pool)  # noqa: B010
         # Non-blocking handlers (health's Watch) get a send_response_callback and hold no thread.
-        handler.experimental_non_blocking = getattr(method, "experimental_non_blocking", False)
+        setattr(handler, "experimental_non_blocking", getattr(method, "experimental_non_blocking", False))  # noqa: B010
         setattr(servicer, name, handler)
 
 
@@ -253,6 +254,8 @@ def build_service(
     owns_store = store is None
     if store is None:
         store, pepper = open_store(settings)
+    if pepper is None:
+        raise TypeError("build_service: a store given without its pepper")
     pools: list[futures.ThreadPoolExecutor] = []
     try:
         checker = make_checker(settings, store, pepper)
@@ -393,7 +396,8 @@ def serve_one(settings: Settings, worker: str = "", *, signals: StopSignals, reu
         if settings.pin_cpus and not worker:
             log.info("pinned to CPU %d", pin_to_cpu(0))
         service = build_service(settings, reuse_port=reuse_port, worker=str(index))
-        signals.on_hangup(service.gate.reload_tokens)
+        if service.gate is not None:
+            signals.on_hangup(service.gate.reload_tokens)
         service.start()
         host = settings.listen.rsplit(":", 1)[0]
         log.info("listening on %s:%d (health NOT_SERVING until the prefilter is ready)", host, service.port)
@@ -484,6 +488,7 @@ def serve_workers(settings: Settings, workers: int, signals: StopSignals) -> int
             if settings.metrics_port:
                 # Opened after the forks: the store's gauges, read here once per scrape.
                 store, _ = open_store(settings)
+                assert path is not None  # refused above when missing
                 registry = metrics.multiprocess_registry(path)
                 metrics.register_store(store, registry)
                 metrics_server = start_metrics_server(settings, registry)
