@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "gen"), str(ROOT / "tests"), str(HERE)]
 
-from common import bench_size, header, write_result  # noqa: E402
+from common import alternate_servers, bench_size, header, medians_and_change, write_result  # noqa: E402
 from dataset import ensure_dataset, mix, probe_documents  # noqa: E402
 from load import (  # noqa: E402
     batch_bytes,
     drive_calls,
     new_channel,
-    pin,
     raw_method,
     request_bytes,
     run_stream,
@@ -95,28 +92,16 @@ def main() -> int:
     unary, b100, stream = [request_bytes(x) for x in docs[:5000]], batch_bytes(docs, 100), stream_bytes(docs[:5000])
     cpus = set(os.sched_getaffinity(0))
     trees = {"base": args.base.resolve(), "this": ROOT}
-    rows: dict[str, list[dict]] = {name: [] for name in trees}
-    for r in range(args.rounds):
-        for name in ("base", "this") if r % 2 == 0 else ("this", "base"):
-            extra = (["--pin-cpus"] if args.pin else []) + (["--workers", str(args.workers)] if args.workers > 1 else [])
-            # Children inherit affinity: the server starts with every CPU, then this
-            # client's threads move to the last one.
-            pin(os.getpid(), cpus)
-            server = TreeServer(trees[name], "--data-dir", str(d), *extra)
-            try:
-                target = server.wait_serving(timeout=300, workers=args.workers)
-                pin(os.getpid(), {max(cpus)})
-                row = measure(target, server.proc.pid, unary, b100, stream, args.seconds)
-            finally:
-                server.stop()
-            rows[name].append(row)
-            print(f"round {r} {name:4s} " + "  ".join(f"{k} {v:>7}" for k, v in row.items()), flush=True)
-            time.sleep(0.5)
-    medians = {name: {k: statistics.median(row[k] for row in rs) for k in rs[0]} for name, rs in rows.items()}
-    for name, m in medians.items():
-        print(f"median {name:4s} " + "  ".join(f"{k} {v:>8.1f}" for k, v in m.items()))
-    change = {k: round(medians["this"][k] / medians["base"][k] - 1, 3) for k in medians["this"]}
-    print("this vs base: " + "  ".join(f"{k} {v:+.1%}" for k, v in change.items()))
+    extra = (["--pin-cpus"] if args.pin else []) + (["--workers", str(args.workers)] if args.workers > 1 else [])
+    rows = alternate_servers(
+        args.rounds,
+        ("base", "this"),
+        lambda name: TreeServer(trees[name], "--data-dir", str(d), *extra),
+        lambda target, pid: measure(target, pid, unary, b100, stream, args.seconds),
+        cpus,
+        workers=args.workers,
+    )
+    medians, change = medians_and_change(rows, "base", "this")
     write_result(
         args.out,
         {

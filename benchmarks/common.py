@@ -12,8 +12,10 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,3 +128,39 @@ def percentiles(samples: list[float]) -> dict:
 
 def log(*parts) -> None:
     print(*parts, file=sys.stderr, flush=True)
+
+
+def alternate_servers(
+    rounds: int, sides: tuple[str, str], start, measure, cpus: set[int], workers: int = 1
+) -> dict[str, list[dict]]:
+    """Rounds of the two sides, the order flipped every round: `start(side)` gives a server
+    process (not yet serving), `measure(target, pid)` one row of figures. The server may
+    use every CPU while it starts; this process (the client) is then moved to the last."""
+    from load import pin
+
+    rows: dict[str, list[dict]] = {side: [] for side in sides}
+    for r in range(rounds):
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            # Children inherit affinity: the server starts with every CPU.
+            pin(os.getpid(), cpus)
+            server = start(side)
+            try:
+                target = server.wait_serving(timeout=300, workers=workers)
+                pin(os.getpid(), {max(cpus)})
+                row = measure(target, server.proc.pid)
+            finally:
+                server.stop()
+            rows[side].append(row)
+            print(f"round {r} {side:4s} " + "  ".join(f"{k} {v:>7}" for k, v in row.items()), flush=True)
+            time.sleep(0.5)
+    return rows
+
+
+def medians_and_change(rows: dict[str, list[dict]], base: str, other: str) -> tuple[dict, dict]:
+    """Each side's median figures, printed, and `other`'s relative change against `base`."""
+    medians = {name: {k: statistics.median(row[k] for row in rs) for k in rs[0]} for name, rs in rows.items()}
+    for name, m in medians.items():
+        print(f"median {name:4s} " + "  ".join(f"{k} {v:>8.1f}" for k, v in m.items()))
+    change = {k: round(medians[other][k] / medians[base][k] - 1, 3) for k in medians[other]}
+    print(f"{other} vs {base}: " + "  ".join(f"{k} {v:+.1%}" for k, v in change.items()))
+    return medians, change

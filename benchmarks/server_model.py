@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -26,9 +24,9 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "gen"), str(ROOT / "tests"), str(HERE)]
 
 from ab_servers import measure  # noqa: E402
-from common import bench_size, header, write_result  # noqa: E402
+from common import alternate_servers, bench_size, header, medians_and_change, write_result  # noqa: E402
 from dataset import ensure_dataset, mix, probe_documents  # noqa: E402
-from load import batch_bytes, pin, request_bytes  # noqa: E402
+from load import batch_bytes, request_bytes  # noqa: E402
 from processes import ServerProcess  # noqa: E402
 
 
@@ -105,28 +103,16 @@ def main() -> int:
     docs = mix(probe_documents(d), 20_000)
     unary, b100 = [request_bytes(x) for x in docs[:5000]], batch_bytes(docs, 100)
     cpus = set(os.sched_getaffinity(0))
-    rows: dict[str, list[dict]] = {"sync": [], "aio": []}
-    for r in range(args.rounds):
-        for name in ("sync", "aio") if r % 2 == 0 else ("aio", "sync"):
-            pin(os.getpid(), cpus)
-            if name == "sync":
-                server = ServerProcess("--data-dir", str(d), *(["--pin-cpus"] if args.pin else []))
-            else:
-                server = aio_server(d, args.pin)
-            try:
-                target = server.wait_serving(timeout=300)
-                pin(os.getpid(), {max(cpus)})
-                row = measure(target, server.proc.pid, unary, b100, None, args.seconds)
-            finally:
-                server.stop()
-            rows[name].append(row)
-            print(f"round {r} {name:4s} " + "  ".join(f"{k} {v:>7}" for k, v in row.items()), flush=True)
-            time.sleep(0.5)
-    medians = {name: {k: statistics.median(row[k] for row in rs) for k in rs[0]} for name, rs in rows.items()}
-    for name, m in medians.items():
-        print(f"median {name:4s} " + "  ".join(f"{k} {v:>8.1f}" for k, v in m.items()))
-    change = {k: round(medians["aio"][k] / medians["sync"][k] - 1, 3) for k in medians["aio"]}
-    print("aio vs sync: " + "  ".join(f"{k} {v:+.1%}" for k, v in change.items()))
+
+    def start(name: str):
+        if name == "sync":
+            return ServerProcess("--data-dir", str(d), *(["--pin-cpus"] if args.pin else []))
+        return aio_server(d, args.pin)
+
+    rows = alternate_servers(
+        args.rounds, ("sync", "aio"), start, lambda target, pid: measure(target, pid, unary, b100, None, args.seconds), cpus
+    )
+    medians, change = medians_and_change(rows, "sync", "aio")
     write_result(args.out, {**header(args.size), "pinned": args.pin, "rounds": rows, "medians": medians, "change": change})
     return 0
 
