@@ -304,11 +304,9 @@ class BulkLedger(Ledger):
         s = self.store
         number, _, type_, event_id, listing_id, digest, occurred_at, reason, day = p
         eid = event_id.encode()
-        known = self._get(txn, s.events, eid)
+        known = self._known(txn, number, event_id, eid, digest)
         if known is not None:
-            if known[:16] == digest:
-                return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
-            return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)", "event_id")
+            return known
         lid = listing_id.encode()
         raw_old = self._get(txn, s.listings, lid)
         old = None if raw_old is None else loads(raw_old)

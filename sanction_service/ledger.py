@@ -374,11 +374,7 @@ class Ledger:
     def _known(self, txn: lmdb.Transaction, number: int, event_id: str, eid: bytes, digest: bytes) -> Outcome | None:
         """The outcome of an event id already applied (duplicate or conflict), else None."""
         known = self._get(txn, self.store.events, eid)
-        if known is None:
-            return None
-        if known[:16] == digest:
-            return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
-        return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)", "event_id")
+        return None if known is None else self._known_outcome(number, event_id, known, digest)
 
     def _apply_prepared(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
         """A LIST prepared in full (`prepare_line`): the checks of `_plan`, then the writes
