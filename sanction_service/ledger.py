@@ -472,44 +472,53 @@ class Ledger:
 
     def _apply_follow(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
         """A DELIST, PERFORM or EXTEND already parsed (`prepare_line`): `_plan` and
-        `_write` of these types, with the same lifecycle functions."""
+        `_write` of these types, with the same lifecycle functions; LMDB calls with
+        positional arguments (BulkLedger has its own)."""
         s = self.store
         number, _, type_, event_id, listing_id, digest, occurred_at, reason, day = p
-        eid, lid = event_id.encode(), listing_id.encode()
-        known = self._known(txn, number, event_id, eid, digest)
+        eid = event_id.encode()
+        get, put = txn.get, txn.put
+        known = get(eid, None, s.events)
         if known is not None:
-            return known
-        raw_old = self._get(txn, s.listings, lid)
+            return self._known_outcome(number, event_id, known, digest)
+        lid = listing_id.encode()
+        raw_old = get(lid, None, s.listings)
         old = None if raw_old is None else loads(raw_old)
         event = _Followup(type_, reason, date.fromisoformat(day))
         try:
             lifecycle.require_active(old)
             new = lifecycle.extended(old, event) if type_ == "EXTEND" else lifecycle.lifted(old, event)
         except EventRejected as exc:
-            return Outcome(number, REJECTED, event_id, exc.reason, exc.field)
+            return _outcome(Outcome, (number, REJECTED, event_id, exc.reason, exc.field, 0))
         tally.seq = seq = tally.seq + 1
         new = lifecycle.with_event(new, event_id)
         if type_ != "EXTEND":
             self._unindex(txn, tally, old, lid)
+            # `_count` of a lifting (the listing was active: require_active).
+            tally.add(txn, f"active:{new['list_type']}", -1)
+            tally.add(txn, f"delisted:{new['lifted_reason']}", 1)
+            if type_ == "PERFORM":
+                tally.add(txn, "voluntary_performances", 1)
         # What `_reindex` does for these types: who the listing names does not change, so
         # nothing is added and the bindings stay; an EXTEND leaves the indexes alone.
-        self._put(txn, s.listings, lid, dumps(new))
-        self._count(txn, tally, event, old, new)
+        put(lid, dumps(new), True, True, False, s.listings)
         entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [])
-        self._put(txn, s.journal, encode_u64(seq), entry)
-        self._put(txn, s.events, eid, digest + encode_u64(seq))
+        key = _pack_u64(seq)
+        if not put(key, entry, True, True, True, s.journal):
+            raise RuntimeError(f"journal sequence {seq} is not above the journal's last entry")
+        put(eid, digest + key, True, True, False, s.events)
         tally.last_event_time = occurred_at
-        return Outcome(number, APPLIED, event_id, "", "", seq)
+        return _outcome(Outcome, (number, APPLIED, event_id, "", "", seq))
 
     def _unindex(self, txn: lmdb.Transaction, tally: _Tally, old: dict, lid: bytes) -> None:
         """`_reindex` of an active listing that is lifted: its entries leave persons_active
         (persons_all keeps them), and the persons counter loses those no other listing
         in force counts."""
-        active, cursor = self.store.persons_active, self._active_cursor
+        active, cursor, delete = self.store.persons_active, self._active_cursor, txn.delete
         entries = lifecycle.index_entries(old)
         counted_before = [k for k in entries if _counted_with(cursor, k)]
         for key in entries:
-            txn.delete(key + lid, b"", active)
+            delete(key + lid, b"", active)
         delta = sum(1 for k in counted_before if not _counted_with(cursor, k))
         if delta:
             tally.add(txn, "persons_restricted", -delta)
