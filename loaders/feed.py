@@ -8,6 +8,7 @@ events that did not commit.
 
 from __future__ import annotations
 
+import gc
 import json
 import marshal
 import os
@@ -245,6 +246,24 @@ def load_feed(
         from tqdm import tqdm
 
         progress = tqdm(total=size, unit="B", unit_scale=True, desc="loading", file=sys.stderr)
+    # The load makes millions of short-lived tuples (items, outcomes) and no cycles: the
+    # collector's passes over them (every 700 allocations, and whole-heap ones as the
+    # heap grows) cost the writer ~0.6 us per event for nothing. Restored at the end.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _load_lines(ledger, feed_path, summary, rejects_path, progress, batch_size, parse_workers)
+    finally:
+        if collecting:
+            gc.enable()
+    for status, n in ((APPLIED, summary.applied), (DUPLICATE, summary.duplicates), (REJECTED, summary.rejected)):
+        if n:
+            metrics.EVENTS.labels(status.lower()).inc(n)
+    summary.data_version = ledger.data_version()
+    return summary
+
+
+def _load_lines(ledger, feed_path, summary: LoadSummary, rejects_path, progress, batch_size: int, parse_workers: int) -> None:
     with progress or nullcontext(), open(rejects_path, "w", encoding="utf-8") as rejects:
         if hasattr(ledger, "read_feed"):  # Ledger, BulkLedger: lines prepared for their writer
             lines = ledger.read_feed(feed_path, parse_workers, progress)
@@ -268,8 +287,3 @@ def load_feed(
                     )
                     + "\n"
                 )
-    for status, n in ((APPLIED, summary.applied), (DUPLICATE, summary.duplicates), (REJECTED, summary.rejected)):
-        if n:
-            metrics.EVENTS.labels(status.lower()).inc(n)
-    summary.data_version = ledger.data_version()
-    return summary
