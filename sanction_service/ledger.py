@@ -27,6 +27,7 @@ applied up to), so they commit with the batch's events or not at all.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import struct
 import time
@@ -285,14 +286,24 @@ class Ledger:
         `meta_updates(batch, outcomes)` returns meta keys to write in the batch's transaction."""
         with self.store.writing(self.writer, wait=wait):
             self._require_writable()
-            batch: list[FeedLine] = []
-            for line in lines:
-                batch.append(line)
-                if len(batch) >= batch_size:
+            if type(self)._apply_batch is not Ledger._apply_batch:
+                # A subclass that wraps `_apply_batch` (BulkLedger) is handed whole batches.
+                batch: list[FeedLine] = []
+                for line in lines:
+                    batch.append(line)
+                    if len(batch) >= batch_size:
+                        yield from self._apply_batch(batch, meta_updates)
+                        batch = []
+                if batch:
                     yield from self._apply_batch(batch, meta_updates)
-                    batch = []
-            if batch:
-                yield from self._apply_batch(batch, meta_updates)
+                return
+            # Each line is applied as it arrives, in the batch's open transaction: a writer
+            # fed by parse workers writes while they parse, instead of waiting for a whole
+            # batch and then writing it while they wait (the last batch of a feed was all
+            # written after its last line had arrived).
+            source = iter(lines)
+            while outcomes := self._apply_lines(source, batch_size, meta_updates):
+                yield from outcomes
 
     def data_version(self) -> int:
         """The store's journal sequence after what this ledger applied."""
@@ -306,6 +317,13 @@ class Ledger:
             view.require_complete()
 
     def _apply_batch(self, batch: list[FeedLine], meta_updates: MetaUpdates | None = None) -> list[Outcome]:
+        """Apply the lines of `batch` in one write transaction; their outcomes once it committed."""
+        return self._apply_lines(iter(batch), len(batch), meta_updates)
+
+    def _apply_lines(self, source: Iterator, limit: int, meta_updates: MetaUpdates | None = None) -> list[Outcome]:
+        """Apply up to `limit` lines taken from `source`, each as it is taken, in one write
+        transaction; their outcomes once it committed ([] when `source` had no line left:
+        nothing written)."""
         txn = self.store.begin_write()
         try:
             tally = self._tally(txn)
@@ -313,9 +331,11 @@ class Ledger:
             # The dispatch of `_apply_line` inlined for the two kinds a parse worker
             # prepares (nine lines in ten of a daily feed): one method call per line fewer.
             prepared, follow, other = self._apply_prepared, self._apply_follow, self._apply_line
-            outcomes = []
+            outcomes: list[Outcome] = []
             append = outcomes.append
-            for line in batch:
+            batch: list = []
+            for line in itertools.islice(source, limit):
+                batch.append(line)
                 if type(line) is tuple:
                     kind = line[1]
                     if kind == PREPARED:
@@ -325,6 +345,9 @@ class Ledger:
                         append(follow(txn, tally, line))
                         continue
                 append(other(txn, tally, line))
+            if not batch:
+                txn.abort()
+                return outcomes
             self._end_batch(txn, tally)
             if meta_updates is not None:
                 for key, value in meta_updates(batch, outcomes).items():
