@@ -151,13 +151,16 @@ def _init_range_worker(path: str, pepper: bytes) -> None:
 def _parse_range(span: tuple[int, int, int]) -> bytes:
     """A parse worker: one byte range of the feed (whole lines) to one marshalled blob,
     [ledger.prepare_line(...) of each line], numbered from the range's first line number."""
+    return marshal.dumps(_prepare_range(_RANGE_WORKER["path"], span, _RANGE_WORKER["key_of"]))
+
+
+def _prepare_range(path: str, span: tuple[int, int, int], key_of) -> list:
     from sanction_service.ledger import prepare_line
 
     start, end, number = span
-    with open(_RANGE_WORKER["path"], "rb") as f:
+    with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
-    key_of = _RANGE_WORKER["key_of"]
     items = []
     pos = 0
     size = len(data)
@@ -169,7 +172,7 @@ def _parse_range(span: tuple[int, int, int]) -> bytes:
             items.append(item)
         number += 1
         pos = stop
-    return marshal.dumps(items)
+    return items
 
 
 def feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int, int, int]]:
@@ -191,41 +194,78 @@ def feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int
             start = end
 
 
-# The writer hands out ranges only between the batches it applies: the ranges in flight
-# must hold more than a batch's lines (10 000 events of ~450 bytes by default on the
-# event path, 50 000 on the bulk path) or the workers idle while the writer commits and
-# then the writer waits for them. The blobs in flight take ~1.7 x these bytes.
+# Ranges handed to the workers and not yet taken by the writer: enough that a worker never
+# runs dry while the writer applies the lines of the range it took (or parses one itself).
+AHEAD_PER_WORKER = 4
+# Parsed ranges held for the writer at most (the workers' and its own), so memory stays
+# bounded on any feed size: the blobs take ~1.7 x these bytes of the feed.
 IN_FLIGHT_BYTES = 32 << 20
 
 
 def read_feed_ranges(
-    path: str | os.PathLike, workers: int, pepper: bytes, progress: tqdm | None = None, chunk_bytes: int = 4 << 20
+    path: str | os.PathLike,
+    workers: int,
+    pepper: bytes,
+    progress: tqdm | None = None,
+    chunk_bytes: int = 4 << 20,
+    *,
+    help_parse: bool = True,
 ) -> Iterator[tuple]:
     """For a Ledger's writer: the feed's lines as `ledger.prepare_line` makes them, in feed
     order, parsed by `workers` processes that each read their own byte ranges of the file
     and hand back one marshalled blob per range (tuples of bytes, strings and numbers:
-    cheap to pass, unlike pickled objects). At most IN_FLIGHT_BYTES of the feed (and at
-    least 3 ranges per worker) are in flight, so memory stays bounded on any feed size."""
+    cheap to pass, unlike pickled objects).
+
+    With `help_parse`, when the range the writer needs next is not parsed yet, the writer
+    parses the next range not handed out itself instead of waiting (its items wait, in
+    order, for those before them): the two cores stay busy whichever side is slower."""
     import multiprocessing
     from collections import deque
 
-    in_flight = max(3 * workers, IN_FLIGHT_BYTES // chunk_bytes)
-    with multiprocessing.get_context("fork").Pool(workers, _init_range_worker, (str(path), pepper)) as pool:
-        pending: deque = deque()
+    from sanction_service.identity import DocumentKeys
 
-        def take():
-            result, size = pending.popleft()
-            items = marshal.loads(result.get())
+    ahead = AHEAD_PER_WORKER * workers
+    limit = max(ahead, IN_FLIGHT_BYTES // chunk_bytes)
+    key_of = DocumentKeys(pepper) if help_parse else None
+    path = str(path)
+    with multiprocessing.get_context("fork").Pool(workers, _init_range_worker, (path, pepper)) as pool:
+        # (the worker's AsyncResult or the items parsed here, range size), in feed order
+        pending: deque = deque()
+        spans = feed_ranges(path, chunk_bytes)
+        handed = 0  # entries of `pending` that are the workers'
+        more = True
+
+        def hand_out() -> bool:
+            nonlocal handed
+            span = next(spans, None)
+            if span is None:
+                return False
+            pending.append((pool.apply_async(_parse_range, (span,)), span[1] - span[0]))
+            handed += 1
+            return True
+
+        while True:
+            while more and handed < ahead and len(pending) < limit:
+                more = hand_out()
+            if not pending:
+                return
+            head, size = pending[0]
+            if type(head) is not list:
+                if help_parse and more and len(pending) < limit and not head.ready():
+                    span = next(spans, None)
+                    if span is None:
+                        more = False
+                    else:
+                        pending.append((_prepare_range(path, span, key_of), span[1] - span[0]))
+                    continue
+                items = marshal.loads(head.get())
+                handed -= 1
+            else:
+                items = head
+            pending.popleft()
             if progress is not None:
                 progress.update(size)
-            return items
-
-        for span in feed_ranges(path, chunk_bytes):
-            pending.append((pool.apply_async(_parse_range, (span,)), span[1] - span[0]))
-            if len(pending) >= in_flight:
-                yield from take()
-        while pending:
-            yield from take()
+            yield from items
 
 
 def load_feed(
