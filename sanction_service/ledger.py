@@ -447,16 +447,22 @@ class Ledger:
         s = self.store
         number, _, event_id, listing_id, digest, occurred_at, list_type, record, records, bindings, journal = p
         eid = event_id.encode()
-        get = txn.get
-        known = get(eid, None, s.events)
-        if known is not None:
-            return self._known_outcome(number, event_id, known, digest)
-        lid = listing_id.encode()
-        if get(lid, None, s.listings) is not None:
-            return _outcome(Outcome, (number, REJECTED, event_id, "already used by another listing", "listing_id", 0))
-        tally.seq = seq = tally.seq + 1
         put = txn.put
-        active, named = s.persons_active, s.persons_all
+        seq = tally.seq + 1
+        key = _pack_u64(seq)
+        # The checks of `_plan` answered by the writes themselves: the dedupe row and the
+        # record are put only if their keys are new (MDB_NOOVERWRITE: False, nothing
+        # written, when they are not), which spares a B-tree lookup each. The rare losers
+        # look again (a duplicate or conflict), or take the dedupe row back (a listing id
+        # already used): the batch's transaction never shows either half-done.
+        if not put(eid, digest + key, True, False, False, s.events):
+            return self._known_outcome(number, event_id, txn.get(eid, None, s.events), digest)
+        lid = listing_id.encode()
+        if not put(lid, record, True, False, False, s.listings):
+            txn.delete(eid, b"", s.events)
+            return _outcome(Outcome, (number, REJECTED, event_id, "already used by another listing", "listing_id", 0))
+        tally.seq = seq
+        active, named, cursor = s.persons_active, s.persons_all, self._active_cursor
         width = KEY_SIZE + len(lid) + 2
         # A new listing only adds entries: a key is counted after it if it was before or
         # if this listing names it as a primary person (what _counted_as_person would
@@ -465,25 +471,25 @@ class Ledger:
         for i in range(0, len(records), width):
             end = i + width - 2
             kind = records[end : end + 1]
-            if kind == _PRIMARY_KIND and not _counted_with(self._active_cursor, records[i : i + KEY_SIZE]):
-                tally.persons += 1
+            if kind == _PRIMARY_KIND:
+                person = records[i : i + KEY_SIZE]
+                # (_counted_with, its common case inline: no entry of that key at all)
+                if not cursor.set_range(person) or not cursor.key().startswith(person) or not _counted_with(cursor, person):
+                    tally.persons += 1
             composite = records[i:end]
             put(composite, kind, True, True, False, active)
             put(composite, kind, True, True, False, named)
         if bindings:
             for i in range(0, len(bindings), 2 * KEY_SIZE):
                 put_binding(txn, s.bindings, bindings[i : i + KEY_SIZE], bindings[i + KEY_SIZE : i + 2 * KEY_SIZE], lid)
-        put(lid, record, True, True, False, s.listings)
         listed = tally.listed
         listed[list_type] = listed.get(list_type, 0) + 1
         tally.chain = chain = _blake2b(tally.chain + journal, digest_size=16).digest()
-        key = _pack_u64(seq)
         # The journal's keys rise with the sequence: MDB_APPEND skips the B-tree search.
         # It refuses (False) a key not above the last one, which would be a sequence
         # written twice: never silently.
         if not put(key, journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', True, True, True, s.journal):
             raise RuntimeError(f"journal sequence {seq} is not above the journal's last entry")
-        put(eid, digest + key, True, True, False, s.events)
         tally.last_event_time = occurred_at
         return _outcome(Outcome, (number, APPLIED, event_id, "", "", seq))
 
