@@ -11,14 +11,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PEPPER, list_person, make_ric
+from conftest import PEPPER, doc, event, list_person, make_ric
 from feedgen import hostile_feed
 from sanction_service.loaders import feed as feed_module
 from sanction_service.loaders.feed import decode_line_reference, feed_ranges, load_feed
 
 from sanction_service.digest import store_digest
 from sanction_service.identity import pepper_fingerprint
-from sanction_service.ledger import Ledger, prepare_line
+from sanction_service.ledger import TEXT, Ledger, prepare_line
 from sanction_service.ledger_reference import ReferenceLedger
 from sanction_service.store import Store, encode_u64
 
@@ -171,3 +171,50 @@ def test_a_daily_load_does_not_import_numpy_or_the_prefilter():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_corrections_and_exemptions_are_decoded_by_the_writer_only_and_rejected_as_the_reference_rejects_them(tmp_path):
+    """A CORRECT or EXEMPT line reaches the writer undecoded (TEXT), valid or not: the
+    writer's decoding gives each its outcome, the reference ledger's, line by line."""
+    number = make_ric("110105", "19800101", 730)
+    other = make_ric("110105", "19800101", 731)
+    lines = [
+        list_person("T-1", number),
+        event("CORRECT", "T-1", court="某某法院"),
+        event("CORRECT", "T-1", court=7),  # not a string
+        event("CORRECT", "T-1", listed_on="2024-02-30"),  # no such day
+        event(
+            "EXEMPT",
+            "T-1",
+            document=doc(number),
+            modes=["FLIGHT"],
+            valid_from="2026-01-01",
+            valid_to="2026-12-31",
+            reference="(2026)京01执1号",
+        ),
+        event(
+            "EXEMPT",
+            "T-1",
+            document=doc(other),
+            modes=["FLIGHT"],
+            valid_from="2026-01-01",
+            valid_to="2026-12-31",
+            reference="(2026)京01执2号",
+        ),  # not a person of this listing
+        event("EXEMPT", "T-1", document={"type": "RESIDENT_ID", "number": "123"}, modes=["FLIGHT"]),
+        event("CORRECT", "T-404", court="某某法院"),  # unknown listing
+    ]
+    raws = [json.dumps(e, ensure_ascii=False).encode() + b"\n" for e in lines]
+    store, ref_store = _store(tmp_path, "s"), _store(tmp_path, "ref")
+    ledger = Ledger(store, PEPPER)
+    items = [prepare_line(n, raw, ledger.key_of) for n, raw in enumerate(raws, 1)]
+    assert [item[1] for item in items[1:]] == [TEXT] * (len(items) - 1)
+    fast = [(o.line, o.status, o.event_id, o.field, o.reason) for o in ledger.apply(items)]
+    ref_lines = [decode_line_reference(n, raw) for n, raw in enumerate(raws, 1)]
+    ref = [(o.line, o.status, o.event_id, o.field, o.reason) for o in ReferenceLedger(ref_store, PEPPER).apply(ref_lines)]
+    assert fast == ref
+    assert [o[1] for o in fast] == ["APPLIED", "APPLIED"] + ["REJECTED"] * 2 + ["APPLIED"] + ["REJECTED"] * 3
+    with store.read() as a, ref_store.read() as b:
+        assert _journal(a) == _journal(b) and store_digest(a) == store_digest(b)
+    store.close()
+    ref_store.close()
