@@ -14,7 +14,7 @@ import marshal
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -317,19 +317,28 @@ def _load_lines(ledger, feed_path, summary: LoadSummary, rejects_path, progress,
             lines = read_feed_parallel(feed_path, parse_workers, progress)
         else:
             lines = read_feed(feed_path, progress)
-        for outcome in ledger.apply(lines, batch_size=batch_size):
-            if outcome.status == APPLIED:
-                summary.applied += 1
-            elif outcome.status == DUPLICATE:
-                summary.duplicates += 1
-            elif outcome.status == REJECTED:
-                summary.rejected += 1
-                reason = f"{outcome.field}: {outcome.reason}" if outcome.field else outcome.reason
-                summary.reject_reasons[reason] = summary.reject_reasons.get(reason, 0) + 1
-                rejects.write(
-                    json.dumps(
-                        {"line": outcome.line, "event_id": outcome.event_id, "field": outcome.field, "reason": outcome.reason},
-                        ensure_ascii=False,
-                    )
-                    + "\n"
+        # The reader (with its worker processes) and the ledger's run (with the writer
+        # lock) are closed here, whatever ends the load (a full disk, an interrupt): not
+        # left to a finaliser, which with the collector off would run only at exit.
+        with closing(lines) if hasattr(lines, "close") else nullcontext():
+            with closing(ledger.apply(lines, batch_size=batch_size)) as outcomes:
+                _count_outcomes(outcomes, summary, rejects)
+
+
+def _count_outcomes(outcomes, summary: LoadSummary, rejects) -> None:
+    for outcome in outcomes:
+        if outcome.status == APPLIED:
+            summary.applied += 1
+        elif outcome.status == DUPLICATE:
+            summary.duplicates += 1
+        elif outcome.status == REJECTED:
+            summary.rejected += 1
+            reason = f"{outcome.field}: {outcome.reason}" if outcome.field else outcome.reason
+            summary.reject_reasons[reason] = summary.reject_reasons.get(reason, 0) + 1
+            rejects.write(
+                json.dumps(
+                    {"line": outcome.line, "event_id": outcome.event_id, "field": outcome.field, "reason": outcome.reason},
+                    ensure_ascii=False,
                 )
+                + "\n"
+            )

@@ -218,3 +218,25 @@ def test_corrections_and_exemptions_are_decoded_by_the_writer_only_and_rejected_
         assert _journal(a) == _journal(b) and store_digest(a) == store_digest(b)
     store.close()
     ref_store.close()
+
+
+def test_a_load_that_fails_midway_shuts_its_workers_and_releases_the_writer_lock_at_once(tmp_path):
+    """With the collector off during a load, a failure (here the LMDB map filling up) must
+    not leave the reader's worker pool and the ledger's run to finalisers: both are closed
+    before load_feed raises."""
+    import multiprocessing
+
+    from sanction_service.store import StoreFull
+
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("\n".join(hostile_feed(3, 2000, hostile_share=0)) + "\n", encoding="utf-8")
+    store = Store(tmp_path / "s", pepper_fingerprint(PEPPER), create=True, map_size=1 << 20)
+    gc.disable()
+    try:
+        with pytest.raises(StoreFull):
+            load_feed(Ledger(store, PEPPER), feed, tmp_path / "rejects", show_progress=False, parse_workers=1, batch_size=200)
+        assert multiprocessing.active_children() == []
+        assert not store.writer.held_by_this_thread()
+    finally:
+        gc.enable()
+    store.close()
