@@ -354,7 +354,8 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
         type=_number(int, 0),
         default=max(1, (os.cpu_count() or 2) - 1),
         help="processes that decode and validate lines while this one writes, each reading its own byte "
-        "ranges of the feed; 0: this process does it all (%(default)s)",
+        "ranges of the feed (this one parses a range itself rather than wait for one); 0: this process "
+        "does it all (%(default)s)",
     )
     p.add_argument(
         "--progress",

@@ -5,9 +5,12 @@ Events are applied in batches, one write transaction per batch: an event's write
 its batch or not at all. Each event is first checked against the store (`_plan`: reads
 only; every rejection is raised there) and only then written (`_write`: raises no
 rejection), so a rejected event leaves nothing behind without a nested transaction of its
-own; anything else that goes wrong aborts the whole batch. The dedupe row is written in
-the same transaction as the effects, which is what makes a re-run after a crash
-idempotent: an event is either fully applied and known, or neither.
+own (a prepared LIST, the hot path, lets its first two writes do the checks, and takes
+its dedupe row back if the second refuses: same transaction, same end state); anything
+else that goes wrong aborts the whole batch. The dedupe row is written in the same
+transaction as the effects, which is what makes a re-run after a crash idempotent: an
+event is either fully applied and known, or neither. Lines are applied as they arrive,
+in their batch's open transaction; their outcomes are yielded once it committed.
 
 Per batch, the journal sequence, its chain, the last event time and the counters are read
 once, kept in a `_Tally` while the batch runs and written once before the commit: the
