@@ -175,11 +175,27 @@ def _prepare_range(path: str, span: tuple[int, int, int], key_of) -> list:
     return items
 
 
-def feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int, int, int]]:
-    """(start, end, number of the first line) of byte ranges of about chunk_bytes that end
-    after a line feed (or at the end of the file). The lines are counted here, in C over
-    each range's bytes, so a worker numbers its lines as in the whole feed and the
-    writer need not renumber every item it is handed."""
+def feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int, int]]:
+    """Byte ranges of about chunk_bytes that end after a line feed (or at the end of the file)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        start = 0
+        while start < size:
+            if start + chunk_bytes >= size:
+                end = size
+            else:
+                f.seek(start + chunk_bytes - 1)
+                f.readline()  # up to and including the next line feed
+                end = f.tell()
+            yield start, end
+            start = end
+
+
+def numbered_feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int, int, int]]:
+    """`feed_ranges` with the number of each range's first line: (start, end, number). The
+    lines are counted here, in C over each range's bytes (the file is read once more, in
+    ranges), so a worker numbers its lines as in the whole feed and the writer need not
+    renumber every item it is handed."""
     with open(path, "rb") as f:
         start, number = 0, 1
         while True:
@@ -237,7 +253,7 @@ def read_feed_ranges(
     with multiprocessing.get_context("fork").Pool(workers, _init_range_worker, (path, pepper)) as pool:
         # (the worker's AsyncResult or the items parsed here, range size), in feed order
         pending: deque = deque()
-        spans = feed_ranges(path, chunk_bytes)
+        spans = numbered_feed_ranges(path, chunk_bytes)
         handed = 0  # entries of `pending` that are the workers'
         more = True
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import PEPPER, doc, event, list_person, make_ric
 from feedgen import hostile_feed
 from sanction_service.loaders import feed as feed_module
-from sanction_service.loaders.feed import decode_line_reference, feed_ranges, load_feed
+from sanction_service.loaders.feed import decode_line_reference, feed_ranges, load_feed, numbered_feed_ranges
 
 from sanction_service.digest import store_digest
 from sanction_service.identity import pepper_fingerprint
@@ -96,7 +96,7 @@ def test_event_path_with_parse_workers_is_the_reference_ledger(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("chunk_bytes", [1, 7, 64, 1 << 20])
-def test_feed_ranges_cover_the_file_in_whole_lines_numbered_as_enumerate_numbers_them(tmp_path, chunk_bytes):
+def test_numbered_feed_ranges_are_feed_ranges_numbered_as_enumerate_numbers_lines(tmp_path, chunk_bytes):
     path = tmp_path / "feed.jsonl"
     path.write_bytes(b'{"a":1}\n\n\r\n{"b":"x\rx"}\n' + b"y" * 100 + b"\n{}\n" + b"last, no line feed")
     data = path.read_bytes()
@@ -105,10 +105,11 @@ def test_feed_ranges_cover_the_file_in_whole_lines_numbered_as_enumerate_numbers
     for number, raw in enumerate(open(path, "rb"), 1):
         starts[offset] = number
         offset += len(raw)
-    spans = list(feed_ranges(path, chunk_bytes))
+    spans = list(numbered_feed_ranges(path, chunk_bytes))
     assert spans[0][0] == 0 and spans[-1][1] == len(data)
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
     assert all(starts[start] == first for start, _, first in spans)
+    assert [(start, end) for start, end, _ in spans] == list(feed_ranges(path, chunk_bytes))
 
 
 def test_the_event_path_commits_whole_batches_only_when_its_source_fails_midway(tmp_path):
