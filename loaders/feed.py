@@ -8,12 +8,13 @@ events that did not commit.
 
 from __future__ import annotations
 
+import gc
 import json
 import marshal
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,28 +148,31 @@ def _init_range_worker(path: str, pepper: bytes) -> None:
     _RANGE_WORKER["key_of"] = DocumentKeys(pepper)
 
 
-def _parse_range(span: tuple[int, int]) -> bytes:
+def _parse_range(span: tuple[int, int, int]) -> bytes:
     """A parse worker: one byte range of the feed (whole lines) to one marshalled blob,
-    (lines in the range, [ledger.prepare_line(...) of each line, line numbers from 1])."""
+    [ledger.prepare_line(...) of each line], numbered from the range's first line number."""
+    return marshal.dumps(_prepare_range(_RANGE_WORKER["path"], span, _RANGE_WORKER["key_of"]))
+
+
+def _prepare_range(path: str, span: tuple[int, int, int], key_of) -> list:
     from sanction_service.ledger import prepare_line
 
-    start, end = span
-    with open(_RANGE_WORKER["path"], "rb") as f:
+    start, end, number = span
+    with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
-    key_of = _RANGE_WORKER["key_of"]
     items = []
-    number = pos = 0
+    pos = 0
     size = len(data)
     while pos < size:
         newline = data.find(b"\n", pos)
         stop = size if newline < 0 else newline + 1
-        number += 1
         item = prepare_line(number, data[pos:stop], key_of)
         if item is not None:
             items.append(item)
+        number += 1
         pos = stop
-    return marshal.dumps((number, items))
+    return items
 
 
 def feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int, int]]:
@@ -187,39 +191,103 @@ def feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int
             start = end
 
 
+def numbered_feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int, int, int]]:
+    """`feed_ranges` with the number of each range's first line: (start, end, number). The
+    lines are counted here, in C over each range's bytes (the file is read once more, in
+    ranges), so a worker numbers its lines as in the whole feed and the writer need not
+    renumber every item it is handed."""
+    with open(path, "rb") as f:
+        start, number = 0, 1
+        while True:
+            data = f.read(chunk_bytes)
+            if not data:
+                return
+            if not data.endswith(b"\n"):
+                data += f.readline()  # up to and including the next line feed, or the end
+            end = start + len(data)
+            yield start, end, number
+            number += data.count(b"\n")
+            start = end
+
+
+# Ranges handed to the workers and not yet taken by the writer: enough that a worker never
+# runs dry while the writer applies the lines of the range it took (or parses one itself).
+AHEAD_PER_WORKER = 4
+# Parsed ranges held for the writer at most (the workers' and its own), so memory stays
+# bounded on any feed size: the blobs take ~1.7 x these bytes of the feed.
+IN_FLIGHT_BYTES = 32 << 20
+
+
+def _ready(result) -> bool:
+    """Whether a worker's range is parsed (a function of its own, for the tests to make
+    the writer parse every range it may)."""
+    return result.ready()
+
+
 def read_feed_ranges(
-    path: str | os.PathLike, workers: int, pepper: bytes, progress: tqdm | None = None, chunk_bytes: int = 4 << 20
+    path: str | os.PathLike,
+    workers: int,
+    pepper: bytes,
+    progress: tqdm | None = None,
+    chunk_bytes: int = 4 << 20,
+    *,
+    help_parse: bool = True,
 ) -> Iterator[tuple]:
     """For a Ledger's writer: the feed's lines as `ledger.prepare_line` makes them, in feed
     order, parsed by `workers` processes that each read their own byte ranges of the file
     and hand back one marshalled blob per range (tuples of bytes, strings and numbers:
-    cheap to pass, unlike pickled objects). At most 3 x workers ranges are in flight, so
-    memory stays bounded on any feed size."""
+    cheap to pass, unlike pickled objects).
+
+    With `help_parse`, when the range the writer needs next is not parsed yet, the writer
+    parses the next range not handed out itself instead of waiting (its items wait, in
+    order, for those before them): the two cores stay busy whichever side is slower."""
     import multiprocessing
     from collections import deque
 
-    base = 0
-    with multiprocessing.get_context("fork").Pool(workers, _init_range_worker, (str(path), pepper)) as pool:
-        pending: deque = deque()
-        spans = feed_ranges(path, chunk_bytes)
+    from sanction_service.identity import DocumentKeys
 
-        def take():
-            nonlocal base
-            result, size = pending.popleft()
-            lines, items = marshal.loads(result.get())
-            if base:
-                items = [(item[0] + base, *item[1:]) for item in items]
-            base += lines
+    ahead = AHEAD_PER_WORKER * workers
+    limit = max(ahead, IN_FLIGHT_BYTES // chunk_bytes)
+    key_of = DocumentKeys(pepper) if help_parse else None
+    path = str(path)
+    with multiprocessing.get_context("fork").Pool(workers, _init_range_worker, (path, pepper)) as pool:
+        # (the worker's AsyncResult or the items parsed here, range size), in feed order
+        pending: deque = deque()
+        spans = numbered_feed_ranges(path, chunk_bytes)
+        handed = 0  # entries of `pending` that are the workers'
+        more = True
+
+        def hand_out() -> bool:
+            nonlocal handed
+            span = next(spans, None)
+            if span is None:
+                return False
+            pending.append((pool.apply_async(_parse_range, (span,)), span[1] - span[0]))
+            handed += 1
+            return True
+
+        while True:
+            while more and handed < ahead and len(pending) < limit:
+                more = hand_out()
+            if not pending:
+                return
+            head, size = pending[0]
+            if type(head) is not list:
+                if help_parse and more and len(pending) < limit and not _ready(head):
+                    span = next(spans, None)
+                    if span is None:
+                        more = False
+                    else:
+                        pending.append((_prepare_range(path, span, key_of), span[1] - span[0]))
+                    continue
+                items = marshal.loads(head.get())
+                handed -= 1
+            else:
+                items = head
+            pending.popleft()
             if progress is not None:
                 progress.update(size)
-            return items
-
-        for span in spans:
-            pending.append((pool.apply_async(_parse_range, (span,)), span[1] - span[0]))
-            if len(pending) >= 3 * workers:
-                yield from take()
-        while pending:
-            yield from take()
+            yield from items
 
 
 def load_feed(
@@ -240,6 +308,24 @@ def load_feed(
         from tqdm import tqdm
 
         progress = tqdm(total=size, unit="B", unit_scale=True, desc="loading", file=sys.stderr)
+    # The load makes millions of short-lived tuples (items, outcomes) and no cycles: the
+    # collector's passes over them (every 700 allocations, and whole-heap ones as the
+    # heap grows) cost the writer ~0.6 us per event for nothing. Restored at the end.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _load_lines(ledger, feed_path, summary, rejects_path, progress, batch_size, parse_workers)
+    finally:
+        if collecting:
+            gc.enable()
+    for status, n in ((APPLIED, summary.applied), (DUPLICATE, summary.duplicates), (REJECTED, summary.rejected)):
+        if n:
+            metrics.EVENTS.labels(status.lower()).inc(n)
+    summary.data_version = ledger.data_version()
+    return summary
+
+
+def _load_lines(ledger, feed_path, summary: LoadSummary, rejects_path, progress, batch_size: int, parse_workers: int) -> None:
     with progress or nullcontext(), open(rejects_path, "w", encoding="utf-8") as rejects:
         if hasattr(ledger, "read_feed"):  # Ledger, BulkLedger: lines prepared for their writer
             lines = ledger.read_feed(feed_path, parse_workers, progress)
@@ -247,24 +333,28 @@ def load_feed(
             lines = read_feed_parallel(feed_path, parse_workers, progress)
         else:
             lines = read_feed(feed_path, progress)
-        for outcome in ledger.apply(lines, batch_size=batch_size):
-            if outcome.status == APPLIED:
-                summary.applied += 1
-            elif outcome.status == DUPLICATE:
-                summary.duplicates += 1
-            elif outcome.status == REJECTED:
-                summary.rejected += 1
-                reason = f"{outcome.field}: {outcome.reason}" if outcome.field else outcome.reason
-                summary.reject_reasons[reason] = summary.reject_reasons.get(reason, 0) + 1
-                rejects.write(
-                    json.dumps(
-                        {"line": outcome.line, "event_id": outcome.event_id, "field": outcome.field, "reason": outcome.reason},
-                        ensure_ascii=False,
-                    )
-                    + "\n"
+        # The reader (with its worker processes) and the ledger's run (with the writer
+        # lock) are closed here, whatever ends the load (a full disk, an interrupt): not
+        # left to a finaliser, which with the collector off would run only at exit.
+        with closing(lines) if hasattr(lines, "close") else nullcontext():
+            with closing(ledger.apply(lines, batch_size=batch_size)) as outcomes:
+                _count_outcomes(outcomes, summary, rejects)
+
+
+def _count_outcomes(outcomes, summary: LoadSummary, rejects) -> None:
+    for outcome in outcomes:
+        if outcome.status == APPLIED:
+            summary.applied += 1
+        elif outcome.status == DUPLICATE:
+            summary.duplicates += 1
+        elif outcome.status == REJECTED:
+            summary.rejected += 1
+            reason = f"{outcome.field}: {outcome.reason}" if outcome.field else outcome.reason
+            summary.reject_reasons[reason] = summary.reject_reasons.get(reason, 0) + 1
+            rejects.write(
+                json.dumps(
+                    {"line": outcome.line, "event_id": outcome.event_id, "field": outcome.field, "reason": outcome.reason},
+                    ensure_ascii=False,
                 )
-    for status, n in ((APPLIED, summary.applied), (DUPLICATE, summary.duplicates), (REJECTED, summary.rejected)):
-        if n:
-            metrics.EVENTS.labels(status.lower()).inc(n)
-    summary.data_version = ledger.data_version()
-    return summary
+                + "\n"
+            )

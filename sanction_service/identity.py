@@ -7,15 +7,19 @@ the field and the rule, never the value.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
-import numpy as np
 from stdnum.cn import ric, uscc
 
 from .settings import MAX_COUNTRY_CHARS, MAX_DOCUMENT_NUMBER_CHARS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class DocumentType(str, Enum):
@@ -147,11 +151,19 @@ def document_key(pepper: bytes, doc: Document) -> bytes:
     return hashlib.blake2b(material, key=pepper, digest_size=KEY_SIZE).digest()
 
 
-# ISO 7064 MOD 11-2 over the 17 digits of a resident ID: weight 2^(17-i) mod 11, and the
-# check character for each remainder.
-_RIC_WEIGHTS = np.array([pow(2, 17 - i, 11) for i in range(17)], dtype=np.int64)
-_RIC_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
-_MONTH_DAYS = np.array(_DAYS_IN_MONTH, dtype=np.int64)
+@functools.cache
+def _ric_tables():
+    """ISO 7064 MOD 11-2 over the 17 digits of a resident ID: weight 2^(17-i) mod 11, the
+    check character for each remainder; the days of each month. Built on first use, so
+    that numpy (~50 ms to import) is not loaded by commands that check no batch (a daily
+    `sanction load`)."""
+    import numpy as np
+
+    return (
+        np.array([pow(2, 17 - i, 11) for i in range(17)], dtype=np.int64),
+        np.frombuffer(b"10X98765432", dtype=np.uint8),
+        np.array(_DAYS_IN_MONTH, dtype=np.int64),
+    )
 
 
 def canonical_resident_ids(numbers: list[str]) -> np.ndarray:
@@ -160,6 +172,8 @@ def canonical_resident_ids(numbers: list[str]) -> np.ndarray:
     date): for those, `normalize` would return the number unchanged. False means only
     "not this fast way": `normalize` decides (15-digit IDs, separators, lower-case x,
     errors with their messages). tests/test_batch_fast.py holds the two to each other."""
+    import numpy as np
+
     result = np.zeros(len(numbers), dtype=bool)
     candidates = [i for i, n in enumerate(numbers) if len(n) == 18 and n.isascii()]
     if candidates:
@@ -170,14 +184,17 @@ def canonical_resident_ids(numbers: list[str]) -> np.ndarray:
 
 def canonical_resident_id_bytes(joined: bytes) -> np.ndarray:
     """`canonical_resident_ids` for numbers of 18 bytes each, given concatenated."""
+    import numpy as np
+
+    ric_weights, ric_check, month_days = _ric_tables()
     raw = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 18)
     digits = raw[:, :17].astype(np.int64) - 48
     ok = ((digits >= 0) & (digits <= 9)).all(axis=1)
-    ok &= raw[:, 17] == _RIC_CHECK[(digits * _RIC_WEIGHTS).sum(axis=1) % 11]
+    ok &= raw[:, 17] == ric_check[(digits * ric_weights).sum(axis=1) % 11]
     month = digits[:, 10] * 10 + digits[:, 11]
     day = digits[:, 12] * 10 + digits[:, 13]
     ok &= (month >= 1) & (month <= 12)
-    ok &= (day >= 1) & (day <= _MONTH_DAYS[np.clip(month, 0, 12)])
+    ok &= (day >= 1) & (day <= month_days[np.clip(month, 0, 12)])
     return ok
 
 

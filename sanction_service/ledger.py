@@ -5,9 +5,12 @@ Events are applied in batches, one write transaction per batch: an event's write
 its batch or not at all. Each event is first checked against the store (`_plan`: reads
 only; every rejection is raised there) and only then written (`_write`: raises no
 rejection), so a rejected event leaves nothing behind without a nested transaction of its
-own; anything else that goes wrong aborts the whole batch. The dedupe row is written in
-the same transaction as the effects, which is what makes a re-run after a crash
-idempotent: an event is either fully applied and known, or neither.
+own (a prepared LIST, the hot path, lets its first two writes do the checks, and takes
+its dedupe row back if the second refuses: same transaction, same end state); anything
+else that goes wrong aborts the whole batch. The dedupe row is written in the same
+transaction as the effects, which is what makes a re-run after a crash idempotent: an
+event is either fully applied and known, or neither. Lines are applied as they arrive,
+in their batch's open transaction; their outcomes are yielded once it committed.
 
 Per batch, the journal sequence, its chain, the last event time and the counters are read
 once, kept in a `_Tally` while the batch runs and written once before the commit: the
@@ -27,6 +30,7 @@ applied up to), so they commit with the batch's events or not at all.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import struct
 import time
@@ -36,12 +40,13 @@ from datetime import date
 from typing import NamedTuple
 
 import lmdb
+import msgspec
 
 from . import lifecycle
 from .bulkprep import prepare_event
 from .events import Event, EventRejected, EventType, parse_event
 from .identity import KEY_SIZE, Document, DocumentKeys
-from .settings import TEST_BATCH_PAUSE
+from .settings import MAX_FEED_LINE_BYTES, TEST_BATCH_PAUSE
 from .store import (
     GENESIS_CHAIN,
     Store,
@@ -117,8 +122,8 @@ class _Followup:
         self.reason, self.effective_on, self.expires_on = reason, day, day
 
 
-_ADD = b"+"
-_PRIMARY = lifecycle.PRIMARY_PERSON[0]
+_PRIMARY_KIND = lifecycle.PRIMARY_PERSON
+_outcome = tuple.__new__  # Outcome(...) without the named tuple's Python-level __new__
 _pack_u64 = struct.Struct(">Q").pack
 _blake2b = hashlib.blake2b
 
@@ -131,6 +136,11 @@ def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
     fast = prepare_event(raw, key_of)
     if fast is not None:
         return (number, PREPARED if fast[0] else FOLLOW, *fast[1])
+    if len(raw) <= MAX_FEED_LINE_BYTES and _writer_decodes(raw):
+        # The writer decodes a CORRECT or EXEMPT again whatever this finds (an Event is
+        # no cheaper to pass than to decode): decoding it here too was ~15 us for nothing.
+        # The writer's decoding rejects it, if it must, for the same reason.
+        return (number, TEXT, raw)
     line = decode_line(number, raw)
     if line is None:
         return None
@@ -167,6 +177,23 @@ def prepare_line(number: int, raw: bytes, key_of) -> tuple | None:
     )
 
 
+class _TypeOnly(msgspec.Struct):
+    type: object = None
+
+
+_decode_type = msgspec.json.Decoder(_TypeOnly).decode
+_WRITER_DECODES = frozenset(("CORRECT", "EXEMPT"))
+
+
+def _writer_decodes(raw: bytes) -> bool:
+    """Whether the line is a JSON object whose type is one the writer decodes itself
+    (TEXT); anything else, or anything odd, is for `decode_line`."""
+    try:
+        return _decode_type(raw).type in _WRITER_DECODES
+    except (msgspec.DecodeError, TypeError, ValueError, RecursionError):
+        return False
+
+
 def prepare_text(number: int, text: str, key_of):
     """`prepare_line` for an event given as text (ApplyEvents): the prepared tuple, or the
     FeedLine of feedline.parse_text (the fast decoder, then the reference parser)."""
@@ -200,23 +227,48 @@ def _follow(number: int, event) -> tuple:
 
 class _Tally:
     """What a batch changes in meta and counters, written once at its end (`flush`).
-    Counters keep add_counter's rule (never below 0) at every step."""
+    Counters keep add_counter's rule (never below 0) at every step. The LIST path's
+    increments (`persons`: persons_restricted, `listed`: list type -> active:<type>) are
+    kept apart and folded in before any other change of those counters and whenever
+    `counters` is read: adding only, they cannot meet the rule's floor."""
 
-    __slots__ = ("seq", "chain", "last_event_time", "counters", "_db")
+    __slots__ = ("seq", "chain", "last_event_time", "_counters", "persons", "listed", "_txn", "_db")
 
     def __init__(self, txn: lmdb.Transaction, store: Store):
         self.seq = decode_u64(txn.get(b"seq", db=store.meta))
         self.chain = txn.get(b"journal_chain", db=store.meta) or GENESIS_CHAIN
         self.last_event_time: str | None = None
-        self.counters: dict[str, int] = {}
+        self._counters: dict[str, int] = {}
+        self.persons = 0
+        self.listed: dict[str, int] = {}
+        self._txn = txn
         self._db = store.counters
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """Every counter this tally changed, by name: its value now."""
+        self._fold()
+        return self._counters
+
+    def _fold(self) -> None:
+        if self.persons:
+            persons, self.persons = self.persons, 0
+            self._add(self._txn, "persons_restricted", persons)
+        if self.listed:
+            listed, self.listed = self.listed, {}
+            for list_type, n in listed.items():
+                self._add(self._txn, "active:" + list_type, n)
+
     def add(self, txn: lmdb.Transaction, name: str, delta: int) -> None:
-        value = self.counters.get(name)
+        self._fold()
+        self._add(txn, name, delta)
+
+    def _add(self, txn: lmdb.Transaction, name: str, delta: int) -> None:
+        value = self._counters.get(name)
         if value is None:
             raw = txn.get(name.encode(), db=self._db)
             value = decode_u64(raw) if raw else 0
-        self.counters[name] = max(value + delta, 0)
+        self._counters[name] = max(value + delta, 0)
 
     def flush(self, txn: lmdb.Transaction, store: Store, *, meta: bool = True) -> None:
         for name, value in self.counters.items():
@@ -260,14 +312,24 @@ class Ledger:
         `meta_updates(batch, outcomes)` returns meta keys to write in the batch's transaction."""
         with self.store.writing(self.writer, wait=wait):
             self._require_writable()
-            batch: list[FeedLine] = []
-            for line in lines:
-                batch.append(line)
-                if len(batch) >= batch_size:
+            if type(self)._apply_batch is not Ledger._apply_batch:
+                # A subclass that wraps `_apply_batch` (BulkLedger) is handed whole batches.
+                batch: list[FeedLine] = []
+                for line in lines:
+                    batch.append(line)
+                    if len(batch) >= batch_size:
+                        yield from self._apply_batch(batch, meta_updates)
+                        batch = []
+                if batch:
                     yield from self._apply_batch(batch, meta_updates)
-                    batch = []
-            if batch:
-                yield from self._apply_batch(batch, meta_updates)
+                return
+            # Each line is applied as it arrives, in the batch's open transaction: a writer
+            # fed by parse workers writes while they parse, instead of waiting for a whole
+            # batch and then writing it while they wait (the last batch of a feed was all
+            # written after its last line had arrived).
+            source = iter(lines)
+            while outcomes := self._apply_lines(source, batch_size, meta_updates):
+                yield from outcomes
 
     def data_version(self) -> int:
         """The store's journal sequence after what this ledger applied."""
@@ -281,11 +343,37 @@ class Ledger:
             view.require_complete()
 
     def _apply_batch(self, batch: list[FeedLine], meta_updates: MetaUpdates | None = None) -> list[Outcome]:
+        """Apply the lines of `batch` in one write transaction; their outcomes once it committed."""
+        return self._apply_lines(iter(batch), len(batch), meta_updates)
+
+    def _apply_lines(self, source: Iterator, limit: int, meta_updates: MetaUpdates | None = None) -> list[Outcome]:
+        """Apply up to `limit` lines taken from `source`, each as it is taken, in one write
+        transaction; their outcomes once it committed ([] when `source` had no line left:
+        nothing written)."""
         txn = self.store.begin_write()
         try:
             tally = self._tally(txn)
             self._active_cursor = txn.cursor(db=self.store.persons_active)
-            outcomes = [self._apply_line(txn, tally, line) for line in batch]
+            # The dispatch of `_apply_line` inlined for the two kinds a parse worker
+            # prepares (nine lines in ten of a daily feed): one method call per line fewer.
+            prepared, follow, other = self._apply_prepared, self._apply_follow, self._apply_line
+            outcomes: list[Outcome] = []
+            append = outcomes.append
+            batch: list = []
+            for line in itertools.islice(source, limit):
+                batch.append(line)
+                if type(line) is tuple:
+                    kind = line[1]
+                    if kind == PREPARED:
+                        append(prepared(txn, tally, line))
+                        continue
+                    if kind == FOLLOW:
+                        append(follow(txn, tally, line))
+                        continue
+                append(other(txn, tally, line))
+            if not batch:
+                txn.abort()
+                return outcomes
             self._end_batch(txn, tally)
             if meta_updates is not None:
                 for key, value in meta_updates(batch, outcomes).items():
@@ -349,6 +437,8 @@ class Ledger:
             from sanction_service.loaders.feed import decode_line
 
             line = decode_line(line[0], line[2])
+            if line.error is not None:  # (as prepare_line's REJECT of it would be reported)
+                return _outcome(Outcome, (line.line, REJECTED, line.event_id, line.error.reason, line.error.field, 0))
         if line.error is not None:
             return Outcome(line.line, REJECTED, line.event_id or raw_event_id(line.raw), line.error.reason, line.error.field)
         event = line.event
@@ -380,42 +470,56 @@ class Ledger:
         """A LIST prepared in full (`prepare_line`): the checks of `_plan`, then the writes
         of `_write` and `_reindex` for a new listing, from the prepared bytes. The hot
         loop of a daily feed: LMDB calls with positional arguments (py-lmdb parses
-        keywords slowly), one cursor per batch for the persons counter."""
+        keywords slowly), one cursor per batch for the persons counter, the counters
+        kept in the batch's tally without a call per event."""
         s = self.store
         number, _, event_id, listing_id, digest, occurred_at, list_type, record, records, bindings, journal = p
         eid = event_id.encode()
-        get, put = txn.get, txn.put
-        known = get(eid, None, s.events)
-        if known is not None:
-            return self._known_outcome(number, event_id, known, digest)
+        put = txn.put
+        seq = tally.seq + 1
+        key = _pack_u64(seq)
+        # The checks of `_plan` answered by the writes themselves: the dedupe row and the
+        # record are put only if their keys are new (MDB_NOOVERWRITE: False, nothing
+        # written, when they are not), which spares a B-tree lookup each. The rare losers
+        # look again (a duplicate or conflict), or take the dedupe row back (a listing id
+        # already used): the batch's transaction never shows either half-done.
+        if not put(eid, digest + key, True, False, False, s.events):
+            return self._known_outcome(number, event_id, txn.get(eid, None, s.events), digest)
         lid = listing_id.encode()
-        if get(lid, None, s.listings) is not None:
-            return Outcome(number, REJECTED, event_id, "already used by another listing", "listing_id")
-        tally.seq = seq = tally.seq + 1
+        if not put(lid, record, True, False, False, s.listings):
+            txn.delete(eid, b"", s.events)
+            return _outcome(Outcome, (number, REJECTED, event_id, "already used by another listing", "listing_id", 0))
+        tally.seq = seq
+        active, named, cursor = s.persons_active, s.persons_all, self._active_cursor
         width = KEY_SIZE + len(lid) + 2
-        active, named = s.persons_active, s.persons_all
         # A new listing only adds entries: a key is counted after it if it was before or
-        # if this listing names it as a primary person (what _counted_as_person would find).
-        cursor = self._active_cursor
-        delta = 0
+        # if this listing names it as a primary person (what _counted_as_person would
+        # find). A listing's keys are distinct, so checking each before its own put is
+        # checking all before any.
         for i in range(0, len(records), width):
-            if records[i + width - 2] == _PRIMARY and not _counted_with(cursor, records[i : i + KEY_SIZE]):
-                delta += 1
-        for i in range(0, len(records), width):
-            composite, kind = records[i : i + width - 2], records[i + width - 2 : i + width - 1]
+            end = i + width - 2
+            kind = records[end : end + 1]
+            if kind == _PRIMARY_KIND:
+                person = records[i : i + KEY_SIZE]
+                # (_counted_with, its common case inline: no entry of that key at all)
+                if not cursor.set_range(person) or not cursor.key().startswith(person) or not _counted_with(cursor, person):
+                    tally.persons += 1
+            composite = records[i:end]
             put(composite, kind, True, True, False, active)
             put(composite, kind, True, True, False, named)
-        if delta:
-            tally.add(txn, "persons_restricted", delta)
-        for i in range(0, len(bindings), 2 * KEY_SIZE):
-            put_binding(txn, s.bindings, bindings[i : i + KEY_SIZE], bindings[i + KEY_SIZE : i + 2 * KEY_SIZE], lid)
-        put(lid, record, True, True, False, s.listings)
-        tally.add(txn, "active:" + list_type, 1)
+        if bindings:
+            for i in range(0, len(bindings), 2 * KEY_SIZE):
+                put_binding(txn, s.bindings, bindings[i : i + KEY_SIZE], bindings[i + KEY_SIZE : i + 2 * KEY_SIZE], lid)
+        listed = tally.listed
+        listed[list_type] = listed.get(list_type, 0) + 1
         tally.chain = chain = _blake2b(tally.chain + journal, digest_size=16).digest()
-        put(_pack_u64(seq), journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', True, True, False, s.journal)
-        put(eid, digest + _pack_u64(seq), True, True, False, s.events)
+        # The journal's keys rise with the sequence: MDB_APPEND skips the B-tree search.
+        # It refuses (False) a key not above the last one, which would be a sequence
+        # written twice: never silently.
+        if not put(key, journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', True, True, True, s.journal):
+            raise RuntimeError(f"journal sequence {seq} is not above the journal's last entry")
         tally.last_event_time = occurred_at
-        return Outcome(number, APPLIED, event_id, "", "", seq)
+        return _outcome(Outcome, (number, APPLIED, event_id, "", "", seq))
 
     @staticmethod
     def _known_outcome(number: int, event_id: str, known: bytes, digest: bytes) -> Outcome:
@@ -425,44 +529,53 @@ class Ledger:
 
     def _apply_follow(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
         """A DELIST, PERFORM or EXTEND already parsed (`prepare_line`): `_plan` and
-        `_write` of these types, with the same lifecycle functions."""
+        `_write` of these types, with the same lifecycle functions; LMDB calls with
+        positional arguments (BulkLedger has its own)."""
         s = self.store
         number, _, type_, event_id, listing_id, digest, occurred_at, reason, day = p
-        eid, lid = event_id.encode(), listing_id.encode()
-        known = self._known(txn, number, event_id, eid, digest)
+        eid = event_id.encode()
+        get, put = txn.get, txn.put
+        known = get(eid, None, s.events)
         if known is not None:
-            return known
-        raw_old = self._get(txn, s.listings, lid)
+            return self._known_outcome(number, event_id, known, digest)
+        lid = listing_id.encode()
+        raw_old = get(lid, None, s.listings)
         old = None if raw_old is None else loads(raw_old)
         event = _Followup(type_, reason, date.fromisoformat(day))
         try:
             lifecycle.require_active(old)
             new = lifecycle.extended(old, event) if type_ == "EXTEND" else lifecycle.lifted(old, event)
         except EventRejected as exc:
-            return Outcome(number, REJECTED, event_id, exc.reason, exc.field)
+            return _outcome(Outcome, (number, REJECTED, event_id, exc.reason, exc.field, 0))
         tally.seq = seq = tally.seq + 1
         new = lifecycle.with_event(new, event_id)
         if type_ != "EXTEND":
             self._unindex(txn, tally, old, lid)
+            # `_count` of a lifting (the listing was active: require_active).
+            tally.add(txn, f"active:{new['list_type']}", -1)
+            tally.add(txn, f"delisted:{new['lifted_reason']}", 1)
+            if type_ == "PERFORM":
+                tally.add(txn, "voluntary_performances", 1)
         # What `_reindex` does for these types: who the listing names does not change, so
         # nothing is added and the bindings stay; an EXTEND leaves the indexes alone.
-        self._put(txn, s.listings, lid, dumps(new))
-        self._count(txn, tally, event, old, new)
+        put(lid, dumps(new), True, True, False, s.listings)
         entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [])
-        self._put(txn, s.journal, encode_u64(seq), entry)
-        self._put(txn, s.events, eid, digest + encode_u64(seq))
+        key = _pack_u64(seq)
+        if not put(key, entry, True, True, True, s.journal):
+            raise RuntimeError(f"journal sequence {seq} is not above the journal's last entry")
+        put(eid, digest + key, True, True, False, s.events)
         tally.last_event_time = occurred_at
-        return Outcome(number, APPLIED, event_id, "", "", seq)
+        return _outcome(Outcome, (number, APPLIED, event_id, "", "", seq))
 
     def _unindex(self, txn: lmdb.Transaction, tally: _Tally, old: dict, lid: bytes) -> None:
         """`_reindex` of an active listing that is lifted: its entries leave persons_active
         (persons_all keeps them), and the persons counter loses those no other listing
         in force counts."""
-        active, cursor = self.store.persons_active, self._active_cursor
+        active, cursor, delete = self.store.persons_active, self._active_cursor, txn.delete
         entries = lifecycle.index_entries(old)
         counted_before = [k for k in entries if _counted_with(cursor, k)]
         for key in entries:
-            txn.delete(key + lid, b"", active)
+            delete(key + lid, b"", active)
         delta = sum(1 for k in counted_before if not _counted_with(cursor, k))
         if delta:
             tally.add(txn, "persons_restricted", -delta)
