@@ -591,61 +591,61 @@ def cmd_serve(args) -> int:
     """Exit codes: 0 stopped by SIGTERM/SIGINT, 1 a worker died, 2 refused to serve (store,
     pepper, tokens, TLS files, audit log, address), 3 (EXIT_IN_USE) port or data dir taken,
     7 (EXIT_UNPROTECTED) a non-loopback address without a tokens file."""
-    from .signals import StopSignals
+    from .signals import Interrupted, StopSignals
 
     signals = StopSignals()  # first: a signal while grpc is still being imported stops cleanly too
-    log.debug("start-up: SIGTERM/SIGINT now stop the server cleanly")
-    with contextlib.ExitStack() as stack:
-        if args.workers > 1:  # before prometheus_client is imported (multiproc.py)
-            from .multiproc import private_directory
-
-            stack.enter_context(private_directory())
-        return _serve(args, signals)
-
-
-def _serve(args, signals) -> int:
-    from .signals import Interrupted
-
     try:
-        from .exposure import Unprotected, admin_exposure
-        from .grpc_api.auth import TokenFileError
-        from .grpc_api.server import EXIT_IN_USE, AddressInUse, serve
-        from .pepper import PepperError
-        from .store import StoreError
+        # Everything after it is inside: a signal can land anywhere from here on, even in
+        # the middle of this log call.
+        log.debug("start-up: SIGTERM/SIGINT now stop the server cleanly")
+        with contextlib.ExitStack() as stack:
+            if args.workers > 1:  # before prometheus_client is imported (multiproc.py)
+                from .multiproc import private_directory
 
-        settings = _settings(args)
-        settings.listen = args.listen
-        settings.metrics_port = args.metrics_port
-        settings.grpc_threads = args.threads
-        settings.max_streams = args.max_streams
-        settings.stream_idle_seconds = args.stream_idle_seconds
-        settings.drain_seconds = args.drain_seconds
-        settings.shutdown_grace_seconds = args.grace_seconds
-        settings.pin_cpus = args.pin_cpus
-        settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
-        settings.tokens_file = args.tokens_file
-        settings.allow_unauthenticated, settings.audit_log = args.allow_unauthenticated, args.audit_log
-        settings.follow_lag_max, settings.follow_stale_seconds = args.follow_lag_max, args.follow_stale_seconds
-        if args.no_prefilter:
-            settings.prefilter_enabled = False
-        try:
-            warning = admin_exposure(settings)
-        except Unprotected as exc:
-            log.error("refusing to serve: %s", exc)
-            return EXIT_UNPROTECTED
-        if warning:
-            log.warning("%s", warning)
-        try:
-            return serve(settings, workers=args.workers, signals=signals)
-        except AddressInUse as exc:
-            log.error("refusing to serve: %s", exc)
-            return EXIT_IN_USE
-        except (StoreError, PepperError, TokenFileError, OSError) as exc:
-            log.error("refusing to serve: %s", exc)
-            return 2
+                stack.enter_context(private_directory())
+            return _serve(args, signals)
     except Interrupted as exc:  # serve() handles its own start-up; this covers the imports before it
         log.info("%s during start-up: stopped", exc)
         return 0
+
+
+def _serve(args, signals) -> int:
+    from .exposure import Unprotected, admin_exposure
+    from .grpc_api.auth import TokenFileError
+    from .grpc_api.server import EXIT_IN_USE, AddressInUse, serve
+    from .pepper import PepperError
+    from .store import StoreError
+
+    settings = _settings(args)
+    settings.listen = args.listen
+    settings.metrics_port = args.metrics_port
+    settings.grpc_threads = args.threads
+    settings.max_streams = args.max_streams
+    settings.stream_idle_seconds = args.stream_idle_seconds
+    settings.drain_seconds = args.drain_seconds
+    settings.shutdown_grace_seconds = args.grace_seconds
+    settings.pin_cpus = args.pin_cpus
+    settings.tls_cert, settings.tls_key, settings.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
+    settings.tokens_file = args.tokens_file
+    settings.allow_unauthenticated, settings.audit_log = args.allow_unauthenticated, args.audit_log
+    settings.follow_lag_max, settings.follow_stale_seconds = args.follow_lag_max, args.follow_stale_seconds
+    if args.no_prefilter:
+        settings.prefilter_enabled = False
+    try:
+        warning = admin_exposure(settings)
+    except Unprotected as exc:
+        log.error("refusing to serve: %s", exc)
+        return EXIT_UNPROTECTED
+    if warning:
+        log.warning("%s", warning)
+    try:
+        return serve(settings, workers=args.workers, signals=signals)
+    except AddressInUse as exc:
+        log.error("refusing to serve: %s", exc)
+        return EXIT_IN_USE
+    except (StoreError, PepperError, TokenFileError, OSError) as exc:
+        log.error("refusing to serve: %s", exc)
+        return 2
 
 
 def _store_errors():
