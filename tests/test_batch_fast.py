@@ -187,7 +187,7 @@ def test_fast_batch_answers_equal_the_reference_byte_for_byte(world, which):
         else:
             request = random_batch(rnd, world, size, uniform=round_ % 3 == 0)
         reference = servicer.reference_batch(request.checks).SerializeToString()
-        fast, *_ = batch_fast.answer_batch(world[which], request)
+        fast, *_ = batch_fast.answer_batch(world[which], request.SerializeToString())
         assert fast == reference, f"round {round_}"
         items += len(request.checks)
         never_listed_seen += sum(
@@ -219,3 +219,111 @@ def test_the_prepared_keyed_hash_equals_document_key():
     joined = Keyer(PEPPER, DocumentType.RESIDENT_ID).keys([n.encode() for n in numbers])
     keys = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 16)
     assert [bytes(k) for k in keys] == [document_key(PEPPER, normalize(DocumentType.RESIDENT_ID, n)) for n in numbers]
+
+
+# ---------------------------------------------------------------- the client's own bytes
+#
+# BatchCheckRestriction and CheckRestriction take the request as the client sent it: the
+# fast readings must answer exactly as a parse of those bytes would, whatever a client
+# writes, or leave the request to the reference. Protobuf accepts bytes that no library
+# writes: fields repeated (a parse keeps the last, or merges messages), out of order,
+# unknown fields; and refuses some that look alike (invalid UTF-8 in a string).
+
+_TRIP_FIELD = pb.CheckRequest(trip=pb.Trip(mode=pb.RAIL, train_number="G1", rail_class=pb.SECOND)).SerializeToString()
+_DOCUMENT_FIELD = pb.CheckRequest(document=pb.Document(type=pb.PASSPORT, number="E12345678")).SerializeToString()
+_NAME_FIELD = pb.CheckRequest(name="王芳").SerializeToString()
+_UNKNOWN_FIELD = b"\xf8\x07\x01"  # field 127, varint 1: unknown to CheckRequest
+
+
+def hostile_item(raw: bytes, rnd: random.Random) -> bytes:
+    """One serialized CheckRequest, left alone or changed the ways a hand-written client
+    or an attacker could: a later field overriding an earlier one, unknown fields, bad
+    UTF-8, truncation."""
+    kind = rnd.randrange(9)
+    if kind == 0:
+        return raw + _TRIP_FIELD  # a second trip: merged into the first by a parse
+    if kind == 1:
+        return raw + _DOCUMENT_FIELD  # a second document: its fields replace the first's
+    if kind == 2:
+        return raw + _NAME_FIELD  # a second name: the last one wins
+    if kind == 3:
+        return raw + _UNKNOWN_FIELD
+    if kind == 4 and b"\x12" in raw:
+        at = raw.index(b"\x12")  # the name's tag, when there is one
+        return raw[: at + 2] + b"\xff" + raw[at + 3 :] if len(raw) > at + 2 and raw[at + 1] else raw
+    if kind == 5:
+        return raw[: rnd.randrange(len(raw) + 1)]
+    if kind == 6:
+        return _TRIP_FIELD + raw  # the trip written before the document
+    return raw
+
+
+def _item_bytes(item: bytes) -> bytes:
+    """`item` as one element of BatchCheckRequest.checks (field 1, length-delimited)."""
+    from google.protobuf.internal.encoder import _VarintBytes
+
+    return b"\x0a" + _VarintBytes(len(item)) + item
+
+
+def _parsed_or_none(message_class, raw: bytes):
+    from google.protobuf.message import DecodeError
+
+    try:
+        return message_class.FromString(raw)
+    except DecodeError:
+        return None
+
+
+@pytest.mark.parametrize("which", ["checker", "unfiltered"])
+def test_batches_read_from_the_clients_bytes_answer_as_a_parse_of_them(world, which):
+    from google.protobuf.message import DecodeError
+
+    servicer = RestrictionServicer(world[which])
+    rnd = random.Random(f"client-bytes-{which}")
+    fast_tables = 0
+    for round_ in range(80):
+        base = _uniform_batch(rnd, world, rnd.choice([1, 5, 100]))
+        items = [c.SerializeToString() for c in base.checks]
+        if round_ % 2:  # the same change to every item: still one table
+            changed = hostile_item(items[0], rnd)
+            suffix = changed[len(items[0]) :] if changed.startswith(items[0]) else b""
+            items = [i + suffix for i in items]
+        else:
+            items = [hostile_item(i, rnd) if rnd.random() < 0.2 else i for i in items]
+        raw = b"".join(_item_bytes(i) for i in items)
+        parsed = _parsed_or_none(pb.BatchCheckRequest, raw)
+        if parsed is None:
+            with pytest.raises(DecodeError):
+                batch_fast.answer_batch(world[which], raw)
+            continue
+        fast_tables += batch_fast._client_table(raw) is not None
+        reference = servicer.reference_batch(parsed.checks).SerializeToString()
+        assert batch_fast.answer_batch(world[which], raw)[0] == reference, f"round {round_}"
+    assert fast_tables > 20  # the unchanged and harmless ones were read as tables
+
+
+@pytest.mark.parametrize("which", ["checker", "unfiltered"])
+def test_unary_checks_read_from_the_clients_bytes_answer_as_the_reference(world, which):
+    from google.rpc import status_pb2
+
+    from sanction_service.grpc_api import unary_fast
+
+    servicer = RestrictionServicer(world[which])
+    rnd = random.Random(f"unary-{which}")
+    answered_fast = 0
+    for _ in range(3000):
+        check = rnd.choice([random_batch(rnd, world, 1), _uniform_batch(rnd, world, 1)]).checks[0]
+        raw = hostile_item(check.SerializeToString(), rnd) if rnd.random() < 0.3 else check.SerializeToString()
+        parsed = _parsed_or_none(pb.CheckRequest, raw)
+        fast = unary_fast.answer_check(world[which], raw)
+        if fast is None:
+            continue  # the reference answers it (CheckRestriction parses it then)
+        assert parsed is not None, "answered bytes that are no CheckRequest"
+        outcome = servicer._answer([parsed])
+        reference = outcome if isinstance(outcome, status_pb2.Status) else outcome[0][0]
+        if isinstance(fast, status_pb2.Status):
+            assert fast == reference
+        else:
+            assert fast[0] == reference.SerializeToString()
+            answered_fast += 1
+    assert answered_fast > 800
