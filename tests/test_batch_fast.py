@@ -327,3 +327,157 @@ def test_unary_checks_read_from_the_clients_bytes_answer_as_the_reference(world,
             assert fast[0] == reference.SerializeToString()
             answered_fast += 1
     assert answered_fast > 800
+
+
+# Bytes no protobuf library writes but a parse accepts or refuses: each written on purpose,
+# and answered as a parse of the same bytes answers them (or refused as that parse is).
+
+
+def _varint(value: int, width: int | None = None) -> bytes:
+    """`value` as a varint, padded to `width` bytes (an over-long but valid encoding)."""
+    from google.protobuf.internal.encoder import _VarintBytes
+
+    minimal = _VarintBytes(value)
+    if width is None or width <= len(minimal):
+        return minimal
+    groups = [(value >> (7 * i)) & 0x7F for i in range(width)]
+    return bytes(g | 0x80 for g in groups[:-1]) + bytes(groups[-1:])
+
+
+def _nested_groups(depth: int, field: int = 15) -> bytes:
+    return _varint(field << 3 | 3) * depth + _varint(field << 3 | 4) * depth
+
+
+def _crafted_items(world) -> list[tuple[str, list[bytes]]]:
+    """(what, the items' bytes): each a table of the common shape, changed in one way."""
+    listed = next(d["number"] for d in world["listed"] if d["type"] == "RESIDENT_ID" and len(d["number"]) == 18)
+    numbers = [listed, make_ric("110105", "19800101", 1), make_ric("310115", "19900202", 2)]
+    doc = {c: batch_fast._document_shape(c) for c in ("", "CHN")}
+    flight = pb.CheckRequest(trip=pb.Trip(mode=pb.FLIGHT)).SerializeToString()
+    date = pb.CheckRequest(travel_date=pb.Date(year=2026, month=1, day=2)).SerializeToString()
+
+    def items(rest: bytes = flight, country: str = "", head=None) -> list[bytes]:
+        before, after = doc[country]
+        return [(head or before) + n.encode() + after + rest for n in numbers]
+
+    name = lambda text, length=None: b"\x12" + (length or _varint(len(text.encode()))) + text.encode()  # noqa: E731
+    cases = [
+        ("plain", items()),
+        ("CHN", items(country="CHN")),
+        ("name 127 bytes", items(name("x" * 127) + flight)),
+        ("name 128 bytes", items(name("x" * 128) + flight)),
+        ("name of 3-byte chars, 129 bytes", items(name("张" * 43) + flight)),
+        ("name length over-long", items(name("ZHANG", _varint(5, 2)) + flight)),
+        ("name tag over-long", items(b"\x92\x00\x05ZHANG" + flight)),
+        ("empty name written", items(b"\x12\x00" + flight)),
+        ("empty name after the trip", items(flight + b"\x12\x00")),
+        ("name then empty name", items(name("ZHANG") + flight + b"\x12\x00")),
+        ("name surrogate", items(b"\x12\x03\xed\xa0\x80" + flight)),
+        ("name over-long NUL", items(b"\x12\x02\xc0\x80" + flight)),
+        ("name beyond U+10FFFF", items(b"\x12\x04\xf4\x90\x80\x80" + flight)),
+        ("name U+FFFF", items(b"\x12\x03\xef\xbf\xbf" + flight)),
+        ("name NUL", items(b"\x12\x01\x00" + flight)),
+        ("trip mode 0 written", items(b"\x1a\x02\x08\x00")),
+        ("empty trip", items(b"\x1a\x00")),
+        ("empty date", items(b"\x22\x00")),
+        ("trip mode out of range", items(b"\x1a\x02\x08\x63")),
+        ("rail class out of range", items(b"\x1a\x06\x08\x02\x12\x02G1\x18\x63")),
+        ("trip length over-long", items(b"\x1a\x82\x00\x08\x01")),
+        ("trip tag over-long", items(b"\x9a\x00\x02\x08\x01")),
+        ("trip mode 10-byte varint", items(b"\x1a\x0b\x08" + _varint(1, 10))),
+        ("date year negative", items(pb.CheckRequest(travel_date=pb.Date(year=-1, month=1, day=1)).SerializeToString())),
+        ("date year 5-byte negative", items(b"\x22\x0a\x08\xff\xff\xff\xff\x0f\x10\x01\x18\x01")),
+        ("date then trip", items(date + flight)),
+        ("trip then date", items(flight + date)),
+        ("document field as varint", items(flight + b"\x08\x01")),
+        ("name field as varint", items(flight + b"\x10\x01")),
+        ("trip field as varint", items(b"\x18\x01")),
+        ("document again, empty", items(flight + b"\x0a\x00")),
+        ("document tag over-long", items(flight + b"\x8a\x00\x00")),
+        ("document again, type 0", items(flight + b"\x0a\x02\x08\x00")),
+        ("unknown group", items(flight + b"\x7b\x08\x01\x7c")),
+        ("unknown groups 90 deep", items(flight + _nested_groups(90))),
+        ("unknown groups 99 deep", items(flight + _nested_groups(99))),
+        ("unknown groups 100 deep", items(flight + _nested_groups(100))),
+        ("unknown groups in the trip 98 deep", items(b"\x1a" + _varint(2 + 2 * 98) + b"\x08\x01" + _nested_groups(98))),
+        ("unknown groups in the trip 99 deep", items(b"\x1a" + _varint(2 + 2 * 99) + b"\x08\x01" + _nested_groups(99))),
+        ("unmatched end group", items(flight + b"\x7c")),
+        ("field number 0", items(flight + b"\x00\x01")),
+        ("field number 2^29", items(flight + _varint((1 << 29) << 3) + b"\x01")),
+        ("unknown fixed64", items(flight + b"\x79" + bytes(8))),
+        ("unknown fixed32 cut short", items(flight + b"\x7d\x01")),
+        ("wire type 6", items(flight + b"\x7e")),
+        ("unknown field 3 bytes", items(flight + b"\xf8\x07\x01")),
+        ("document type over-long", items(head=b"\x0a\x17\x08\x81\x00\x12\x12")),
+        ("document with unknown field", [b"\x0a\x18\x08\x01\x12\x12" + n.encode() + b"\x78\x01" + flight for n in numbers]),
+        ("number before type", [b"\x0a\x16\x12\x12" + n.encode() + b"\x08\x01" + flight for n in numbers]),
+        ("country chn", [i.replace(b"CHN", b"chn") for i in items(country="CHN")]),
+        ("country written empty", [b"\x0a\x18\x08\x01\x12\x12" + n.encode() + b"\x1a\x00" + flight for n in numbers]),
+        ("number with a newline", [i.replace(numbers[0].encode()[:6], b"\n\x12\x12\x0a\x16\x08") for i in items()]),
+        ("number with byte 0xff", [i.replace(numbers[1].encode()[:2], b"\xff\xfe") for i in items()]),
+        ("number of full-width digits cut", [i.replace(numbers[2].encode()[:3], "１".encode()) for i in items()]),
+    ]
+    return cases
+
+
+def _frames(items: list[bytes], length_width: int | None = None, tag: bytes = b"\x0a") -> bytes:
+    return b"".join(tag + _varint(len(i), length_width) + i for i in items)
+
+
+def _check_batch_bytes(world, which, raw: bytes, what: str) -> None:
+    from google.protobuf.message import DecodeError
+
+    parsed = _parsed_or_none(pb.BatchCheckRequest, raw)
+    if parsed is None:
+        with pytest.raises(DecodeError):
+            batch_fast.answer_batch(world[which], raw)
+        return
+    reference = RestrictionServicer(world[which]).reference_batch(parsed.checks).SerializeToString()
+    fast = batch_fast.answer_batch(world[which], raw)
+    if len(parsed.checks) > batch_fast.MAX_BATCH:
+        assert fast == batch_fast.too_many_checks(), what
+    else:
+        assert fast[0] == reference, what
+
+
+@pytest.mark.parametrize("which", ["checker", "unfiltered"])
+def test_crafted_batches_answer_as_a_parse_of_them(world, which):
+    for what, items in _crafted_items(world):
+        for framing, raw in [
+            ("", _frames(items)),
+            ("; item lengths over-long", _frames(items, 2)),
+            ("; item lengths 3 bytes", _frames(items, 3)),
+            ("; item tags over-long", _frames(items, tag=b"\x8a\x00")),
+            ("; one row framed otherwise", _frames(items[:1], 2) + _frames(items[1:])),
+            ("; one row twice", _frames(items + items[:1])),
+            ("; a row cut short", _frames(items) + _frames(items[:1])[:-3]),
+            ("; a row's length says one byte more", _frames(items) + b"\x0a" + _varint(len(items[0]) + 1) + items[0]),
+            ("; trailing byte", _frames(items) + b"\x00"),
+            ("; 1001 rows", _frames(items * 334)[: -len(_frames(items[:1]))]),
+            ("; 3000 rows", _frames(items * 1000)),
+        ]:
+            _check_batch_bytes(world, which, raw, what + framing)
+    for raw in [b"", b"\x0a", b"\x0a\x00", b"\x0a\x80\x00", b"\x0a\x00" * 5]:
+        _check_batch_bytes(world, which, raw, repr(raw))
+
+
+@pytest.mark.parametrize("which", ["checker", "unfiltered"])
+def test_crafted_unary_checks_answer_as_a_parse_of_them(world, which):
+    from google.rpc import status_pb2
+
+    from sanction_service.grpc_api import unary_fast
+
+    servicer = RestrictionServicer(world[which])
+    for what, items in _crafted_items(world):
+        for raw in items + [i[:cut] for i in items[:1] for cut in range(len(i))]:
+            fast = unary_fast.answer_check(world[which], raw)
+            if fast is None:
+                continue
+            parsed = _parsed_or_none(pb.CheckRequest, raw)
+            assert parsed is not None, f"{what}: answered bytes that are no CheckRequest"
+            outcome = servicer._answer([parsed])
+            reference = outcome if isinstance(outcome, status_pb2.Status) else outcome[0][0]
+            if isinstance(fast, status_pb2.Status):
+                assert fast == reference, what
+            else:
+                assert fast[0] == reference.SerializeToString(), what

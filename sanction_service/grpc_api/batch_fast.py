@@ -146,11 +146,15 @@ def shared_fields(rest: bytes) -> pb.CheckRequest | None:
     """The trip and travel date held in the bytes after an item's name, when they are
     exactly protobuf's serialization of those fields: no document or name again (a parse
     would merge or replace them), no field repeated or out of order. Unknown fields stay
-    (the reference ignores them too)."""
+    (the reference ignores them too).
+
+    They are parsed where a batch holds them, inside an item: protobuf's nesting limit
+    counts from the top, so unknown groups nested to the limit parse alone but not in a
+    batch (and a check alone, one level up, parses whatever an item does)."""
     known = _SHARED.get(rest)
     if known is None:
         try:
-            parsed = pb.CheckRequest.FromString(rest)
+            parsed = pb.BatchCheckRequest.FromString(_ITEM_TAG + _varint(len(rest)) + rest).checks[0]
         except DecodeError:
             parsed = None
         fits = parsed is not None and not parsed.HasField("document") and not parsed.name and parsed.SerializeToString() == rest
@@ -159,6 +163,15 @@ def shared_fields(rest: bytes) -> pb.CheckRequest | None:
             _SHARED.clear()
         _SHARED[rest] = known
     return None if known is False else known  # type: ignore[return-value]
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def plain_item(raw: bytes) -> tuple[bytes, str, bytes, int] | None:
