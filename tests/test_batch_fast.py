@@ -481,3 +481,14 @@ def test_crafted_unary_checks_answer_as_a_parse_of_them(world, which):
                 assert fast == reference, what
             else:
                 assert fast[0] == reference.SerializeToString(), what
+
+
+def test_the_trip_and_date_cache_holds_no_large_client_bytes():
+    # A CheckRestriction may carry megabytes of unknown fields after the name: read, but
+    # not kept (a thousand of them kept were gigabytes).
+    trip = pb.CheckRequest(trip=pb.Trip(mode=pb.FLIGHT)).SerializeToString()
+    large = trip + b"\x7a" + _varint(1 << 20) + bytes(1 << 20)  # field 15, 1 MiB: unknown
+    small = trip + b"\x7a\x01\x00"
+    assert batch_fast.shared_fields(large).trip.mode == pb.FLIGHT
+    assert batch_fast.shared_fields(small).trip.mode == pb.FLIGHT
+    assert small in batch_fast._SHARED and large not in batch_fast._SHARED

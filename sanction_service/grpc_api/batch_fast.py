@@ -137,9 +137,12 @@ def _client_table(raw: bytes) -> tuple[int, list[bytes], str, pb.CheckRequest] |
 
 
 # The bytes after the name that items carried, and what they hold (False: not protobuf's
-# own writing of them). A client sends few distinct trips and dates.
+# own writing of them). A client sends few distinct trips and dates. Only short ones are
+# kept: a CheckRestriction may carry megabytes of unknown fields there, and a thousand of
+# them held would be gigabytes.
 _SHARED: dict[bytes, pb.CheckRequest | bool] = {}
 _SHARED_MAX = 1024
+_SHARED_BYTES = 256
 
 
 def shared_fields(rest: bytes) -> pb.CheckRequest | None:
@@ -159,9 +162,10 @@ def shared_fields(rest: bytes) -> pb.CheckRequest | None:
             parsed = None
         fits = parsed is not None and not parsed.HasField("document") and not parsed.name and parsed.SerializeToString() == rest
         known = parsed if fits and parsed is not None else False
-        if len(_SHARED) >= _SHARED_MAX:
-            _SHARED.clear()
-        _SHARED[rest] = known
+        if len(rest) <= _SHARED_BYTES:
+            if len(_SHARED) >= _SHARED_MAX:
+                _SHARED.clear()
+            _SHARED[rest] = known
     return None if known is False else known  # type: ignore[return-value]
 
 
