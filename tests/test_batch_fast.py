@@ -440,6 +440,27 @@ def _check_batch_bytes(world, which, raw: bytes, what: str) -> None:
         assert fast[0] == reference, what
 
 
+def _check_unary_bytes(world, which, raw: bytes, what: str) -> bool:
+    """Whether CheckRestriction's fast reading answered `raw`; when it did, as the
+    reference answers a parse of it."""
+    from google.rpc import status_pb2
+
+    from sanction_service.grpc_api import unary_fast
+
+    fast = unary_fast.answer_check(world[which], raw)
+    if fast is None:
+        return False  # the reference answers it (CheckRestriction parses it then)
+    parsed = _parsed_or_none(pb.CheckRequest, raw)
+    assert parsed is not None, f"{what}: answered bytes that are no CheckRequest"
+    outcome = RestrictionServicer(world[which])._answer([parsed])
+    reference = outcome if isinstance(outcome, status_pb2.Status) else outcome[0][0]
+    if isinstance(fast, status_pb2.Status):
+        assert fast == reference, what
+    else:
+        assert fast[0] == reference.SerializeToString(), what
+    return True
+
+
 @pytest.mark.parametrize("which", ["checker", "unfiltered"])
 def test_crafted_batches_answer_as_a_parse_of_them(world, which):
     for what, items in _crafted_items(world):
@@ -463,24 +484,11 @@ def test_crafted_batches_answer_as_a_parse_of_them(world, which):
 
 @pytest.mark.parametrize("which", ["checker", "unfiltered"])
 def test_crafted_unary_checks_answer_as_a_parse_of_them(world, which):
-    from google.rpc import status_pb2
-
-    from sanction_service.grpc_api import unary_fast
-
-    servicer = RestrictionServicer(world[which])
+    answered = 0
     for what, items in _crafted_items(world):
-        for raw in items + [i[:cut] for i in items[:1] for cut in range(len(i))]:
-            fast = unary_fast.answer_check(world[which], raw)
-            if fast is None:
-                continue
-            parsed = _parsed_or_none(pb.CheckRequest, raw)
-            assert parsed is not None, f"{what}: answered bytes that are no CheckRequest"
-            outcome = servicer._answer([parsed])
-            reference = outcome if isinstance(outcome, status_pb2.Status) else outcome[0][0]
-            if isinstance(fast, status_pb2.Status):
-                assert fast == reference, what
-            else:
-                assert fast[0] == reference.SerializeToString(), what
+        for raw in items + [items[0][:cut] for cut in range(len(items[0]))]:
+            answered += _check_unary_bytes(world, which, raw, what)
+    assert answered > 50
 
 
 def test_the_trip_and_date_cache_holds_no_large_client_bytes():
@@ -492,3 +500,84 @@ def test_the_trip_and_date_cache_holds_no_large_client_bytes():
     assert batch_fast.shared_fields(large).trip.mode == pb.FLIGHT
     assert batch_fast.shared_fields(small).trip.mode == pb.FLIGHT
     assert small in batch_fast._SHARED and large not in batch_fast._SHARED
+
+
+@pytest.mark.parametrize("which", ["checker"])
+def test_client_bytes_with_random_byte_damage_answer_as_a_parse_of_them(world, which):
+    # Any byte of a table or a check changed, dropped or doubled: answered as a parse of
+    # the result answers it, or refused as that parse refuses it.
+    rnd = random.Random("byte-damage")
+    cases = _crafted_items(world)
+    tables = fast_checks = 0
+    for _ in range(2000):
+        what, items = rnd.choice(cases)
+        raw = bytearray(_frames(items) if rnd.random() < 0.5 else rnd.choice(items))
+        for _ in range(rnd.choice([1, 1, 2, 3])):
+            at = rnd.randrange(len(raw))
+            kind = rnd.randrange(4)
+            if kind == 0:
+                raw[at] = rnd.randrange(256)
+            elif kind == 1:
+                raw[at] ^= 1 << rnd.randrange(8)
+            elif kind == 2:
+                del raw[at]
+            else:
+                raw[at:at] = raw[at : at + 1]
+        raw = bytes(raw)
+        tables += batch_fast._client_table(raw) is not None
+        _check_batch_bytes(world, which, raw, f"{what}: {raw!r}")
+        fast_checks += _check_unary_bytes(world, which, raw, f"{what}: {raw!r}")
+    assert tables > 0 and fast_checks > 0
+
+
+@pytest.mark.parametrize("which", ["checker"])
+def test_tables_of_random_fields_answer_as_a_parse_of_them(world, which):
+    # Rows of the common document followed by fields drawn from what a client could write
+    # (names, trips, dates, repeated, empty, unknown, mistyped, grouped): answered as a
+    # parse of the same bytes answers them.
+    rnd = random.Random("random-fields")
+    listed = next(d["number"] for d in world["listed"] if d["type"] == "RESIDENT_ID" and len(d["number"]) == 18)
+    numbers = [listed, make_ric("110105", "19800101", 1)]
+    pool = [
+        b"\x12\x05ZHANG",
+        "\x12\x06王芳".encode(),
+        b"\x12\x00",
+        b"\x12\x01\x00",
+        b"\x92\x00\x01Z",
+        b"\x1a\x02\x08\x01",
+        b"\x1a\x00",
+        b"\x1a\x06\x08\x02\x12\x02K1",
+        b"\x1a\x02\x08\x00",
+        b"\x1a\x02\x08\x63",
+        b"\x1a\x04\x08\x02\x18\x04",
+        b"\x22\x06\x08\xea\x0f\x10\x01\x18\x02",
+        b"\x22\x00",
+        b"\x22\x02\x10\x0d",
+        b"\x0a\x00",
+        b"\x0a\x02\x08\x03",
+        b"\x0a\x03\x1a\x01X",
+        b"\x08\x01",
+        b"\x10\x02",
+        b"\x18\x03",
+        b"\x20\x04",
+        b"\x7b\x7c",
+        b"\x0b\x0c",
+        b"\x13\x08\x01\x14",
+        b"\x1b\x1c",
+        b"\x7a\x00",
+        b"\xf8\x07\x01",
+        b"\x79" + bytes(8),
+        b"\x1d" + bytes(4),
+        b"\x25\x01\x02\x03\x04",
+    ]
+    answered = 0
+    for _ in range(2000):
+        rest = b"".join(rnd.choice(pool) for _ in range(rnd.choice([0, 1, 1, 2, 2, 3, 4])))
+        country = rnd.choice(["", "", "CHN"])
+        before, after = batch_fast._document_shape(country)
+        items = [before + n.encode() + after + rest for n in numbers]
+        raw = _frames(items)
+        answered += batch_fast._client_table(raw) is not None
+        _check_batch_bytes(world, which, raw, repr(raw))
+        answered += _check_unary_bytes(world, which, items[0], repr(items[0]))
+    assert answered > 0
