@@ -131,9 +131,9 @@ def log(*parts) -> None:
 
 
 def alternate_servers(
-    rounds: int, sides: tuple[str, str], start, measure, cpus: set[int], workers: int = 1
+    rounds: int, sides: tuple[str, ...], start, measure, cpus: set[int], workers: int = 1
 ) -> dict[str, list[dict]]:
-    """Rounds of the two sides, the order flipped every round: `start(side)` gives a server
+    """Rounds of the sides, the order flipped every round: `start(side)` gives a server
     process (not yet serving), `measure(target, pid)` one row of figures. The server may
     use every CPU while it starts; this process (the client) is then moved to the last."""
     from load import pin

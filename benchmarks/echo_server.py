@@ -1,11 +1,14 @@
 """The smallest gRPC server with `sanction serve`'s messages and worker set-up: the yardstick
-for the unary target of issue 9 (benchmarks/targets.py).
+for the unary target of issue 9, and the floor under the batch figures (benchmarks/targets.py).
 
-    .venv/bin/python benchmarks/echo_server.py --response answer.bin [--workers 2] [--pin-cpus]
+    .venv/bin/python benchmarks/echo_server.py --response answer.bin [--batch-response batch.bin]
+        [--workers 2] [--pin-cpus]
 
 CheckRestriction decodes the CheckRequest (the generated servicer does) and returns one
 fixed CheckResponse, the bytes in --response (targets.py passes the real server's answer
-to the same request, so both send the same message). Everything else is as `sanction
+to the same request, so both send the same message). BatchCheckRestriction likewise
+decodes the request and answers the fixed BatchCheckResponse in --batch-response: what a
+batch costs in gRPC and protobuf alone, before any check. Everything else is as `sanction
 serve --workers N --pin-cpus` sets it up, through the same code where it is shared: N
 forked processes on one port with SO_REUSEPORT (the parent holds the port), each pinned
 with `pin_to_cpu`, a sync grpc server on a pool of Settings().grpc_threads threads with
@@ -39,7 +42,7 @@ def log(message: str) -> None:
     os.write(2, (message + "\n").encode())
 
 
-def worker(index: int, port: int, response: bytes, pin: bool) -> None:
+def worker(index: int, port: int, response: bytes, pin: bool, batch_response: bytes | None = None) -> None:
     import grpc
     from sanction.v1 import restriction_pb2 as pb
     from sanction.v1 import restriction_pb2_grpc
@@ -48,10 +51,16 @@ def worker(index: int, port: int, response: bytes, pin: bool) -> None:
     if pin:
         pin_to_cpu(index)
     answer = pb.CheckResponse.FromString(response)
+    batch_answer = pb.BatchCheckResponse.FromString(batch_response) if batch_response is not None else None
 
     class Echo(restriction_pb2_grpc.RestrictionServiceServicer):
         def CheckRestriction(self, request, context):
             return answer
+
+        def BatchCheckRestriction(self, request, context):
+            if batch_answer is None:
+                context.abort(grpc.StatusCode.UNIMPLEMENTED, "start with --batch-response")
+            return batch_answer
 
     settings = Settings()
     server = grpc.server(
@@ -72,10 +81,14 @@ def worker(index: int, port: int, response: bytes, pin: bool) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--response", type=Path, required=True, help="a serialized CheckResponse to answer with")
+    parser.add_argument(
+        "--batch-response", type=Path, help="a serialized BatchCheckResponse to answer every BatchCheckRestriction with"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pin-cpus", action="store_true")
     args = parser.parse_args()
     response = args.response.read_bytes()
+    batch_response = args.batch_response.read_bytes() if args.batch_response else None
     # The parent keeps the port for its workers (as serve_workers does), binding nothing else.
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -84,7 +97,8 @@ def main() -> int:
     port = holder.getsockname()[1]
     context = multiprocessing.get_context("fork")
     processes = [
-        context.Process(target=worker, args=(i, port, response, args.pin_cpus), name=f"echo-{i}") for i in range(args.workers)
+        context.Process(target=worker, args=(i, port, response, args.pin_cpus, batch_response), name=f"echo-{i}")
+        for i in range(args.workers)
     ]
     for p in processes:
         p.start()

@@ -40,6 +40,7 @@ is scaled by the number of events (labelled "scaled") and the RSS one kept as it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -174,7 +175,7 @@ def batches_vs_redis(d: Path, rounds: int, warmup: float, seconds: float) -> dic
     parsers = ["python"] + (["hiredis"] if hiredis_available() else [])
     if "hiredis" not in parsers:
         out["hiredis"] = "not installed: `make bench` installs it (pip install hiredis); measured without only"
-    with Server(d, "--pin-cpus") as server, RedisServer(d) as redis_server:
+    with Server(d, "--pin-cpus") as server, RedisServer(d) as redis_server, contextlib.ExitStack() as stack:
         out["redis"] = redis_server.info
         keys = [redis_server.key_of(doc) for doc in pool]
         clients = {p: exists_pipeline(redis_server.client(p)) for p in parsers}
@@ -191,6 +192,10 @@ def batches_vs_redis(d: Path, rounds: int, warmup: float, seconds: float) -> dic
                 sides = {"sanction": (lambda p: call(p, timeout=60), payloads["sanction"], server.pid)}
                 for p in parsers:
                     sides[f"redis_{p}"] = (clients[p], key_batches, redis_server.pid)
+                # The floor under the service: gRPC and protobuf alone, the same requests
+                # answered with the service's answer to the first, by one pinned process.
+                echo, echo_call = start_batch_echo(call(payloads["sanction"][0], timeout=60), stack)
+                sides["echo"] = (lambda p, echo_call=echo_call: echo_call(p, timeout=60), payloads["sanction"], echo.proc.pid)
                 rows: dict[str, list[dict]] = {name: [] for name in sides}
                 names = list(sides)
                 for r in range(rounds):
@@ -223,10 +228,40 @@ def batches_vs_redis(d: Path, rounds: int, warmup: float, seconds: float) -> dic
                         p: round(medians["sanction"]["ids_per_second"] / medians[f"redis_{p}"]["ids_per_second"], 3)
                         for p in parsers
                     },
+                    "echo_ratios": {
+                        p: round(medians["echo"]["ids_per_second"] / medians[f"redis_{p}"]["ids_per_second"], 3)
+                        for p in parsers
+                    },
                 }
         finally:
             channel.close()
     return out
+
+
+def start_batch_echo(answer: bytes, stack: contextlib.ExitStack):
+    """benchmarks/echo_server.py, one worker on CPU 0, answering every batch with `answer`;
+    stopped (and its channel closed) when `stack` closes."""
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    single = pb.CheckResponse().SerializeToString()
+    (tmp / "unary.bin").write_bytes(single)
+    (tmp / "batch.bin").write_bytes(answer)
+    echo = ServerProcess(
+        command=[
+            sys.executable,
+            str(HERE / "echo_server.py"),
+            "--response",
+            str(tmp / "unary.bin"),
+            "--batch-response",
+            str(tmp / "batch.bin"),
+            "--workers",
+            "1",
+            "--pin-cpus",
+        ]
+    )
+    stack.callback(echo.stop)
+    channel = new_channel(echo.wait_serving(timeout=60, workers=1))
+    stack.callback(channel.close)
+    return echo, raw_method(channel, "BatchCheckRestriction")
 
 
 def unary_vs_echo(d: Path, rounds: int, warmup: float, seconds: float) -> dict:
@@ -517,6 +552,11 @@ def also_lines(r: dict) -> list[str]:
     b = r["batches_vs_redis"]
     for size_ in (1000, 100):
         part = b.get(f"batch{size_}")
+        if part and part.get("echo_ratios"):
+            lines.append(
+                f"batch {size_}, the gRPC floor (echo server, same messages, no checks) vs Redis: "
+                + ", ".join(f"{ratio:.2f}x ({parser})" for parser, ratio in part["echo_ratios"].items())
+            )
         if part:
             for name, med in part["medians"].items():
                 lines.append(

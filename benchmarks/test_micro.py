@@ -143,10 +143,11 @@ def test_batch_request_to_response_bytes(benchmark, world, batch_request, path):
     else:
 
         def run():
-            return batch_fast.answer_batch(checker, batch_request)[0]
+            return batch_fast.answer_batch(checker, batch_request.SerializeToString())[0]
 
     assert (
-        batch_fast.answer_batch(checker, batch_request)[0] == servicer.reference_batch(batch_request.checks).SerializeToString()
+        batch_fast.answer_batch(checker, batch_request.SerializeToString())[0]
+        == servicer.reference_batch(batch_request.checks).SerializeToString()
     )
     cpu = []
 

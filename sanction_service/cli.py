@@ -559,9 +559,13 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
         defaults = Settings()
     except SettingsError as exc:
+        if argv == ["--version"]:  # which version is installed is worth knowing even then
+            print(f"sanction {package_version()}")
+            return 0
         print(f"sanction: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     args = build_parser(defaults).parse_args(argv)

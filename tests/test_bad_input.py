@@ -237,3 +237,23 @@ def test_huge_message_is_refused_and_the_server_goes_on(client):
         stub.BatchCheckRestriction(huge, timeout=10)
     assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert client.check(Passenger("RESIDENT_ID", GOOD), Trip("FLIGHT")).decision == "ALLOW"
+
+
+@pytest.mark.parametrize("method", ["CheckRestriction", "BatchCheckRestriction"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x0a\x05\x08\x01",  # a field that promises 5 bytes and holds 2
+        b"\x0a\x16\x08\x01\x12\x12" + "１２３４５６".encode()[:16] + b"\xff\xfe",  # a number that is not UTF-8
+        b"\xff\xff\xff\xff",  # no protobuf at all
+    ],
+)
+def test_bytes_that_are_no_request_are_invalid_argument_naming_the_request(client, method, raw):
+    """The checks read the client's bytes themselves (the fast paths), so an undecodable
+    request is a caller error naming the request, not gRPC's INTERNAL parse failure."""
+    call = client.channel.unary_unary(f"/sanction.v1.RestrictionService/{method}")
+    with pytest.raises(grpc.RpcError) as exc:
+        call(raw, timeout=10)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_from_rpc(exc.value).field_violations[0][0] == "request"
+    assert client.check(Passenger("RESIDENT_ID", GOOD), Trip("FLIGHT")).decision == "ALLOW"

@@ -140,6 +140,12 @@ def test_a_bad_environment_variable_is_one_line_naming_it_and_exit_78(variable, 
     assert line.startswith("sanction: ")
 
 
+def test_version_is_answered_even_with_a_bad_environment():
+    """On call, "which version is this" comes before fixing the environment."""
+    done = run("--version", env={"SANCTION_METRICS_PORT": "abc"})
+    assert done.returncode == 0 and done.stdout.startswith("sanction ")
+
+
 # --------------------------------------------------------------------------- store and files: 2
 
 

@@ -187,7 +187,10 @@ def test_sigterm_drains_then_lets_the_call_in_flight_finish_and_exits_0(tmp_path
             try:
                 probe.CheckRestriction(check_request(Passenger("RESIDENT_ID", PERSON), FLIGHT), timeout=1)
             except grpc.RpcError as exc:
-                assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                # UNAVAILABLE once the server stops taking calls; a call that arrives in the
+                # instant grpc begins to stop is cancelled by grpc itself (seen on a loaded
+                # machine). Either way it is refused, never answered.
+                assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
                 break
             time.sleep(0.05)
         assert time.monotonic() - signalled > 0.9  # the drain delay

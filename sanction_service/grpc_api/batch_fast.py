@@ -12,12 +12,19 @@ What it skips, and why that is safe:
   unknown fields) goes through the reference unchanged. When every item of the batch
   has the shape and the same length (no names, or one name), the whole request is a
   table of equal rows and the numbers are read as one of its columns.
+- Parsing the request at all, for such a table: it is read from the client's bytes as
+  they arrived (`_client_table`), when nothing in them could read otherwise to a parse
+  (ASCII numbers; the trip and date bytes exactly as protobuf writes them, so no field
+  repeated, reordered or overriding the document or name). Any other request is parsed,
+  re-serialized in protobuf's own order, and read as above.
 - Building a result object and a message for an item the prefilter rules out: its answer
   is ALLOW, not restricted, no matches, the masked number, the batch's data version and
   day. Those items are written from a per-batch template made by the reference's own
   `check_response`, split around the masked number, a whole run of them at a time.
 The checker answers every item of the batch from one snapshot (`check_plain_batch`).
-tests/test_batch_fast.py compares the two paths on large random batches.
+tests/test_batch_fast.py compares the two paths on large random batches, and on batches
+written the ways a hand-written client or an attacker could (repeated, reordered and
+unknown fields, bad UTF-8, truncation).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 import numpy as np
+from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from sanction.v1 import restriction_pb2 as pb
 
@@ -32,7 +40,7 @@ from ..checker import CheckQuery, CheckResult, PlainBatch
 from ..decisions import ALLOW, Decision
 from ..identity import InvalidDocument
 from ..policy import InvalidTrip
-from ..settings import MAX_NAME_CHARS
+from ..settings import MAX_BATCH, MAX_NAME_CHARS
 from ..text import text_problem
 from . import errors
 from .convert import InvalidField, check_response, to_date, to_query, to_trip
@@ -62,25 +70,42 @@ _PLACEHOLDER = "\x01" * 18  # never a masked number: control characters
 _STAR = ord("*")
 
 
-def answer_batch(checker, request: pb.BatchCheckRequest) -> tuple[bytes, list, int] | status_pb2.Status:
-    """The serialized BatchCheckResponse for `request`, the check results in it and the
-    number of ALLOW answers given without one (never listed), for the caller to count once
-    it has sent them; or one Status when nothing can be answered (not ready, store
-    unreadable), exactly as the reference would."""
-    checks = request.checks
-    raw = request.SerializeToString()
-    uniform = _uniform_numbers(raw, len(checks))
-    if uniform is not None:
-        numbers, name = uniform
-        plain_positions, names, others, answers = list(range(len(checks))), [name] * len(numbers), [], {}
+def answer_batch(checker, raw: bytes) -> tuple[bytes, list, int] | status_pb2.Status:
+    """The serialized BatchCheckResponse for the serialized request `raw` (as the client
+    sent it), the check results in it and the number of ALLOW answers given without one
+    (never listed), for the caller to count once it has sent them; or one Status when
+    nothing can be answered (too many items, not ready, store unreadable), exactly as the
+    reference would. Raises DecodeError when `raw` is no BatchCheckRequest at all, as
+    gRPC's own parse of the request did."""
+    others: list[tuple[int, CheckQuery]] = []
+    answers: Answers = {}
+    shared: pb.CheckRequest | None
+    table = _client_table(raw)
+    if table is not None:
+        count, numbers, name, shared = table
+        if count > MAX_BATCH:
+            return too_many_checks()
+        plain_positions, names = list(range(count)), [name] * count
     else:
-        plain_positions, numbers, names, others, answers = _sort_mostly_plain(raw, checks)
+        request = pb.BatchCheckRequest.FromString(raw)
+        checks = request.checks
+        count = len(checks)
+        if count > MAX_BATCH:
+            return too_many_checks()
+        # Protobuf's own bytes for the message: fields in order, repeats merged.
+        raw = request.SerializeToString()
+        uniform = _uniform_numbers(raw, count)
+        if uniform is not None:
+            numbers, name = uniform[0], uniform[1]
+            plain_positions, names = list(range(count)), [name] * count
+        else:
+            plain_positions, numbers, names, others, answers = _sort_mostly_plain(raw, checks)
+        shared = checks[plain_positions[0]] if plain_positions else None
     trip = travel_date = None
-    if plain_positions:
-        first = checks[plain_positions[0]]
+    if shared is not None:
         try:
-            trip = to_trip(first.trip) if first.HasField("trip") else None
-            travel_date = to_date(first.travel_date, "travel_date") if first.HasField("travel_date") else None
+            trip = to_trip(shared.trip) if shared.HasField("trip") else None
+            travel_date = to_date(shared.travel_date, "travel_date") if shared.HasField("travel_date") else None
         except InvalidField as exc:
             # The reference's to_query fails each of them alike, before the checker.
             status = errors.bad_request(exc.field, exc.reason)
@@ -89,10 +114,71 @@ def answer_batch(checker, request: pb.BatchCheckRequest) -> tuple[bytes, list, i
     outcome = errors.guard(lambda: checker.check_plain_batch(plain_positions, numbers, names, trip, travel_date, others=others))
     if isinstance(outcome, status_pb2.Status):
         return outcome
-    return (_serialize(len(checks), numbers, outcome, answers), list(outcome.results.values()), len(outcome.never_listed))
+    return (_serialize(count, numbers, outcome, answers), list(outcome.results.values()), len(outcome.never_listed))
 
 
-def _plain_item(raw: bytes) -> tuple[bytes, str, bytes, int] | None:
+def too_many_checks() -> status_pb2.Status:
+    return errors.bad_request("checks", f"a batch holds at most {MAX_BATCH} checks")
+
+
+def _client_table(raw: bytes) -> tuple[int, list[bytes], str, pb.CheckRequest] | None:
+    """The uniform table reading (`_uniform_numbers`) straight from the client's bytes,
+    without parsing the message: (item count, numbers, the shared name, a message holding
+    the shared trip and travel date). Only where a parse could not read the bytes
+    otherwise: numbers in ASCII (valid UTF-8, as protobuf requires of a string), and the
+    bytes after the name exactly what protobuf writes for their fields
+    (`shared_fields`). Anything else is parsed as a whole (None)."""
+    uniform = _uniform_numbers(raw, None)
+    if uniform is None or not uniform[3].isascii():
+        return None
+    numbers, name, rest, _ = uniform
+    shared = shared_fields(rest)
+    return None if shared is None else (len(numbers), numbers, name, shared)
+
+
+# The bytes after the name that items carried, and what they hold (False: not protobuf's
+# own writing of them). A client sends few distinct trips and dates. Only short ones are
+# kept: a CheckRestriction may carry megabytes of unknown fields there, and a thousand of
+# them held would be gigabytes.
+_SHARED: dict[bytes, pb.CheckRequest | bool] = {}
+_SHARED_MAX = 1024
+_SHARED_BYTES = 256
+
+
+def shared_fields(rest: bytes) -> pb.CheckRequest | None:
+    """The trip and travel date held in the bytes after an item's name, when they are
+    exactly protobuf's serialization of those fields: no document or name again (a parse
+    would merge or replace them), no field repeated or out of order. Unknown fields stay
+    (the reference ignores them too).
+
+    They are parsed where a batch holds them, inside an item: protobuf's nesting limit
+    counts from the top, so unknown groups nested to the limit parse alone but not in a
+    batch (and a check alone, one level up, parses whatever an item does)."""
+    known = _SHARED.get(rest)
+    if known is None:
+        try:
+            parsed = pb.BatchCheckRequest.FromString(_ITEM_TAG + _varint(len(rest)) + rest).checks[0]
+        except DecodeError:
+            parsed = None
+        fits = parsed is not None and not parsed.HasField("document") and not parsed.name and parsed.SerializeToString() == rest
+        known = parsed if fits and parsed is not None else False
+        if len(rest) <= _SHARED_BYTES:
+            if len(_SHARED) >= _SHARED_MAX:
+                _SHARED.clear()
+            _SHARED[rest] = known
+    return None if known is False else known  # type: ignore[return-value]
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def plain_item(raw: bytes) -> tuple[bytes, str, bytes, int] | None:
     """(number, name, the bytes after them, where the number starts) of an item of the
     common shape, else None."""
     for before, after in _SHAPES:
@@ -104,21 +190,29 @@ def _plain_item(raw: bytes) -> tuple[bytes, str, bytes, int] | None:
         return None
     name = ""
     if raw.startswith(_NAME_TAG, end):
+        if end + 2 > len(raw):  # cut short (only a client's bytes can be)
+            return None
         length = raw[end + 1]
         if length >= 0x80:  # a name of 128 bytes or more is left to the reference
             return None
-        name = raw[end + 2 : end + 2 + length].decode()
+        if end + 2 + length > len(raw):
+            return None
+        try:
+            name = raw[end + 2 : end + 2 + length].decode()
+        except UnicodeDecodeError:  # only from a client's bytes: protobuf refuses it too
+            return None
         end += 2 + length
         if text_problem(name, MAX_NAME_CHARS, required=False) is not None:
             return None
     return number, name, raw[end:], start
 
 
-def _uniform_numbers(raw: bytes, count: int) -> tuple[list[bytes], str] | None:
+def _uniform_numbers(raw: bytes, count: int | None) -> tuple[list[bytes], str, bytes, bytes] | None:
     """When every item is of the common shape with the same bytes but its number, the
-    request is `count` equal-length rows: the numbers and the shared name, read as a
-    column; else None."""
-    if count == 0 or not raw.startswith(_ITEM_TAG):
+    request is equal-length rows (`count` of them, or as many as the length says when
+    None): the numbers, the shared name and the bytes after it, and the numbers' column
+    joined; else None."""
+    if count == 0 or len(raw) < 2 or not raw.startswith(_ITEM_TAG):
         return None
     width, length_bytes = raw[1], 1
     if width >= 0x80:
@@ -126,9 +220,11 @@ def _uniform_numbers(raw: bytes, count: int) -> tuple[list[bytes], str] | None:
             return None
         width, length_bytes = (width & 0x7F) | (raw[2] << 7), 2
     row = 1 + length_bytes + width
+    if count is None:
+        count = len(raw) // row
     if row * count != len(raw):
         return None
-    item = _plain_item(raw[1 + length_bytes : row])
+    item = plain_item(raw[1 + length_bytes : row])
     if item is None:
         return None
     start = 1 + length_bytes + item[3]
@@ -137,7 +233,7 @@ def _uniform_numbers(raw: bytes, count: int) -> tuple[list[bytes], str] | None:
     if not (table[:, others] == table[0, others]).all():
         return None
     column = table[:, start : start + 18].tobytes()
-    return [column[i : i + 18] for i in range(0, 18 * count, 18)], item[1]
+    return [column[i : i + 18] for i in range(0, 18 * count, 18)], item[1], item[2], column
 
 
 def _item_spans(raw: bytes, count: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -176,7 +272,7 @@ def _sort_mostly_plain(raw: bytes, checks):
     width = int(np.bincount(lengths).argmax())
     rows = np.flatnonzero(lengths == width)
     first = int(starts[rows[0]])
-    item = _plain_item(raw[first : first + width])
+    item = plain_item(raw[first : first + width])
     if item is None:
         return _sort_items(checks)
     number_at = item[3]
@@ -207,7 +303,7 @@ def _sort_items(checks, positions: list[int] | None = None, common_rest: bytes |
     answers: Answers = {}
     for position in range(len(checks)) if positions is None else positions:
         check = checks[position]
-        item = _plain_item(check.SerializeToString())
+        item = plain_item(check.SerializeToString())
         if item is not None:
             if common_rest is None:
                 common_rest = item[2]
