@@ -241,6 +241,16 @@ class BulkLedger(Ledger):
             log.warning("%s held an interrupted bulk load (%s); emptied it to start over", s.path, interrupted.decode())
         return interrupted is not None
 
+    def read_feed(self, path, workers: int = 0, progress=None) -> Iterator:
+        """`Ledger.read_feed`, the parse workers' blobs handed back through files
+        (sanction_service.bulkranges: the pipe of a multiprocessing result cost the writer
+        a third of its CPU)."""
+        if not workers:
+            return super().read_feed(path, 0, progress)
+        from .bulkranges import read_ranges
+
+        return read_ranges(path, workers, self._pepper, progress, chunk_bytes=self.RANGE_BYTES)
+
     def apply(self, lines: Iterable, *, batch_size: int = BATCH, **options) -> Iterator[Outcome]:
         yield from super().apply(lines, batch_size=batch_size, **options)
 

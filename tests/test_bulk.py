@@ -163,3 +163,31 @@ def test_bulk_event_and_reference_paths_agree_on_a_hostile_feed_of_every_event_t
         assert {k for k in a.counters() if k.startswith("delisted:")} >= {"delisted:SETTLED", "delisted:PERFORMED"}
     for s in (bulk_store, event_store, ref_store):
         s.close()
+
+
+def test_bulk_parse_workers_hand_back_the_same_lines_through_files(tmp_path, monkeypatch):
+    """bulkranges.read_ranges (blobs through files) gives what loaders.feed.read_feed_ranges
+    (blobs through the pool's pipe) gives, line numbers included, and leaves no blob behind,
+    whether the reading ends or stops early."""
+    import glob
+    import tempfile
+
+    from feedgen import hostile_feed
+    from sanction_service.loaders.feed import read_feed_ranges
+
+    from sanction_service import bulkranges
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(bulkranges, "SHM", str(tmp_path / "no-tmpfs-here"))
+    feed = tmp_path / "feed.jsonl"
+    feed.write_bytes(b"".join(line.encode("utf-8", "surrogatepass") + b"\n" for line in hostile_feed(7, 600)))
+    through_pipe = list(read_feed_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10))
+    through_files = list(bulkranges.read_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10))
+    assert through_files == through_pipe
+    assert len({item[0] for item in through_files}) == len(through_files) > 600
+    assert glob.glob(str(tmp_path / "sanction-bulk-*")) == []
+    early = bulkranges.read_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10)
+    next(early)
+    assert len(glob.glob(str(tmp_path / "sanction-bulk-*"))) == 1
+    early.close()
+    assert glob.glob(str(tmp_path / "sanction-bulk-*")) == []

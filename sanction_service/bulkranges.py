@@ -1,0 +1,86 @@
+"""The bulk loader's parse workers, handing each byte range's blob back through a file.
+
+The workers are those of the event path (`loaders.feed._parse_range`: one marshalled
+blob per byte range of the feed, the lines as `ledger.prepare_line` makes them); what
+differs is the way back. A multiprocessing result travels through a pipe that a helper
+thread of the writer reads 64 KiB at a time, each read taking the GIL from the thread
+that writes the store: for blobs of a few MB that cost the writer ~2.7 µs of CPU per
+event (a third of its own work; BENCHMARKS.md, feed loading). Here a worker writes its
+blob to a file in a private directory (tmpfs where there is one) and sends back only its
+size; the writer reads the file in one call and deletes it.
+
+The directory is removed when the reading ends, however it ends; a load killed with
+SIGKILL leaves at most 3 x workers blobs behind in it (under the system's temporary
+directory, `sanction-bulk-*`).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import Iterator
+
+# Ranges in flight per worker: enough that a worker never waits for the writer to hand it
+# work, few enough that memory stays bounded on any feed size.
+IN_FLIGHT_PER_WORKER = 3
+# tmpfs: the blobs never reach a disk (each lives until the writer has read it).
+SHM = "/dev/shm"
+
+
+def _blob_dir() -> str:
+    base = SHM if os.path.isdir(SHM) and os.access(SHM, os.W_OK) else None
+    return tempfile.mkdtemp(prefix="sanction-bulk-", dir=base)
+
+
+def _parse_range_to_file(job: tuple[tuple[int, int], str]) -> int:
+    from sanction_service.loaders.feed import _parse_range
+
+    span, out = job
+    blob = _parse_range(span)
+    with open(out, "wb") as f:
+        f.write(blob)
+    return len(blob)
+
+
+def read_ranges(path, workers: int, pepper: bytes, progress=None, chunk_bytes: int = 4 << 20) -> Iterator[tuple]:
+    """`loaders.feed.read_feed_ranges`, with each range's blob handed back through a file:
+    the feed's lines as `ledger.prepare_line` makes them, in feed order, line numbers
+    counted from the start of the file."""
+    import multiprocessing
+
+    from sanction_service.loaders.feed import _init_range_worker, feed_ranges
+
+    where = _blob_dir()
+    base = 0
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, _init_range_worker, (str(path), pepper)) as pool:
+            pending: deque = deque()
+
+            def take() -> list:
+                nonlocal base
+                result, out, size = pending.popleft()
+                result.get()
+                with open(out, "rb") as f:
+                    blob = f.read()
+                os.unlink(out)
+                lines, items = marshal.loads(blob)
+                del blob
+                if base:
+                    items = [(item[0] + base, *item[1:]) for item in items]
+                base += lines
+                if progress is not None:
+                    progress.update(size)
+                return items
+
+            for i, span in enumerate(feed_ranges(path, chunk_bytes)):
+                out = os.path.join(where, str(i))
+                pending.append((pool.apply_async(_parse_range_to_file, ((span, out),)), out, span[1] - span[0]))
+                if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+                    yield from take()
+            while pending:
+                yield from take()
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
