@@ -191,3 +191,9 @@ def test_bulk_parse_workers_hand_back_the_same_lines_through_files(tmp_path, mon
     assert len(glob.glob(str(tmp_path / "sanction-bulk-*"))) == 1
     early.close()
     assert glob.glob(str(tmp_path / "sanction-bulk-*")) == []
+
+
+def test_bulkprep_item_kinds_are_the_ledgers():
+    from sanction_service import bulkprep, ledger
+
+    assert (bulkprep.PREPARED, bulkprep.FOLLOW) == (ledger.PREPARED, ledger.FOLLOW)
