@@ -101,12 +101,63 @@ def _canonical_resident_id(doc) -> str | None:
     return number
 
 
+# Documents `normalize` returns unchanged, besides resident IDs: a USCC of its 18
+# characters with the right GB 32100 check character, a passport or permit of 5-20
+# capital letters and digits; issued by CHN (country absent or "CHN"), a passport by any
+# country given as three capital letters.
+_USCC18 = re.compile("[0-9A-HJ-NPQRTUWXY]{18}")
+_FORMAT_ONLY = re.compile("[A-Z0-9]{5,20}")
+_COUNTRY = re.compile("[A-Z]{3}")
+_PASSPORT = DocumentType.PASSPORT.value
+_PERMITS = frozenset(t.value for t in DocumentType) - {_RESIDENT_ID, _USCC.value, _PASSPORT}
+# stdnum.cn.uscc.calc_check_digit, as identity.normalize uses it.
+_USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_VALUES = {c: i for i, c in enumerate(_USCC_ALPHABET)}
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def _uscc_check(number: str) -> str:
+    values = _USCC_VALUES
+    return _USCC_ALPHABET[(31 - sum(values[c] * w for c, w in zip(number, _USCC_WEIGHTS))) % 31]
+
+
+def _canonical_other(doc, person_only: bool) -> tuple[str, str, str] | None:
+    """(type, country, masked number) of a USCC, passport or permit that `normalize`
+    would return unchanged, else None: `normalize` decides."""
+    doc_type, number, country = doc.type, doc.number, doc.country
+    chinese = country is UNSET or country is None or country == "" or country == "CHN"
+    if doc_type == _PASSPORT:
+        if chinese:
+            country = "CHN"
+        elif type(country) is not str or not _COUNTRY.fullmatch(country):
+            return None
+        if not _FORMAT_ONLY.fullmatch(number):
+            return None
+    elif not chinese:
+        return None
+    elif doc_type == _USCC_VALUE:
+        if person_only or not _USCC18.fullmatch(number) or _uscc_check(number) != number[17]:
+            return None
+        country = "CHN"
+    elif doc_type in _PERMITS:
+        if not _FORMAT_ONLY.fullmatch(number):
+            return None
+        country = "CHN"
+    else:
+        return None
+    # identity.mask_number of a number longer than 4 characters, not a resident ID.
+    return doc_type, country, number[:2] + "*" * (len(number) - 4) + number[-2:]
+
+
 def _person_doc(doc, where: str, person_only: bool, key_of, of) -> tuple[str, str, str, bytes]:
     """(type, country, masked number, key) of a document, as normalize + document_key give them."""
     if of is not None:
         number = _canonical_resident_id(doc)
         if number is not None:
             return _RESIDENT_ID, "CHN", number[:10] + "****" + number[14:], of(_RESIDENT_ID, "CHN", number)
+        other = _canonical_other(doc, person_only)
+        if other is not None:
+            return (*other, of(other[0], other[1], doc.number))
     document = _document(doc, where, person_only)
     return document.type.value, document.country, mask_number(document.type, document.number), key_of(document)
 
@@ -247,7 +298,7 @@ def _prepare(p: _List, key_of) -> tuple:
         subject_type, subject_country, subject_masked = _RESIDENT_ID, "CHN", number[:10] + "****" + number[14:]
         subject_key = of(_RESIDENT_ID, "CHN", number)
     else:
-        subject_type, subject_country, subject_masked, subject_key = _person_doc(doc, "subject.document", False, key_of, None)
+        subject_type, subject_country, subject_masked, subject_key = _person_doc(doc, "subject.document", False, key_of, of)
     if organization is not (subject_type == _USCC_VALUE):
         raise _FALLBACK
     extra_docs = p.extra_documents
