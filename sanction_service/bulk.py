@@ -48,6 +48,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
+from itertools import islice
 
 import lmdb
 import numpy as np
@@ -152,9 +153,10 @@ class _IndexLog:
         kinds = tail[last, 0].copy().view("S1")
         del tail, last
         lids = np.ascontiguousarray(composite[:, KEY_SIZE:]).view(f"S{width}").ravel()
-        lifted = (
-            np.isin(lids, np.array(sorted(self.lifted), dtype=f"S{width}")) if self.lifted else np.zeros(len(lids), dtype=bool)
-        )
+        # A set lookup per entry (tolist() gives the ids without their NUL padding):
+        # np.isin would sort every listing id again, 3x slower.
+        gone = self.lifted
+        lifted = np.fromiter(map(gone.__contains__, lids.tolist()), bool, len(lids)) if gone else np.zeros(len(lids), bool)
         self.lifted.clear()
         return composite, kinds, lifted, width
 
@@ -445,8 +447,9 @@ class BulkLedger(Ledger):
         with s.read() as view:
             # Bound documents restrict under every listing of their person: the filter
             # holds them as a rebuild from the store would (`Prefilter.build`).
-            for key in view.bound_keys():
-                prefilter.add(key)
+            bound_keys = view.bound_keys()
+            while chunk := b"".join(islice(bound_keys, 100_000)):
+                prefilter.add_many(np.frombuffer(chunk, dtype=np.uint8).reshape(-1, KEY_SIZE))
             if prefilter_path is not None:
                 prefilter.save_or_warn(prefilter_path, view)
         self._pages.drop()
