@@ -42,9 +42,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import hashlib
 import logging
 import mmap
 import os
+import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -58,7 +60,6 @@ from .events import EventRejected
 from .ledger import (
     _ADD,
     APPLIED,
-    DUPLICATE,
     REJECTED,
     Ledger,
     Outcome,
@@ -75,17 +76,17 @@ from .store import (
     KEY_SIZE,
     Store,
     StoreError,
-    decode_u64,
     dumps,
     encode_u64,
     exemption_prefix,
     loads,
-    next_chain,
     put_binding,
 )
 
 log = logging.getLogger(__name__)
 _REMOVE = b"-"
+_blake2b = hashlib.blake2b
+_pack_u64 = struct.Struct(">Q").pack
 
 
 class StoreNotEmpty(StoreError):
@@ -281,31 +282,56 @@ class BulkLedger(Ledger):
 
     def _apply_prepared(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
         """A LIST prepared by a parse worker: the checks of `_plan`, then the writes of
-        `_write`, the index entries to the log."""
-        s = self.store
+        `_write`, the index entries to the log. The writer's hot loop: `_get` and `_put`
+        inline, positional LMDB calls (py-lmdb parses keywords slowly), the counter and
+        the chain without a call each."""
         number, _, event_id, listing_id, digest, occurred_at, list_type, record, entries, bindings, journal = p
         eid = event_id.encode()
-        lid = listing_id.encode()
         top = self._max_key
-        events, listings = s.events, s.listings
+        s = self.store
+        events = s.events
+        put = txn.put
+        top_event = top.get(events, b"")
         # As _get: a key above every key written cannot be there.
-        known = None if eid > top.get(events, b"") else txn.get(eid, db=events)
-        if known is not None:
-            if known[:16] == digest:
-                return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
-            return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)", "event_id")
-        if lid <= top.get(listings, b"") and txn.get(lid, db=listings) is not None:
+        if eid <= top_event:
+            known = txn.get(eid, None, events)
+            if known is not None:
+                return self._known_outcome(number, event_id, known, digest)
+        lid = listing_id.encode()
+        listings = s.listings
+        top_listing = top.get(listings, b"")
+        if lid <= top_listing and txn.get(lid, None, listings) is not None:
             return Outcome(number, REJECTED, event_id, "already used by another listing", "listing_id")
         tally.seq = seq = tally.seq + 1
         self._log.add_records(len(lid), entries)
-        for i in range(0, len(bindings), 2 * KEY_SIZE):
-            document, person = bindings[i : i + KEY_SIZE], bindings[i + KEY_SIZE : i + 2 * KEY_SIZE]
-            put_binding(txn, s.bindings, document, person, lid)
-        self._put(txn, listings, lid, record)
-        tally.add(txn, "active:" + list_type, 1)
-        tally.chain = chain = next_chain(tally.chain, journal)
-        self._put(txn, s.journal, encode_u64(seq), journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}')
-        self._put(txn, events, eid, digest + encode_u64(seq))
+        if bindings:
+            for i in range(0, len(bindings), 2 * KEY_SIZE):
+                put_binding(txn, s.bindings, bindings[i : i + KEY_SIZE], bindings[i + KEY_SIZE : i + 2 * KEY_SIZE], lid)
+        # As _put: MDB_APPEND above every key written, each result checked.
+        if lid > top_listing:
+            if not put(lid, record, True, True, True, listings):  # (dupdata, overwrite, append, db)
+                _append(False, "listings")
+            top[listings] = lid
+        else:
+            put(lid, record, True, True, False, listings)
+        counters = tally.counters
+        name = "active:" + list_type
+        if name in counters:
+            counters[name] += 1  # (only ever counted up from a value at least 0)
+        else:
+            tally.add(txn, name, 1)
+        tally.chain = chain = _blake2b(tally.chain + journal, digest_size=16).digest()
+        key = _pack_u64(seq)
+        journal_db = s.journal
+        if not put(key, journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', True, True, True, journal_db):
+            _append(False, "journal")  # (the sequence only grows: always appended)
+        top[journal_db] = key
+        if eid > top_event:
+            if not put(eid, digest + key, True, True, True, events):
+                _append(False, "events")
+            top[events] = eid
+        else:
+            put(eid, digest + key, True, True, False, events)
         tally.last_event_time = occurred_at
         return Outcome(number, APPLIED, event_id, "", "", seq)
 

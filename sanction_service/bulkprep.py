@@ -27,9 +27,11 @@ from .fastdecode import (
     _LIST_TYPES,
     _ROLES,
     UNSET,
+    _Correct,
     _date_fromisoformat,
     _Delist,
     _digest,
+    _Exempt,
     _Extend,
     _Fallback,
     _identifier,
@@ -57,7 +59,7 @@ _USCC = DocumentType.USCC
 _USCC_VALUE = _USCC.value
 # ledger's kinds of prepared item (ledger imports this module, so they are repeated here;
 # tests/test_bulk.py holds them equal).
-PREPARED, FOLLOW = 0, 3
+PREPARED, TEXT, FOLLOW = 0, 1, 3
 _LIST_TYPE_VALUES = frozenset(_LIST_TYPES)
 _KIND_VALUES = frozenset(_KINDS)
 
@@ -188,6 +190,11 @@ def prepare_item(number: int, line: bytes, key_of) -> tuple | None:
             return (number, FOLLOW, *_follow(p, "PERFORM", "PERFORMED", p.performed_on))
         if kind is _Extend:
             return (number, FOLLOW, *_follow(p, "EXTEND", None, p.expires_on))
+        if kind is _Correct or kind is _Exempt:
+            # The writer decodes these again whatever the worker finds (prepare_line's
+            # TEXT), and its decode_line rejects an invalid one exactly as the worker's
+            # REJECT would be reported: decoding them here too would be wasted.
+            return (number, TEXT, line)
         return None
     except _Fallback:
         return None

@@ -196,4 +196,4 @@ def test_bulk_parse_workers_hand_back_the_same_lines_through_files(tmp_path, mon
 def test_bulkprep_item_kinds_are_the_ledgers():
     from sanction_service import bulkprep, ledger
 
-    assert (bulkprep.PREPARED, bulkprep.FOLLOW) == (ledger.PREPARED, ledger.FOLLOW)
+    assert (bulkprep.PREPARED, bulkprep.TEXT, bulkprep.FOLLOW) == (ledger.PREPARED, ledger.TEXT, ledger.FOLLOW)
