@@ -56,6 +56,8 @@ import lmdb
 import numpy as np
 
 from . import lifecycle
+from .bulkprep import _ENCODE as _encode_journal
+from .bulkprep import _Journal
 from .events import EventRejected
 from .ledger import (
     _ADD,
@@ -66,7 +68,6 @@ from .ledger import (
     _delete_prefix,
     _Followup,
     _Tally,
-    journal_entry,
     prepare_line,  # noqa: F401 - the parse workers' entry point, re-exported
 )
 from .prefilter import MIN_CAPACITY, Prefilter
@@ -255,7 +256,8 @@ class BulkLedger(Ledger):
         return read_ranges(path, workers, self._pepper, progress, chunk_bytes=self.RANGE_BYTES)
 
     def apply(self, lines: Iterable, *, batch_size: int = BATCH, **options) -> Iterator[Outcome]:
-        yield from super().apply(lines, batch_size=batch_size, **options)
+        # Ledger.apply's generator itself: one generator layer less per event.
+        return super().apply(lines, batch_size=batch_size, **options)
 
     def data_version(self) -> int:
         # Meta is written by finish(); until then the sequence is the load's own.
@@ -337,35 +339,69 @@ class BulkLedger(Ledger):
 
     def _apply_follow(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
         """A DELIST, PERFORM or EXTEND parsed by a worker: `_plan` and `_write` of these
-        types (the same lifecycle functions), without decoding the line again. Neither
-        changes who a listing names, so the indexes change only by the lifting."""
-        s = self.store
+        types, without decoding the line again. Neither changes who a listing names, so
+        the indexes change only by the lifting. The same checks as lifecycle's
+        (require_active, extended); a lifting is lifecycle.lifted + with_event in one
+        dict (same keys in the same order), counted and chained as `_apply_prepared`
+        does, the journal entry from bulkprep's struct (ledger.journal_entry's bytes)."""
         number, _, type_, event_id, listing_id, digest, occurred_at, reason, day = p
+        s = self.store
+        top = self._max_key
+        events, listings = s.events, s.listings
         eid = event_id.encode()
-        known = self._known(txn, number, event_id, eid, digest)
-        if known is not None:
-            return known
+        top_event = top.get(events, b"")
+        if eid <= top_event:
+            known = txn.get(eid, None, events)
+            if known is not None:
+                return self._known_outcome(number, event_id, known, digest)
         lid = listing_id.encode()
-        raw_old = self._get(txn, s.listings, lid)
+        top_listing = top.get(listings, b"")
+        raw_old = None if lid > top_listing else txn.get(lid, None, listings)
         old = None if raw_old is None else loads(raw_old)
-        event = _Followup(type_, reason, date.fromisoformat(day))
         try:
             lifecycle.require_active(old)
-            new = lifecycle.extended(old, event) if type_ == "EXTEND" else lifecycle.lifted(old, event)
+            if type_ == "EXTEND":
+                new = lifecycle.extended(old, _Followup(type_, reason, date.fromisoformat(day)))
+                new = lifecycle.with_event(new, event_id)
+            else:
+                # lifecycle.lifted then with_event: `day` is the effective date's isoformat().
+                new = {
+                    **old,
+                    "status": lifecycle.LIFTED,
+                    "lifted_reason": reason,
+                    "lifted_on": day,
+                    "event_ids": [*old["event_ids"], event_id],
+                }
         except EventRejected as exc:
             return Outcome(number, REJECTED, event_id, exc.reason, exc.field)
         tally.seq = seq = tally.seq + 1
-        new = lifecycle.with_event(new, event_id)
         if type_ != "EXTEND":
             self._log.lifted.add(lid)
-            tally.add(txn, f"active:{new['list_type']}", -1)
-            tally.add(txn, f"delisted:{reason}", 1)
+            tally.add(txn, "active:" + new["list_type"], -1)
+            tally.add(txn, "delisted:" + reason, 1)
             if type_ == "PERFORM":
                 tally.add(txn, "voluntary_performances", 1)
-        self._put(txn, s.listings, lid, dumps(new))
-        entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [])
-        self._put(txn, s.journal, encode_u64(seq), entry)
-        self._put(txn, s.events, eid, digest + encode_u64(seq))
+        put = txn.put
+        record = dumps(new)
+        if lid > top_listing:
+            if not put(lid, record, True, True, True, listings):  # (dupdata, overwrite, append, db)
+                _append(False, "listings")
+            top[listings] = lid
+        else:
+            put(lid, record, True, True, False, listings)
+        journal = _encode_journal(_Journal(event_id, type_, listing_id, []))
+        tally.chain = chain = _blake2b(tally.chain + journal, digest_size=16).digest()
+        key = _pack_u64(seq)
+        journal_db = s.journal
+        if not put(key, journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', True, True, True, journal_db):
+            _append(False, "journal")
+        top[journal_db] = key
+        if eid > top_event:
+            if not put(eid, digest + key, True, True, True, events):
+                _append(False, "events")
+            top[events] = eid
+        else:
+            put(eid, digest + key, True, True, False, events)
         tally.last_event_time = occurred_at
         return Outcome(number, APPLIED, event_id, "", "", seq)
 

@@ -31,12 +31,14 @@ from .fastdecode import (
     _date_fromisoformat,
     _Delist,
     _digest,
+    _Doc,
     _Exempt,
     _Extend,
     _Fallback,
     _identifier,
     _List,
     _Perform,
+    _Person,
     _scalar,
     _timestamp,
 )
@@ -301,19 +303,16 @@ def _prepare(p: _List, key_of) -> tuple:
     of = getattr(key_of, "of", None)
     doc = subject.document
     number = None if of is None else _canonical_resident_id(doc)
-    if number is not None:
+    if of is not None and number is not None:
         subject_type, subject_country, subject_masked = _RESIDENT_ID, "CHN", number[:10] + "****" + number[14:]
         subject_key = of(_RESIDENT_ID, "CHN", number)
     else:
         subject_type, subject_country, subject_masked, subject_key = _person_doc(doc, "subject.document", False, key_of, of)
     if organization is not (subject_type == _USCC_VALUE):
         raise _FALLBACK
-    extra_docs = p.extra_documents
-    if extra_docs is UNSET or extra_docs is None:
-        extra_docs = ()
-    restricted = p.restricted_persons
-    if restricted is UNSET or restricted is None:
-        restricted = ()
+    given_docs, given_persons = p.extra_documents, p.restricted_persons
+    extra_docs: list[_Doc] | tuple[()] = () if given_docs is UNSET or given_docs is None else given_docs
+    restricted: list[_Person] | tuple[()] = () if given_persons is UNSET or given_persons is None else given_persons
     if len(extra_docs) > MAX_EXTRA_DOCUMENTS or len(restricted) > MAX_RESTRICTED_PERSONS:
         raise _FALLBACK
     if (organization and extra_docs) or (not organization and restricted):
