@@ -47,6 +47,7 @@ import logging
 import mmap
 import os
 import struct
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -466,9 +467,11 @@ class BulkLedger(Ledger):
             bound = view.count("bindings")
         prefilter = Prefilter.empty(capacity=max(min_capacity, 2 * (n_all + bound)), error_rate=error_rate, store_id=s.store_id)
         distinct = np.ascontiguousarray(keys[starts])
-        for i in range(0, len(distinct), 1_000_000):
-            prefilter.add_many(distinct[i : i + 1_000_000])
-        del distinct, keys, first, primary, active
+        del keys, first, primary, active
+        # The filter's bits are numpy work that releases the GIL: filled by a thread while
+        # this one writes the indexes (the other core's share of finish()).
+        filler = _Filler(prefilter, distinct)
+        del distinct
         tally.counters["persons_restricted"] = persons  # never counted per event on this path
         try:
             # The indexes in transactions of a million entries (a bounded set of dirty
@@ -491,6 +494,7 @@ class BulkLedger(Ledger):
                 if progress:
                     progress(hi, n_all)
             del composite, kinds, lifted
+            filler.join()
             with s.begin_write() as txn:
                 for name, value in tally.counters.items():
                     txn.put(name.encode(), encode_u64(value), db=s.counters)
@@ -505,6 +509,8 @@ class BulkLedger(Ledger):
             if full is not None:
                 raise full from None
             raise
+        finally:
+            filler.join(reraise=False)
         log.info("bulk index: %d entries, %d active keys, %d persons", n_all, len(starts), persons)
         with s.read() as view:
             # Bound documents restrict under every listing of their person: the filter
@@ -516,6 +522,29 @@ class BulkLedger(Ledger):
                 prefilter.save_or_warn(prefilter_path, view)
         self._pages.drop()
         return prefilter
+
+
+class _Filler:
+    """Adds keys (an N x 16 uint8 array) to a prefilter in a thread of its own, a million
+    at a time; `join` waits for it and raises what it raised."""
+
+    def __init__(self, prefilter: Prefilter, keys: np.ndarray):
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._fill, args=(prefilter, keys), name="bulk prefilter", daemon=True)
+        self._thread.start()
+
+    def _fill(self, prefilter: Prefilter, keys: np.ndarray) -> None:
+        try:
+            for i in range(0, len(keys), 1_000_000):
+                prefilter.add_many(keys[i : i + 1_000_000])
+        except BaseException as exc:  # noqa: BLE001 - handed to join()
+            self._error = exc
+
+    def join(self, *, reraise: bool = True) -> None:
+        self._thread.join()
+        if reraise and self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def _putmulti(txn: lmdb.Transaction, db, pairs: list[tuple[bytes, bytes]], db_name: str) -> None:

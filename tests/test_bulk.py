@@ -197,3 +197,24 @@ def test_bulkprep_item_kinds_are_the_ledgers():
     from sanction_service import bulkprep, ledger
 
     assert (bulkprep.PREPARED, bulkprep.TEXT, bulkprep.FOLLOW) == (ledger.PREPARED, ledger.TEXT, ledger.FOLLOW)
+
+
+def test_prefilter_filler_thread_sets_the_bits_add_many_sets_and_hands_back_its_error():
+    import numpy as np
+
+    from sanction_service.bulk import _Filler
+
+    keys = np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8).reshape(-1, 16)
+    here, there = (Prefilter.empty(capacity=10_000, error_rate=0.001, store_id="s") for _ in range(2))
+    here.add_many(keys)
+    _Filler(there, keys).join()
+    assert bytes(there.bloom.bitarray) == bytes(here.bloom.bitarray) and there.bloom.count == here.bloom.count
+
+    class Broken:
+        def add_many(self, keys):
+            raise MemoryError("no room")
+
+    filler = _Filler(Broken(), keys)
+    with pytest.raises(MemoryError):
+        filler.join()
+    filler.join()  # reported once
