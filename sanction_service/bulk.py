@@ -4,12 +4,14 @@ Same events, same checks, same records, same journal: the end state equals the e
 path's (tests/test_bulk.py compares canonical digests on random feeds with hostile lines
 and every event type). What differs is how it gets there:
 
-- Parsing runs in worker processes, each reading its own byte range of the feed
-  (sanction_service.loaders.feed.read_feed_ranges) and handing back one marshalled blob per range. A LIST
-  is prepared there in full (`prepare_line`): its record and journal entry serialised
-  once, its index entries and bindings as bytes. Every other line comes back as its
-  text (the writer decodes it again: fast decoder, reference parser as the fallback) or,
-  when the parser rejected it, as the reference parser's rejection.
+- Parsing runs in worker processes, each reading its own byte range of the feed and
+  handing back one marshalled blob per range through a file (sanction_service.bulkranges:
+  the pool's pipe cost the writer a fifth of its CPU). A LIST is prepared there in full
+  (`bulkprep.prepare_item`, else `prepare_line`): its record and journal entry serialised
+  once, its index entries and bindings as bytes; a DELIST, PERFORM or EXTEND comes back
+  parsed. A CORRECT or EXEMPT line comes back as its text (the writer decodes it: fast
+  decoder, reference parser as the fallback) and any other rejected line as the
+  reference parser's rejection.
 - The writer checks a prepared LIST against the store exactly as `Ledger._plan` does
   (duplicate, conflict, listing id used) and then appends its rows; other events go
   through `Ledger._plan` / `_write`. Write transactions hold BATCH (50 000) events.
@@ -18,8 +20,10 @@ and every event type). What differs is how it gets there:
   exist, so its lookup is skipped.
 - The person indexes are not written per event: entries go to an in-memory log of
   fixed-width records (person key + listing id + kind + add/remove), sorted once at the
-  end (numpy) and written with putmulti(append=True), a million entries per transaction; `persons_active` is the same minus
-  lifted listings, and "persons restricted" is counted from it.
+  end (numpy) and written with putmulti(append=True), a million entries per transaction;
+  `persons_active` is the same minus lifted listings, and "persons restricted" is
+  counted from it. The prefilter's bits are filled by a thread meanwhile (numpy, which
+  releases the GIL).
 - The journal sequence, its chain, the last event time and the counters are kept in
   memory and written once, in the last transaction.
 - The garbage collector is off during the load, and the data file's pages are dropped
