@@ -10,8 +10,8 @@ blob to a file in a private directory (tmpfs where there is one) and sends back 
 size; the writer reads the file in one call and deletes it.
 
 The directory is removed when the reading ends, however it ends; a load killed with
-SIGKILL leaves at most 3 x workers blobs behind in it (under the system's temporary
-directory, `sanction-bulk-*`).
+SIGKILL leaves at most 3 x workers blobs behind in it (`sanction-bulk-<pid>-*`), which
+the next bulk load on the machine removes (its process is gone).
 """
 
 from __future__ import annotations
@@ -30,9 +30,32 @@ IN_FLIGHT_PER_WORKER = 3
 SHM = "/dev/shm"
 
 
+_PREFIX = "sanction-bulk-"
+
+
 def _blob_dir() -> str:
-    base = SHM if os.path.isdir(SHM) and os.access(SHM, os.W_OK) else None
-    return tempfile.mkdtemp(prefix="sanction-bulk-", dir=base)
+    """A new private directory for this load's blobs, named after this process; the
+    directories of loads whose process is gone (killed) are removed first."""
+    base = SHM if os.path.isdir(SHM) and os.access(SHM, os.W_OK) else tempfile.gettempdir()
+    _remove_orphans(base)
+    return tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=base)
+
+
+def _remove_orphans(base: str) -> None:
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(_PREFIX) :].split("-", 1)[0]
+        if not (name.startswith(_PREFIX) and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass  # alive (another user's), or not a process id
 
 
 def _parse_range_to_file(job: tuple[tuple[int, int], str]) -> int:

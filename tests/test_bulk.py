@@ -1,6 +1,7 @@
 """The bulk path ends in exactly the state the event-by-event path reaches."""
 
 import json
+import os
 
 import pytest
 from conftest import PEPPER, doc, event, feed_lines, list_org, list_person, make_ric, make_uscc
@@ -218,3 +219,25 @@ def test_prefilter_filler_thread_sets_the_bits_add_many_sets_and_hands_back_its_
     with pytest.raises(MemoryError):
         filler.join()
     filler.join()  # reported once
+
+
+def test_bulk_blob_directories_of_dead_loads_are_removed(tmp_path, monkeypatch):
+    """A bulk load killed with SIGKILL leaves its blob directory behind: the next load
+    removes those whose process is gone, and leaves a live process's alone."""
+    import subprocess
+    import sys
+
+    from sanction_service import bulkranges
+
+    monkeypatch.setattr(bulkranges, "SHM", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"sanction-bulk-{int(dead.stdout)}-abc"
+    orphan.mkdir()
+    (orphan / "0").write_bytes(b"blob")
+    alive = tmp_path / f"sanction-bulk-{os.getppid()}-def"
+    alive.mkdir()
+    other = tmp_path / "sanction-bulk-notapid"
+    other.mkdir()
+    mine = bulkranges._blob_dir()
+    assert not orphan.exists() and alive.exists() and other.exists()
+    assert os.path.basename(mine).startswith(f"sanction-bulk-{os.getpid()}-")
