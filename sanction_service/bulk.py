@@ -4,12 +4,14 @@ Same events, same checks, same records, same journal: the end state equals the e
 path's (tests/test_bulk.py compares canonical digests on random feeds with hostile lines
 and every event type). What differs is how it gets there:
 
-- Parsing runs in worker processes, each reading its own byte range of the feed
-  (sanction_service.loaders.feed.read_feed_ranges) and handing back one marshalled blob per range. A LIST
-  is prepared there in full (`prepare_line`): its record and journal entry serialised
-  once, its index entries and bindings as bytes. Every other line comes back as its
-  text (the writer decodes it again: fast decoder, reference parser as the fallback) or,
-  when the parser rejected it, as the reference parser's rejection.
+- Parsing runs in worker processes, each reading its own byte range of the feed and
+  handing back one marshalled blob per range through a file (sanction_service.bulkranges:
+  the pool's pipe cost the writer a fifth of its CPU). A LIST is prepared there in full
+  (`bulkprep.prepare_item`, else `prepare_line`): its record and journal entry serialised
+  once, its index entries and bindings as bytes; a DELIST, PERFORM or EXTEND comes back
+  parsed. A CORRECT or EXEMPT line comes back as its text (the writer decodes it: fast
+  decoder, reference parser as the fallback) and any other rejected line as the
+  reference parser's rejection.
 - The writer checks a prepared LIST against the store exactly as `Ledger._plan` does
   (duplicate, conflict, listing id used) and then appends its rows; other events go
   through `Ledger._plan` / `_write`. Write transactions hold BATCH (50 000) events.
@@ -18,8 +20,10 @@ and every event type). What differs is how it gets there:
   exist, so its lookup is skipped.
 - The person indexes are not written per event: entries go to an in-memory log of
   fixed-width records (person key + listing id + kind + add/remove), sorted once at the
-  end (numpy) and written with putmulti(append=True), a million entries per transaction; `persons_active` is the same minus
-  lifted listings, and "persons restricted" is counted from it.
+  end (numpy) and written with putmulti(append=True), a million entries per transaction;
+  `persons_active` is the same minus lifted listings, and "persons restricted" is
+  counted from it. The prefilter's bits are filled by a thread meanwhile (numpy, which
+  releases the GIL).
 - The journal sequence, its chain, the last event time and the counters are kept in
   memory and written once, in the last transaction.
 - The garbage collector is off during the load, and the data file's pages are dropped
@@ -42,29 +46,33 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import hashlib
 import logging
 import mmap
 import os
+import struct
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
+from itertools import islice
 
 import lmdb
 import numpy as np
 
 from . import lifecycle
+from .bulkprep import _ENCODE as _encode_journal
+from .bulkprep import _Journal
 from .events import EventRejected
 from .ledger import (
     _ADD,
     APPLIED,
-    DUPLICATE,
     REJECTED,
     Ledger,
     Outcome,
     _delete_prefix,
     _Followup,
     _Tally,
-    journal_entry,
     prepare_line,  # noqa: F401 - the parse workers' entry point, re-exported
 )
 from .prefilter import MIN_CAPACITY, Prefilter
@@ -74,17 +82,17 @@ from .store import (
     KEY_SIZE,
     Store,
     StoreError,
-    decode_u64,
     dumps,
     encode_u64,
     exemption_prefix,
     loads,
-    next_chain,
     put_binding,
 )
 
 log = logging.getLogger(__name__)
 _REMOVE = b"-"
+_blake2b = hashlib.blake2b
+_pack_u64 = struct.Struct(">Q").pack
 
 
 class StoreNotEmpty(StoreError):
@@ -152,9 +160,10 @@ class _IndexLog:
         kinds = tail[last, 0].copy().view("S1")
         del tail, last
         lids = np.ascontiguousarray(composite[:, KEY_SIZE:]).view(f"S{width}").ravel()
-        lifted = (
-            np.isin(lids, np.array(sorted(self.lifted), dtype=f"S{width}")) if self.lifted else np.zeros(len(lids), dtype=bool)
-        )
+        # A set lookup per entry (tolist() gives the ids without their NUL padding):
+        # np.isin would sort every listing id again, 3x slower.
+        gone = self.lifted
+        lifted = np.fromiter(map(gone.__contains__, lids.tolist()), bool, len(lids)) if gone else np.zeros(len(lids), bool)
         self.lifted.clear()
         return composite, kinds, lifted, width
 
@@ -241,8 +250,19 @@ class BulkLedger(Ledger):
             log.warning("%s held an interrupted bulk load (%s); emptied it to start over", s.path, interrupted.decode())
         return interrupted is not None
 
+    def read_feed(self, path, workers: int = 0, progress=None) -> Iterator:
+        """`Ledger.read_feed`, the parse workers' blobs handed back through files
+        (sanction_service.bulkranges: the pipe of a multiprocessing result cost the writer
+        a third of its CPU)."""
+        if not workers:
+            return super().read_feed(path, 0, progress)
+        from .bulkranges import read_ranges
+
+        return read_ranges(path, workers, self._pepper, progress, chunk_bytes=self.RANGE_BYTES)
+
     def apply(self, lines: Iterable, *, batch_size: int = BATCH, **options) -> Iterator[Outcome]:
-        yield from super().apply(lines, batch_size=batch_size, **options)
+        # Ledger.apply's generator itself: one generator layer less per event.
+        return super().apply(lines, batch_size=batch_size, **options)
 
     def data_version(self) -> int:
         # Meta is written by finish(); until then the sequence is the load's own.
@@ -269,65 +289,124 @@ class BulkLedger(Ledger):
 
     def _apply_prepared(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
         """A LIST prepared by a parse worker: the checks of `_plan`, then the writes of
-        `_write`, the index entries to the log."""
-        s = self.store
+        `_write`, the index entries to the log. The writer's hot loop: `_get` and `_put`
+        inline, positional LMDB calls (py-lmdb parses keywords slowly), the counter and
+        the chain without a call each."""
         number, _, event_id, listing_id, digest, occurred_at, list_type, record, entries, bindings, journal = p
         eid = event_id.encode()
-        lid = listing_id.encode()
         top = self._max_key
-        events, listings = s.events, s.listings
+        s = self.store
+        events = s.events
+        put = txn.put
+        top_event = top.get(events, b"")
         # As _get: a key above every key written cannot be there.
-        known = None if eid > top.get(events, b"") else txn.get(eid, db=events)
-        if known is not None:
-            if known[:16] == digest:
-                return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
-            return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)", "event_id")
-        if lid <= top.get(listings, b"") and txn.get(lid, db=listings) is not None:
+        if eid <= top_event:
+            known = txn.get(eid, None, events)
+            if known is not None:
+                return self._known_outcome(number, event_id, known, digest)
+        lid = listing_id.encode()
+        listings = s.listings
+        top_listing = top.get(listings, b"")
+        if lid <= top_listing and txn.get(lid, None, listings) is not None:
             return Outcome(number, REJECTED, event_id, "already used by another listing", "listing_id")
         tally.seq = seq = tally.seq + 1
         self._log.add_records(len(lid), entries)
-        for i in range(0, len(bindings), 2 * KEY_SIZE):
-            document, person = bindings[i : i + KEY_SIZE], bindings[i + KEY_SIZE : i + 2 * KEY_SIZE]
-            put_binding(txn, s.bindings, document, person, lid)
-        self._put(txn, listings, lid, record)
-        tally.add(txn, "active:" + list_type, 1)
-        tally.chain = chain = next_chain(tally.chain, journal)
-        self._put(txn, s.journal, encode_u64(seq), journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}')
-        self._put(txn, events, eid, digest + encode_u64(seq))
+        if bindings:
+            for i in range(0, len(bindings), 2 * KEY_SIZE):
+                put_binding(txn, s.bindings, bindings[i : i + KEY_SIZE], bindings[i + KEY_SIZE : i + 2 * KEY_SIZE], lid)
+        # As _put: MDB_APPEND above every key written, each result checked.
+        if lid > top_listing:
+            if not put(lid, record, True, True, True, listings):  # (dupdata, overwrite, append, db)
+                _append(False, "listings")
+            top[listings] = lid
+        else:
+            put(lid, record, True, True, False, listings)
+        counters = tally.counters
+        name = "active:" + list_type
+        if name in counters:
+            counters[name] += 1  # (only ever counted up from a value at least 0)
+        else:
+            tally.add(txn, name, 1)
+        tally.chain = chain = _blake2b(tally.chain + journal, digest_size=16).digest()
+        key = _pack_u64(seq)
+        journal_db = s.journal
+        if not put(key, journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', True, True, True, journal_db):
+            _append(False, "journal")  # (the sequence only grows: always appended)
+        top[journal_db] = key
+        if eid > top_event:
+            if not put(eid, digest + key, True, True, True, events):
+                _append(False, "events")
+            top[events] = eid
+        else:
+            put(eid, digest + key, True, True, False, events)
         tally.last_event_time = occurred_at
         return Outcome(number, APPLIED, event_id, "", "", seq)
 
     def _apply_follow(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
         """A DELIST, PERFORM or EXTEND parsed by a worker: `_plan` and `_write` of these
-        types (the same lifecycle functions), without decoding the line again. Neither
-        changes who a listing names, so the indexes change only by the lifting."""
-        s = self.store
+        types, without decoding the line again. Neither changes who a listing names, so
+        the indexes change only by the lifting. The same checks as lifecycle's
+        (require_active, extended); a lifting is lifecycle.lifted + with_event in one
+        dict (same keys in the same order), counted and chained as `_apply_prepared`
+        does, the journal entry from bulkprep's struct (ledger.journal_entry's bytes)."""
         number, _, type_, event_id, listing_id, digest, occurred_at, reason, day = p
+        s = self.store
+        top = self._max_key
+        events, listings = s.events, s.listings
         eid = event_id.encode()
-        known = self._known(txn, number, event_id, eid, digest)
-        if known is not None:
-            return known
+        top_event = top.get(events, b"")
+        if eid <= top_event:
+            known = txn.get(eid, None, events)
+            if known is not None:
+                return self._known_outcome(number, event_id, known, digest)
         lid = listing_id.encode()
-        raw_old = self._get(txn, s.listings, lid)
+        top_listing = top.get(listings, b"")
+        raw_old = None if lid > top_listing else txn.get(lid, None, listings)
         old = None if raw_old is None else loads(raw_old)
-        event = _Followup(type_, reason, date.fromisoformat(day))
         try:
             lifecycle.require_active(old)
-            new = lifecycle.extended(old, event) if type_ == "EXTEND" else lifecycle.lifted(old, event)
+            if type_ == "EXTEND":
+                new = lifecycle.extended(old, _Followup(type_, reason, date.fromisoformat(day)))
+                new = lifecycle.with_event(new, event_id)
+            else:
+                # lifecycle.lifted then with_event: `day` is the effective date's isoformat().
+                new = {
+                    **old,
+                    "status": lifecycle.LIFTED,
+                    "lifted_reason": reason,
+                    "lifted_on": day,
+                    "event_ids": [*old["event_ids"], event_id],
+                }
         except EventRejected as exc:
             return Outcome(number, REJECTED, event_id, exc.reason, exc.field)
         tally.seq = seq = tally.seq + 1
-        new = lifecycle.with_event(new, event_id)
         if type_ != "EXTEND":
             self._log.lifted.add(lid)
-            tally.add(txn, f"active:{new['list_type']}", -1)
-            tally.add(txn, f"delisted:{reason}", 1)
+            tally.add(txn, "active:" + new["list_type"], -1)
+            tally.add(txn, "delisted:" + reason, 1)
             if type_ == "PERFORM":
                 tally.add(txn, "voluntary_performances", 1)
-        self._put(txn, s.listings, lid, dumps(new))
-        entry, tally.chain = journal_entry(tally.chain, event_id, type_, listing_id, [])
-        self._put(txn, s.journal, encode_u64(seq), entry)
-        self._put(txn, s.events, eid, digest + encode_u64(seq))
+        put = txn.put
+        record = dumps(new)
+        if lid > top_listing:
+            if not put(lid, record, True, True, True, listings):  # (dupdata, overwrite, append, db)
+                _append(False, "listings")
+            top[listings] = lid
+        else:
+            put(lid, record, True, True, False, listings)
+        journal = _encode_journal(_Journal(event_id, type_, listing_id, []))
+        tally.chain = chain = _blake2b(tally.chain + journal, digest_size=16).digest()
+        key = _pack_u64(seq)
+        journal_db = s.journal
+        if not put(key, journal[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', True, True, True, journal_db):
+            _append(False, "journal")
+        top[journal_db] = key
+        if eid > top_event:
+            if not put(eid, digest + key, True, True, True, events):
+                _append(False, "events")
+            top[events] = eid
+        else:
+            put(eid, digest + key, True, True, False, events)
         tally.last_event_time = occurred_at
         return Outcome(number, APPLIED, event_id, "", "", seq)
 
@@ -392,9 +471,11 @@ class BulkLedger(Ledger):
             bound = view.count("bindings")
         prefilter = Prefilter.empty(capacity=max(min_capacity, 2 * (n_all + bound)), error_rate=error_rate, store_id=s.store_id)
         distinct = np.ascontiguousarray(keys[starts])
-        for i in range(0, len(distinct), 1_000_000):
-            prefilter.add_many(distinct[i : i + 1_000_000])
-        del distinct, keys, first, primary, active
+        del keys, first, primary, active
+        # The filter's bits are numpy work that releases the GIL: filled by a thread while
+        # this one writes the indexes (the other core's share of finish()).
+        filler = _Filler(prefilter, distinct)
+        del distinct
         tally.counters["persons_restricted"] = persons  # never counted per event on this path
         try:
             # The indexes in transactions of a million entries (a bounded set of dirty
@@ -417,6 +498,7 @@ class BulkLedger(Ledger):
                 if progress:
                     progress(hi, n_all)
             del composite, kinds, lifted
+            filler.join()
             with s.begin_write() as txn:
                 for name, value in tally.counters.items():
                     txn.put(name.encode(), encode_u64(value), db=s.counters)
@@ -431,16 +513,42 @@ class BulkLedger(Ledger):
             if full is not None:
                 raise full from None
             raise
+        finally:
+            filler.join(reraise=False)
         log.info("bulk index: %d entries, %d active keys, %d persons", n_all, len(starts), persons)
         with s.read() as view:
             # Bound documents restrict under every listing of their person: the filter
             # holds them as a rebuild from the store would (`Prefilter.build`).
-            for key in view.bound_keys():
-                prefilter.add(key)
+            bound_keys = view.bound_keys()
+            while chunk := b"".join(islice(bound_keys, 100_000)):
+                prefilter.add_many(np.frombuffer(chunk, dtype=np.uint8).reshape(-1, KEY_SIZE))
             if prefilter_path is not None:
                 prefilter.save_or_warn(prefilter_path, view)
         self._pages.drop()
         return prefilter
+
+
+class _Filler:
+    """Adds keys (an N x 16 uint8 array) to a prefilter in a thread of its own, a million
+    at a time; `join` waits for it and raises what it raised."""
+
+    def __init__(self, prefilter: Prefilter, keys: np.ndarray):
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._fill, args=(prefilter, keys), name="bulk prefilter", daemon=True)
+        self._thread.start()
+
+    def _fill(self, prefilter: Prefilter, keys: np.ndarray) -> None:
+        try:
+            for i in range(0, len(keys), 1_000_000):
+                prefilter.add_many(keys[i : i + 1_000_000])
+        except BaseException as exc:  # noqa: BLE001 - handed to join()
+            self._error = exc
+
+    def join(self, *, reraise: bool = True) -> None:
+        self._thread.join()
+        if reraise and self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def _putmulti(txn: lmdb.Transaction, db, pairs: list[tuple[bytes, bytes]], db_name: str) -> None:

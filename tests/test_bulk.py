@@ -1,6 +1,7 @@
 """The bulk path ends in exactly the state the event-by-event path reaches."""
 
 import json
+import os
 
 import pytest
 from conftest import PEPPER, doc, event, feed_lines, list_org, list_person, make_ric, make_uscc
@@ -163,3 +164,80 @@ def test_bulk_event_and_reference_paths_agree_on_a_hostile_feed_of_every_event_t
         assert {k for k in a.counters() if k.startswith("delisted:")} >= {"delisted:SETTLED", "delisted:PERFORMED"}
     for s in (bulk_store, event_store, ref_store):
         s.close()
+
+
+def test_bulk_parse_workers_hand_back_the_same_lines_through_files(tmp_path, monkeypatch):
+    """bulkranges.read_ranges (blobs through files) gives what loaders.feed.read_feed_ranges
+    (blobs through the pool's pipe) gives, line numbers included, and leaves no blob behind,
+    whether the reading ends or stops early."""
+    import glob
+    import tempfile
+
+    from feedgen import hostile_feed
+    from sanction_service.loaders.feed import read_feed_ranges
+
+    from sanction_service import bulkranges
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(bulkranges, "SHM", str(tmp_path / "no-tmpfs-here"))
+    feed = tmp_path / "feed.jsonl"
+    feed.write_bytes(b"".join(line.encode("utf-8", "surrogatepass") + b"\n" for line in hostile_feed(7, 600)))
+    through_pipe = list(read_feed_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10))
+    through_files = list(bulkranges.read_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10))
+    assert through_files == through_pipe
+    assert len({item[0] for item in through_files}) == len(through_files) > 600
+    assert glob.glob(str(tmp_path / "sanction-bulk-*")) == []
+    early = bulkranges.read_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10)
+    next(early)
+    assert len(glob.glob(str(tmp_path / "sanction-bulk-*"))) == 1
+    early.close()
+    assert glob.glob(str(tmp_path / "sanction-bulk-*")) == []
+
+
+def test_bulkprep_item_kinds_are_the_ledgers():
+    from sanction_service import bulkprep, ledger
+
+    assert (bulkprep.PREPARED, bulkprep.TEXT, bulkprep.FOLLOW) == (ledger.PREPARED, ledger.TEXT, ledger.FOLLOW)
+
+
+def test_prefilter_filler_thread_sets_the_bits_add_many_sets_and_hands_back_its_error():
+    import numpy as np
+
+    from sanction_service.bulk import _Filler
+
+    keys = np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8).reshape(-1, 16)
+    here, there = (Prefilter.empty(capacity=10_000, error_rate=0.001, store_id="s") for _ in range(2))
+    here.add_many(keys)
+    _Filler(there, keys).join()
+    assert bytes(there.bloom.bitarray) == bytes(here.bloom.bitarray) and there.bloom.count == here.bloom.count
+
+    class Broken:
+        def add_many(self, keys):
+            raise MemoryError("no room")
+
+    filler = _Filler(Broken(), keys)
+    with pytest.raises(MemoryError):
+        filler.join()
+    filler.join()  # reported once
+
+
+def test_bulk_blob_directories_of_dead_loads_are_removed(tmp_path, monkeypatch):
+    """A bulk load killed with SIGKILL leaves its blob directory behind: the next load
+    removes those whose process is gone, and leaves a live process's alone."""
+    import subprocess
+    import sys
+
+    from sanction_service import bulkranges
+
+    monkeypatch.setattr(bulkranges, "SHM", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"sanction-bulk-{int(dead.stdout)}-abc"
+    orphan.mkdir()
+    (orphan / "0").write_bytes(b"blob")
+    alive = tmp_path / f"sanction-bulk-{os.getppid()}-def"
+    alive.mkdir()
+    other = tmp_path / "sanction-bulk-notapid"
+    other.mkdir()
+    mine = bulkranges._blob_dir()
+    assert not orphan.exists() and alive.exists() and other.exists()
+    assert os.path.basename(mine).startswith(f"sanction-bulk-{os.getpid()}-")

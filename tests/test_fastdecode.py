@@ -161,3 +161,64 @@ def test_follow_up_preparation_is_the_reference_event():
                 day.isoformat(),
             ), (number, text)
     assert follow_ups > 100 and taken >= follow_ups, (taken, follow_ups)
+
+
+def test_canonical_document_shortcuts_are_normalize_and_document_key():
+    """bulkprep keys a document that `normalize` would return unchanged without building
+    the Document (resident IDs, USCCs, passports, permits); on every document of the
+    synthetic feed and on numbers and countries one step away from canonical, it gives
+    what normalize + mask_number + document_key give, or leaves the document to them."""
+    from conftest import PEPPER
+    from stdnum.cn import uscc
+
+    from sanction_service import bulkprep
+    from sanction_service.fastdecode import _Doc, _Fallback
+    from sanction_service.identity import DocumentKeys
+
+    rng = random.Random(SEED)
+    key_of = DocumentKeys(PEPPER)
+    docs = []
+    for e in synth.generate_events(SEED, 1500):
+        subject = e.get("subject") or {}
+        for d in [subject.get("document"), *(e.get("extra_documents") or []), e.get("document")]:
+            if d:
+                docs.append(d)
+        docs += [p["document"] for p in e.get("restricted_persons") or []]
+    assert {d["type"] for d in docs} >= {"RESIDENT_ID", "USCC", "PASSPORT"}
+
+    def near(number: str) -> list[str]:
+        i = rng.randrange(len(number))
+        other = rng.choice("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        return [
+            number,
+            number.lower(),
+            number + "\n",
+            " " + number,
+            number[:i] + other + number[i + 1 :],
+            number[:4],
+            number[:5],
+            number * 2,
+        ]
+
+    types = ["RESIDENT_ID", "USCC", "PASSPORT", "HK_MACAO_PERMIT", "TAIWAN_PERMIT", "FOREIGN_PERMANENT_RESIDENT_ID", "NOPE"]
+    countries = [bulkprep.UNSET, None, "", "CHN", "chn", "USA", "US", "USA\n", "CHN "]
+    taken = 0
+    for d in docs[:3000]:
+        for number in near(d["number"]):
+            for doc_type in {d["type"], rng.choice(types)}:
+                for country in rng.sample(countries, 3):
+                    doc = _Doc(doc_type, number, country)
+                    for person_only in (False, True):
+                        try:
+                            reference = bulkprep._person_doc(doc, "d", person_only, key_of, None)
+                        except _Fallback:
+                            reference = None
+                        try:
+                            fast = bulkprep._person_doc(doc, "d", person_only, key_of, key_of.of)
+                        except _Fallback:
+                            fast = None
+                        assert fast == reference, (doc_type, country, person_only)
+                        taken += fast is not None and bulkprep._canonical_other(doc, person_only) is not None
+    assert taken > 1000
+    for body in ("91310115MA1FL8X25", "12100000400000398", "9144030071526726X"):
+        assert bulkprep._uscc_check(body) == uscc.calc_check_digit(body)
