@@ -148,31 +148,56 @@ def _init_range_worker(path: str, pepper: bytes) -> None:
     _RANGE_WORKER["key_of"] = DocumentKeys(pepper)
 
 
-def _parse_range(span: tuple[int, int, int]) -> bytes:
+def _parse_range(job: tuple[tuple[int, int, int], str]) -> int:
     """A parse worker: one byte range of the feed (whole lines) to one marshalled blob,
-    [ledger.prepare_line(...) of each line], numbered from the range's first line number."""
-    return marshal.dumps(_prepare_range(_RANGE_WORKER["path"], span, _RANGE_WORKER["key_of"]))
+    [ledger.prepare_line(...) of each line], numbered from the range's first line number,
+    written to the file `out`; its size goes back. Through a file, not the pool's pipe: a
+    multiprocessing result is read by a helper thread of the writer 64 KiB at a time, each
+    read taking the GIL from the writer (~2 us of its CPU per event; BENCHMARKS.md)."""
+    span, out = job
+    blob = marshal.dumps(_prepare_range(_RANGE_WORKER["path"], span, _RANGE_WORKER["key_of"]))
+    with open(out, "wb") as f:
+        f.write(blob)
+    return len(blob)
 
 
 def _prepare_range(path: str, span: tuple[int, int, int], key_of) -> list:
+    """`ledger.prepare_line` of every line of the range: the lines the fast path takes
+    straight from `bulkprep.prepare_item` (the same tuples, without prepare_line's own
+    import statement, ~1 us per call), the others through prepare_line."""
+    from sanction_service.bulkprep import prepare_item
     from sanction_service.ledger import prepare_line
 
     start, end, number = span
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
-    items = []
+    items: list[tuple] = []
+    append = items.append
+    find = data.find
     pos = 0
     size = len(data)
     while pos < size:
-        newline = data.find(b"\n", pos)
+        newline = find(b"\n", pos)
         stop = size if newline < 0 else newline + 1
-        item = prepare_line(number, data[pos:stop], key_of)
+        raw = data[pos:stop]
+        item = prepare_item(number, raw, key_of)
+        if item is None:
+            item = prepare_line(number, raw, key_of)
         if item is not None:
-            items.append(item)
+            append(item)
         number += 1
         pos = stop
     return items
+
+
+def _take_blob(result, out: str) -> bytes:
+    """A worker's range: wait for it, read its file whole, remove it."""
+    result.get()
+    with open(out, "rb") as f:
+        blob = f.read()
+    os.unlink(out)
+    return blob
 
 
 def feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int, int]]:
@@ -233,61 +258,71 @@ def read_feed_ranges(
     *,
     help_parse: bool = True,
 ) -> Iterator[tuple]:
-    """For a Ledger's writer: the feed's lines as `ledger.prepare_line` makes them, in feed
-    order, parsed by `workers` processes that each read their own byte ranges of the file
-    and hand back one marshalled blob per range (tuples of bytes, strings and numbers:
-    cheap to pass, unlike pickled objects).
+    """For a Ledger's writer (the event path and the bulk loader): the feed's lines as
+    `ledger.prepare_line` makes them, in feed order, parsed by `workers` processes that each
+    read their own byte ranges of the file and hand back one marshalled blob per range
+    (tuples of bytes, strings and numbers: cheap to pass, unlike pickled objects) through
+    a file in a private directory (`bulkranges.blob_directory`), removed when the reading
+    ends however it ends.
 
     With `help_parse`, when the range the writer needs next is not parsed yet, the writer
     parses the next range not handed out itself instead of waiting (its items wait, in
     order, for those before them): the two cores stay busy whichever side is slower."""
     import multiprocessing
+    import shutil
     from collections import deque
 
+    from sanction_service.bulkranges import blob_directory
     from sanction_service.identity import DocumentKeys
 
     ahead = AHEAD_PER_WORKER * workers
     limit = max(ahead, IN_FLIGHT_BYTES // chunk_bytes)
     key_of = DocumentKeys(pepper) if help_parse else None
     path = str(path)
-    with multiprocessing.get_context("fork").Pool(workers, _init_range_worker, (path, pepper)) as pool:
-        # (the worker's AsyncResult or the items parsed here, range size), in feed order
-        pending: deque = deque()
-        spans = numbered_feed_ranges(path, chunk_bytes)
-        handed = 0  # entries of `pending` that are the workers'
-        more = True
+    where = blob_directory()
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, _init_range_worker, (path, pepper)) as pool:
+            # (the worker's AsyncResult and its blob's file, or the items parsed here and
+            # None; range size), in feed order
+            pending: deque = deque()
+            spans = numbered_feed_ranges(path, chunk_bytes)
+            handed = 0  # entries of `pending` that are the workers'
+            more = True
 
-        def hand_out() -> bool:
-            nonlocal handed
-            span = next(spans, None)
-            if span is None:
-                return False
-            pending.append((pool.apply_async(_parse_range, (span,)), span[1] - span[0]))
-            handed += 1
-            return True
+            def hand_out() -> bool:
+                nonlocal handed
+                span = next(spans, None)
+                if span is None:
+                    return False
+                out = os.path.join(where, str(span[0]))
+                pending.append((pool.apply_async(_parse_range, ((span, out),)), out, span[1] - span[0]))
+                handed += 1
+                return True
 
-        while True:
-            while more and handed < ahead and len(pending) < limit:
-                more = hand_out()
-            if not pending:
-                return
-            head, size = pending[0]
-            if type(head) is not list:
-                if help_parse and more and len(pending) < limit and not _ready(head):
-                    span = next(spans, None)
-                    if span is None:
-                        more = False
-                    else:
-                        pending.append((_prepare_range(path, span, key_of), span[1] - span[0]))
-                    continue
-                items = marshal.loads(head.get())
-                handed -= 1
-            else:
-                items = head
-            pending.popleft()
-            if progress is not None:
-                progress.update(size)
-            yield from items
+            while True:
+                while more and handed < ahead and len(pending) < limit:
+                    more = hand_out()
+                if not pending:
+                    return
+                head, out, size = pending[0]
+                if out is not None:
+                    if help_parse and more and len(pending) < limit and not _ready(head):
+                        span = next(spans, None)
+                        if span is None:
+                            more = False
+                        else:
+                            pending.append((_prepare_range(path, span, key_of), None, span[1] - span[0]))
+                        continue
+                    items = marshal.loads(_take_blob(head, out))
+                    handed -= 1
+                else:
+                    items = head
+                pending.popleft()
+                if progress is not None:
+                    progress.update(size)
+                yield from items
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def load_feed(

@@ -5,8 +5,10 @@ path's (tests/test_bulk.py compares canonical digests on random feeds with hosti
 and every event type). What differs is how it gets there:
 
 - Parsing runs in worker processes, each reading its own byte range of the feed and
-  handing back one marshalled blob per range through a file (sanction_service.bulkranges:
-  the pool's pipe cost the writer a fifth of its CPU). A LIST is prepared there in full
+  handing back one marshalled blob per range through a file (`loaders.feed.read_feed_ranges`,
+  as for the event path, with bigger ranges; sanction_service.bulkranges: the pool's pipe
+  cost the writer a fifth of its CPU). When the range it needs next is not parsed yet,
+  the writer parses the next one itself rather than wait. A LIST is prepared there in full
   (`bulkprep.prepare_item`, else `prepare_line`): its record and journal entry serialised
   once, its index entries and bindings as bytes; a DELIST, PERFORM or EXTEND comes back
   parsed. A CORRECT or EXEMPT line comes back as its text (the writer decodes it: fast
@@ -249,16 +251,6 @@ class BulkLedger(Ledger):
         if interrupted is not None:
             log.warning("%s held an interrupted bulk load (%s); emptied it to start over", s.path, interrupted.decode())
         return interrupted is not None
-
-    def read_feed(self, path, workers: int = 0, progress=None) -> Iterator:
-        """`Ledger.read_feed`, the parse workers' blobs handed back through files
-        (sanction_service.bulkranges: the pipe of a multiprocessing result cost the writer
-        a third of its CPU)."""
-        if not workers:
-            return super().read_feed(path, 0, progress)
-        from .bulkranges import read_ranges
-
-        return read_ranges(path, workers, self._pepper, progress, chunk_bytes=self.RANGE_BYTES)
 
     def apply(self, lines: Iterable, *, batch_size: int = BATCH, **options) -> Iterator[Outcome]:
         # Ledger.apply's generator itself: one generator layer less per event.

@@ -166,28 +166,37 @@ def test_bulk_event_and_reference_paths_agree_on_a_hostile_feed_of_every_event_t
         s.close()
 
 
-def test_bulk_parse_workers_hand_back_the_same_lines_through_files(tmp_path, monkeypatch):
-    """bulkranges.read_ranges (blobs through files) gives what loaders.feed.read_feed_ranges
-    (blobs through the pool's pipe) gives, line numbers included, and leaves no blob behind,
-    whether the reading ends or stops early."""
+def test_parse_workers_hand_back_through_files_the_lines_prepared_one_by_one(tmp_path, monkeypatch):
+    """read_feed_ranges (blobs through files, the writer parsing some ranges itself) gives
+    what ledger.prepare_line gives line by line, line numbers included, and leaves no blob
+    behind, whether the reading ends or stops early."""
     import glob
     import tempfile
 
     from feedgen import hostile_feed
+    from sanction_service.loaders import feed as feed_module
     from sanction_service.loaders.feed import read_feed_ranges
 
     from sanction_service import bulkranges
+    from sanction_service.identity import DocumentKeys
+    from sanction_service.ledger import prepare_line
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(bulkranges, "SHM", str(tmp_path / "no-tmpfs-here"))
     feed = tmp_path / "feed.jsonl"
     feed.write_bytes(b"".join(line.encode("utf-8", "surrogatepass") + b"\n" for line in hostile_feed(7, 600)))
-    through_pipe = list(read_feed_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10))
-    through_files = list(bulkranges.read_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10))
-    assert through_files == through_pipe
-    assert len({item[0] for item in through_files}) == len(through_files) > 600
+    key_of = DocumentKeys(PEPPER)
+    one_by_one = [
+        item
+        for number, raw in enumerate(feed.read_bytes().splitlines(keepends=True), 1)
+        if (item := prepare_line(number, raw, key_of)) is not None
+    ]
+    assert list(read_feed_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10, help_parse=False)) == one_by_one
+    monkeypatch.setattr(feed_module, "_ready", lambda result: False)  # the writer parses whenever it may
+    assert list(read_feed_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10)) == one_by_one
+    assert len({item[0] for item in one_by_one}) == len(one_by_one) > 600
     assert glob.glob(str(tmp_path / "sanction-bulk-*")) == []
-    early = bulkranges.read_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10)
+    early = read_feed_ranges(feed, 2, PEPPER, chunk_bytes=8 << 10)
     next(early)
     assert len(glob.glob(str(tmp_path / "sanction-bulk-*"))) == 1
     early.close()
@@ -238,6 +247,6 @@ def test_bulk_blob_directories_of_dead_loads_are_removed(tmp_path, monkeypatch):
     alive.mkdir()
     other = tmp_path / "sanction-bulk-notapid"
     other.mkdir()
-    mine = bulkranges._blob_dir()
+    mine = bulkranges.blob_directory()
     assert not orphan.exists() and alive.exists() and other.exists()
     assert os.path.basename(mine).startswith(f"sanction-bulk-{os.getpid()}-")
