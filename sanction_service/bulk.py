@@ -263,12 +263,12 @@ class BulkLedger(Ledger):
     def _require_writable(self) -> None:
         pass  # the mark is this load's own (begin() set it)
 
-    def _tally(self, txn: lmdb.Transaction) -> _Tally:
+    def _tally(self, txn: lmdb.Transaction[bytes] | None) -> _Tally:
         if self._whole is None:
             raise RuntimeError("a bulk load applies events between begin() and finish()")
         return self._whole
 
-    def _end_batch(self, txn: lmdb.Transaction, tally: _Tally) -> None:
+    def _end_batch(self, txn: lmdb.Transaction[bytes], tally: _Tally) -> None:
         pass  # counters and meta are written by finish()
 
     def _apply_batch(self, batch: list, meta_updates=None) -> list[Outcome]:
@@ -279,7 +279,7 @@ class BulkLedger(Ledger):
             self._since_drop = 0
         return outcomes
 
-    def _apply_prepared(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
+    def _apply_prepared(self, txn: lmdb.Transaction[bytes], tally: _Tally, p: tuple) -> Outcome:
         """A LIST prepared by a parse worker: the checks of `_plan`, then the writes of
         `_write`, the index entries to the log. The writer's hot loop: `_get` and `_put`
         inline, positional LMDB calls (py-lmdb parses keywords slowly), the counter and
@@ -334,7 +334,7 @@ class BulkLedger(Ledger):
         tally.last_event_time = occurred_at
         return Outcome(number, APPLIED, event_id, "", "", seq)
 
-    def _apply_follow(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
+    def _apply_follow(self, txn: lmdb.Transaction[bytes], tally: _Tally, p: tuple) -> Outcome:
         """A DELIST, PERFORM or EXTEND parsed by a worker: `_plan` and `_write` of these
         types, without decoding the line again. Neither changes who a listing names, so
         the indexes change only by the lifting. The same checks as lifecycle's
@@ -356,7 +356,7 @@ class BulkLedger(Ledger):
         raw_old = None if lid > top_listing else txn.get(lid, None, listings)
         old = None if raw_old is None else loads(raw_old)
         try:
-            lifecycle.require_active(old)
+            old = lifecycle.require_active(old)
             if type_ == "EXTEND":
                 new = lifecycle.extended(old, _Followup(type_, reason, date.fromisoformat(day)))
                 new = lifecycle.with_event(new, event_id)
@@ -402,14 +402,14 @@ class BulkLedger(Ledger):
         tally.last_event_time = occurred_at
         return Outcome(number, APPLIED, event_id, "", "", seq)
 
-    def _get(self, txn: lmdb.Transaction, db, key: bytes) -> bytes | None:
+    def _get(self, txn: lmdb.Transaction[bytes], db, key: bytes) -> bytes | None:
         # A key above every key written so far cannot exist: skipping the lookup spares
         # the B-tree walk and keeps old pages of the map out of this process's RSS.
         if key > self._max_key.get(db, b""):
             return None
         return txn.get(key, None, db)
 
-    def _put(self, txn: lmdb.Transaction, db, key: bytes, value: bytes) -> None:
+    def _put(self, txn: lmdb.Transaction[bytes], db, key: bytes, value: bytes) -> None:
         # MDB_APPEND skips the B-tree search and fills pages completely; only valid for
         # a key above every key already in the database.
         top = self._max_key
@@ -420,7 +420,7 @@ class BulkLedger(Ledger):
         else:
             txn.put(key, value, True, True, False, db)
 
-    def _reindex(self, txn: lmdb.Transaction, tally: _Tally, old: dict | None, new: dict) -> list[bytes]:
+    def _reindex(self, txn: lmdb.Transaction[bytes], tally: _Tally, old: dict | None, new: dict) -> list[bytes]:
         lid = new["listing_id"].encode()
         named_before = lifecycle.index_entries(old) if old else {}
         named_after = lifecycle.index_entries(new)
@@ -543,7 +543,7 @@ class _Filler:
             raise error
 
 
-def _putmulti(txn: lmdb.Transaction, db, pairs: list[tuple[bytes, bytes]], db_name: str) -> None:
+def _putmulti(txn: lmdb.Transaction[bytes], db, pairs: list[tuple[bytes, bytes]], db_name: str) -> None:
     if not pairs:
         return
     with txn.cursor(db=db) as cursor:

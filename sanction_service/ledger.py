@@ -50,6 +50,7 @@ from .settings import MAX_FEED_LINE_BYTES, TEST_BATCH_PAUSE
 from .store import (
     GENESIS_CHAIN,
     Store,
+    StoreCorrupt,
     decode_u64,
     delete_binding,
     dumps,
@@ -234,8 +235,11 @@ class _Tally:
 
     __slots__ = ("seq", "chain", "last_event_time", "_counters", "persons", "listed", "_txn", "_db")
 
-    def __init__(self, txn: lmdb.Transaction, store: Store):
-        self.seq = decode_u64(txn.get(b"seq", db=store.meta))
+    def __init__(self, txn: lmdb.Transaction[bytes], store: Store):
+        seq = txn.get(b"seq", db=store.meta)
+        if seq is None:
+            raise StoreCorrupt(f"{store.path} has no journal sequence")
+        self.seq = decode_u64(seq)
         self.chain = txn.get(b"journal_chain", db=store.meta) or GENESIS_CHAIN
         self.last_event_time: str | None = None
         self._counters: dict[str, int] = {}
@@ -259,18 +263,18 @@ class _Tally:
             for list_type, n in listed.items():
                 self._add(self._txn, "active:" + list_type, n)
 
-    def add(self, txn: lmdb.Transaction, name: str, delta: int) -> None:
+    def add(self, txn: lmdb.Transaction[bytes], name: str, delta: int) -> None:
         self._fold()
         self._add(txn, name, delta)
 
-    def _add(self, txn: lmdb.Transaction, name: str, delta: int) -> None:
+    def _add(self, txn: lmdb.Transaction[bytes], name: str, delta: int) -> None:
         value = self._counters.get(name)
         if value is None:
             raw = txn.get(name.encode(), db=self._db)
             value = decode_u64(raw) if raw else 0
         self._counters[name] = max(value + delta, 0)
 
-    def flush(self, txn: lmdb.Transaction, store: Store, *, meta: bool = True) -> None:
+    def flush(self, txn: lmdb.Transaction[bytes], store: Store, *, meta: bool = True) -> None:
         for name, value in self.counters.items():
             txn.put(name.encode(), encode_u64(value), db=store.counters)
         if meta and self.last_event_time is not None:
@@ -392,10 +396,10 @@ class Ledger:
             raise
         return outcomes
 
-    def _tally(self, txn: lmdb.Transaction) -> _Tally:
+    def _tally(self, txn: lmdb.Transaction[bytes]) -> _Tally:
         return _Tally(txn, self.store)
 
-    def _end_batch(self, txn: lmdb.Transaction, tally: _Tally) -> None:
+    def _end_batch(self, txn: lmdb.Transaction[bytes], tally: _Tally) -> None:
         tally.flush(txn, self.store)
 
     # Bytes of the feed per parse worker task (one blob back per range). Small enough that
@@ -425,7 +429,7 @@ class Ledger:
                 if item is not None:
                     yield item
 
-    def _apply_line(self, txn: lmdb.Transaction, tally: _Tally, line) -> Outcome:
+    def _apply_line(self, txn: lmdb.Transaction[bytes], tally: _Tally, line) -> Outcome:
         if type(line) is tuple:
             kind = line[1]
             if kind == PREPARED:
@@ -461,12 +465,12 @@ class Ledger:
             )
         return Outcome(line.line, APPLIED, event.event_id, seq=seq)
 
-    def _known(self, txn: lmdb.Transaction, number: int, event_id: str, eid: bytes, digest: bytes) -> Outcome | None:
+    def _known(self, txn: lmdb.Transaction[bytes], number: int, event_id: str, eid: bytes, digest: bytes) -> Outcome | None:
         """The outcome of an event id already applied (duplicate or conflict), else None."""
         known = self._get(txn, self.store.events, eid)
         return None if known is None else self._known_outcome(number, event_id, known, digest)
 
-    def _apply_prepared(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
+    def _apply_prepared(self, txn: lmdb.Transaction[bytes], tally: _Tally, p: tuple) -> Outcome:
         """A LIST prepared in full (`prepare_line`): the checks of `_plan`, then the writes
         of `_write` and `_reindex` for a new listing, from the prepared bytes. The hot
         loop of a daily feed: LMDB calls with positional arguments (py-lmdb parses
@@ -484,7 +488,9 @@ class Ledger:
         # look again (a duplicate or conflict), or take the dedupe row back (a listing id
         # already used): the batch's transaction never shows either half-done.
         if not put(eid, digest + key, True, False, False, s.events):
-            return self._known_outcome(number, event_id, txn.get(eid, None, s.events), digest)
+            known = txn.get(eid, None, s.events)
+            assert known is not None  # the put above found it there
+            return self._known_outcome(number, event_id, known, digest)
         lid = listing_id.encode()
         if not put(lid, record, True, False, False, s.listings):
             txn.delete(eid, b"", s.events)
@@ -527,7 +533,7 @@ class Ledger:
             return Outcome(number, DUPLICATE, event_id, seq=decode_u64(known[16:]))
         return Outcome(number, REJECTED, event_id, "already applied with different content (conflict)", "event_id")
 
-    def _apply_follow(self, txn: lmdb.Transaction, tally: _Tally, p: tuple) -> Outcome:
+    def _apply_follow(self, txn: lmdb.Transaction[bytes], tally: _Tally, p: tuple) -> Outcome:
         """A DELIST, PERFORM or EXTEND already parsed (`prepare_line`): `_plan` and
         `_write` of these types, with the same lifecycle functions; LMDB calls with
         positional arguments (BulkLedger has its own)."""
@@ -543,7 +549,7 @@ class Ledger:
         old = None if raw_old is None else loads(raw_old)
         event = _Followup(type_, reason, date.fromisoformat(day))
         try:
-            lifecycle.require_active(old)
+            old = lifecycle.require_active(old)
             new = lifecycle.extended(old, event) if type_ == "EXTEND" else lifecycle.lifted(old, event)
         except EventRejected as exc:
             return _outcome(Outcome, (number, REJECTED, event_id, exc.reason, exc.field, 0))
@@ -567,7 +573,7 @@ class Ledger:
         tally.last_event_time = occurred_at
         return _outcome(Outcome, (number, APPLIED, event_id, "", "", seq))
 
-    def _unindex(self, txn: lmdb.Transaction, tally: _Tally, old: dict, lid: bytes) -> None:
+    def _unindex(self, txn: lmdb.Transaction[bytes], tally: _Tally, old: dict, lid: bytes) -> None:
         """`_reindex` of an active listing that is lifted: its entries leave persons_active
         (persons_all keeps them), and the persons counter loses those no other listing
         in force counts."""
@@ -580,7 +586,7 @@ class Ledger:
         if delta:
             tally.add(txn, "persons_restricted", -delta)
 
-    def _plan(self, txn: lmdb.Transaction, event: Event) -> _Plan | int:
+    def _plan(self, txn: lmdb.Transaction[bytes], event: Event) -> _Plan | int:
         """Check the event against the store (reads only): the sequence of its first
         application if it is a duplicate, else what to write. Every rejection is raised here."""
         s = self.store
@@ -596,19 +602,19 @@ class Ledger:
             if old is not None:
                 raise EventRejected("listing_id", "already used by another listing")
             return _Plan(event, None, lifecycle.new_listing(event, self.key_of))
-        lifecycle.require_active(old)
+        old = lifecycle.require_active(old)
         if event.type in (EventType.DELIST, EventType.PERFORM):
             return _Plan(event, old, lifecycle.lifted(old, event))
         if event.type is EventType.EXTEND:
             return _Plan(event, old, lifecycle.extended(old, event))
         if event.type is EventType.CORRECT:
             return _Plan(event, old, lifecycle.corrected(old, event, self.key_of))
-        exemption, exempt_persons = lifecycle.exemption(
-            old, event, persons_of(txn, s.bindings, self.key_of(event.exempt_document))
-        )
+        exempt = event.exempt_document
+        assert exempt is not None  # the parser requires it of an EXEMPT
+        exemption, exempt_persons = lifecycle.exemption(old, event, persons_of(txn, s.bindings, self.key_of(exempt)))
         return _Plan(event, old, old, exemption, exempt_persons)
 
-    def _write(self, txn: lmdb.Transaction, tally: _Tally, plan: _Plan) -> int:
+    def _write(self, txn: lmdb.Transaction[bytes], tally: _Tally, plan: _Plan) -> int:
         """Write a checked event; raises no rejection. Returns its sequence."""
         s = self.store
         event, old = plan.event, plan.old
@@ -628,13 +634,13 @@ class Ledger:
         tally.last_event_time = event.occurred_at
         return seq
 
-    def _get(self, txn: lmdb.Transaction, db, key: bytes) -> bytes | None:
+    def _get(self, txn: lmdb.Transaction[bytes], db, key: bytes) -> bytes | None:
         return txn.get(key, db=db)
 
-    def _put(self, txn: lmdb.Transaction, db, key: bytes, value: bytes) -> None:
+    def _put(self, txn: lmdb.Transaction[bytes], db, key: bytes, value: bytes) -> None:
         txn.put(key, value, db=db)
 
-    def _reindex(self, txn: lmdb.Transaction, tally: _Tally, old: dict | None, new: dict) -> list[bytes]:
+    def _reindex(self, txn: lmdb.Transaction[bytes], tally: _Tally, old: dict | None, new: dict) -> list[bytes]:
         """Bring the person indexes in line with `new`; return keys newly in force."""
         s = self.store
         lid = new["listing_id"].encode()
@@ -665,7 +671,7 @@ class Ledger:
             tally.add(txn, "persons_restricted", delta)
         return sorted((after.keys() - before.keys()) | self._rebind(txn, old, new))
 
-    def _rebind(self, txn: lmdb.Transaction, old: dict | None, new: dict) -> set[bytes]:
+    def _rebind(self, txn: lmdb.Transaction[bytes], old: dict | None, new: dict) -> set[bytes]:
         """Bring the bindings in line with what `new` declares; return the documents of the
         bindings it newly declares (the prefilter must hold them: each restricts under every
         listing of the person from now on, whichever of their documents it names)."""
@@ -679,7 +685,7 @@ class Ledger:
         # Both ends: either may now reach a listing that names only the other.
         return {key for pair in after - before for key in pair}
 
-    def _count(self, txn: lmdb.Transaction, tally: _Tally, event: Event, old: dict | None, new: dict) -> None:
+    def _count(self, txn: lmdb.Transaction[bytes], tally: _Tally, event: Event, old: dict | None, new: dict) -> None:
         was_active = old is not None and old["status"] == lifecycle.ACTIVE
         is_active = new["status"] == lifecycle.ACTIVE
         if is_active and not was_active:
@@ -699,7 +705,7 @@ def journal_entry(chain: bytes, event_id: str, type_: str, listing_id: str, adde
     return entry[:-1] + b',"chain":"' + chain.hex().encode() + b'"}', chain
 
 
-def _counted_with(cursor: lmdb.Cursor, key: bytes) -> bool:
+def _counted_with(cursor: lmdb.Cursor[bytes], key: bytes) -> bool:
     """`_counted_as_person` with a cursor of persons_active that the caller keeps."""
     if not cursor.set_range(key):
         return False
@@ -711,7 +717,7 @@ def _counted_with(cursor: lmdb.Cursor, key: bytes) -> bool:
     return False
 
 
-def _counted_as_person(txn: lmdb.Transaction, db, key: bytes) -> bool:
+def _counted_as_person(txn: lmdb.Transaction[bytes], db, key: bytes) -> bool:
     cursor = txn.cursor(db=db)
     if not cursor.set_range(key):
         return False
@@ -723,7 +729,7 @@ def _counted_as_person(txn: lmdb.Transaction, db, key: bytes) -> bool:
     return False
 
 
-def _delete_prefix(txn: lmdb.Transaction, db, prefix: bytes) -> None:
+def _delete_prefix(txn: lmdb.Transaction[bytes], db, prefix: bytes) -> None:
     cursor = txn.cursor(db=db)
     if cursor.set_range(prefix):
         while cursor.key().startswith(prefix):

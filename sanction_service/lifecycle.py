@@ -8,7 +8,8 @@ never sees the pepper. Functions return new records or raise EventRejected.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from datetime import date
+from typing import Any, Protocol, TypeVar
 
 from .events import Event, EventRejected, ListingFields, NamedDocument, Role, SubjectKind, check_subject_shape
 from .identity import Document
@@ -61,7 +62,21 @@ def corrected(record: dict, event: Event, key_of: KeyOf) -> dict:
     return _with_fields(dict(record), event.fields, key_of)
 
 
-def extended(record: dict, event: Event) -> dict:
+class Ending(Protocol):
+    """What `lifted` and `extended` read of an event: a DELIST, PERFORM or EXTEND Event, or
+    the writer's own parsed form of one (ledger._Followup)."""
+
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def effective_on(self) -> date | None: ...
+
+    @property
+    def expires_on(self) -> date | None: ...
+
+
+def extended(record: dict, event: Ending) -> dict:
     current = record["expires_on"]
     if current is None:
         raise EventRejected("expires_on", "listing has no fixed end to extend")
@@ -71,7 +86,7 @@ def extended(record: dict, event: Event) -> dict:
     return {**record, "expires_on": expires_on}
 
 
-def lifted(record: dict, event: Event) -> dict:
+def lifted(record: dict, event: Ending) -> dict:
     lifted_on = _given(event.effective_on, "effective_on").isoformat()
     return {**record, "status": LIFTED, "lifted_reason": event.reason, "lifted_on": lifted_on}
 
