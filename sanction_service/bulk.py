@@ -291,11 +291,9 @@ class BulkLedger(Ledger):
         events = s.events
         put = txn.put
         top_event = top.get(events, b"")
-        # As _get: a key above every key written cannot be there.
-        if eid <= top_event:
-            known = txn.get(eid, None, events)
-            if known is not None:
-                return self._known_outcome(number, event_id, known, digest)
+        known = self._known_below(txn, number, event_id, eid, top_event, digest)
+        if known is not None:
+            return known
         lid = listing_id.encode()
         listings = s.listings
         top_listing = top.get(listings, b"")
@@ -334,6 +332,16 @@ class BulkLedger(Ledger):
         tally.last_event_time = occurred_at
         return Outcome(number, APPLIED, event_id, "", "", seq)
 
+    def _known_below(
+        self, txn: lmdb.Transaction[bytes], number: int, event_id: str, eid: bytes, top_event: bytes, digest: bytes
+    ) -> Outcome | None:
+        """`Ledger._known` for the prepared paths: as `_get`, an event id above every one
+        written (`top_event`) cannot be there, so it is not looked up."""
+        if eid > top_event:
+            return None
+        known = txn.get(eid, None, self.store.events)
+        return None if known is None else self._known_outcome(number, event_id, known, digest)
+
     def _apply_follow(self, txn: lmdb.Transaction[bytes], tally: _Tally, p: tuple) -> Outcome:
         """A DELIST, PERFORM or EXTEND parsed by a worker: `_plan` and `_write` of these
         types, without decoding the line again. Neither changes who a listing names, so
@@ -347,10 +355,9 @@ class BulkLedger(Ledger):
         events, listings = s.events, s.listings
         eid = event_id.encode()
         top_event = top.get(events, b"")
-        if eid <= top_event:
-            known = txn.get(eid, None, events)
-            if known is not None:
-                return self._known_outcome(number, event_id, known, digest)
+        known = self._known_below(txn, number, event_id, eid, top_event, digest)
+        if known is not None:
+            return known
         lid = listing_id.encode()
         top_listing = top.get(listings, b"")
         raw_old = None if lid > top_listing else txn.get(lid, None, listings)
