@@ -8,13 +8,15 @@ events that did not commit.
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
+import logging
 import marshal
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import closing, nullcontext
+from contextlib import closing, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +27,8 @@ from sanction_service.fastdecode import decode_event
 from sanction_service.feedline import parse_text_reference
 from sanction_service.ledger import APPLIED, DUPLICATE, REJECTED, FeedLine, Ledger
 from sanction_service.settings import MAX_FEED_LINE_BYTES
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -191,13 +195,25 @@ def _prepare_range(path: str, span: tuple[int, int, int], key_of) -> list:
     return items
 
 
-def _take_blob(result, out: str) -> bytes:
-    """A worker's range: wait for it, read its file whole, remove it."""
-    result.get()
-    with open(out, "rb") as f:
-        blob = f.read()
+def _worker_items(result, out: str, span: tuple[int, int, int], path: str, pepper: bytes) -> list:
+    """A worker's range: wait for it, read its file whole, remove it. When the blobs'
+    directory is full (a container's small /dev/shm), the writer parses that range
+    itself: the same items, and the load goes on."""
+    try:
+        result.get()
+        with open(out, "rb") as f:
+            blob = f.read()
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        log.warning("no room for a parse worker's range in %s: this process parses it", os.path.dirname(out))
+        with suppress(OSError):
+            os.unlink(out)
+        from sanction_service.identity import DocumentKeys
+
+        return _prepare_range(path, span, DocumentKeys(pepper))
     os.unlink(out)
-    return blob
+    return marshal.loads(blob)
 
 
 def feed_ranges(path: str | os.PathLike, chunk_bytes: int) -> Iterator[tuple[int, int]]:
@@ -282,8 +298,8 @@ def read_feed_ranges(
     where = blob_directory()
     try:
         with multiprocessing.get_context("fork").Pool(workers, _init_range_worker, (path, pepper)) as pool:
-            # (the worker's AsyncResult and its blob's file, or the items parsed here and
-            # None; range size), in feed order
+            # (the worker's AsyncResult and (its blob's file, its range), or the items
+            # parsed here and None; range size), in feed order
             pending: deque = deque()
             spans = numbered_feed_ranges(path, chunk_bytes)
             handed = 0  # entries of `pending` that are the workers'
@@ -295,7 +311,7 @@ def read_feed_ranges(
                 if span is None:
                     return False
                 out = os.path.join(where, str(span[0]))
-                pending.append((pool.apply_async(_parse_range, ((span, out),)), out, span[1] - span[0]))
+                pending.append((pool.apply_async(_parse_range, ((span, out),)), (out, span), span[1] - span[0]))
                 handed += 1
                 return True
 
@@ -304,8 +320,8 @@ def read_feed_ranges(
                     more = hand_out()
                 if not pending:
                     return
-                head, out, size = pending[0]
-                if out is not None:
+                head, handed_span, size = pending[0]
+                if handed_span is not None:
                     if help_parse and more and len(pending) < limit and not _ready(head):
                         span = next(spans, None)
                         if span is None:
@@ -313,7 +329,8 @@ def read_feed_ranges(
                         else:
                             pending.append((_prepare_range(path, span, key_of), None, span[1] - span[0]))
                         continue
-                    items = marshal.loads(_take_blob(head, out))
+                    out, span = handed_span
+                    items = _worker_items(head, out, span, path, pepper)
                     handed -= 1
                 else:
                     items = head

@@ -1,11 +1,13 @@
 """The bulk path ends in exactly the state the event-by-event path reaches."""
 
+import errno
 import json
 import os
 
 import pytest
 from conftest import PEPPER, doc, event, feed_lines, list_org, list_person, make_ric, make_uscc
 from sanction_service.loaders import synth
+from sanction_service.loaders.feed import _parse_range as _PARSE_RANGE
 
 from sanction_service.bulk import BulkLedger, StoreNotEmpty
 from sanction_service.digest import store_digest
@@ -200,6 +202,44 @@ def test_parse_workers_hand_back_through_files_the_lines_prepared_one_by_one(tmp
     next(early)
     assert len(glob.glob(str(tmp_path / "sanction-bulk-*"))) == 1
     early.close()
+    assert glob.glob(str(tmp_path / "sanction-bulk-*")) == []
+
+
+def _parse_range_with_no_room(job):
+    """A parse worker whose blob directory is full for every range but the feed's first."""
+    span, out = job
+    if span[2] > 1:
+        open(out, "wb").close()  # as a write cut short leaves it
+        raise OSError(errno.ENOSPC, "No space left on device", out)
+    return _PARSE_RANGE(job)
+
+
+def test_a_full_blob_directory_makes_the_writer_parse_those_ranges_itself(tmp_path, monkeypatch):
+    """A container's /dev/shm is small (64 MB by default): a worker that cannot write its
+    range's blob does not stop the load; the writer parses that range, the same items."""
+    import glob
+    import tempfile
+
+    from feedgen import hostile_feed
+    from sanction_service.loaders import feed as feed_module
+    from sanction_service.loaders.feed import read_feed_ranges
+
+    from sanction_service import bulkranges
+    from sanction_service.identity import DocumentKeys
+    from sanction_service.ledger import prepare_line
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(bulkranges, "SHM", str(tmp_path / "no-tmpfs-here"))
+    monkeypatch.setattr(feed_module, "_parse_range", _parse_range_with_no_room)
+    feed = tmp_path / "feed.jsonl"
+    feed.write_bytes(b"".join(line.encode("utf-8", "surrogatepass") + b"\n" for line in hostile_feed(9, 600)))
+    key_of = DocumentKeys(PEPPER)
+    one_by_one = [
+        item
+        for number, raw in enumerate(feed.read_bytes().splitlines(keepends=True), 1)
+        if (item := prepare_line(number, raw, key_of)) is not None
+    ]
+    assert list(read_feed_ranges(feed, 1, PEPPER, chunk_bytes=8 << 10, help_parse=False)) == one_by_one
     assert glob.glob(str(tmp_path / "sanction-bulk-*")) == []
 
 
