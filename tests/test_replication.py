@@ -296,7 +296,7 @@ def test_a_follower_killed_at_random_points_resumes_exactly(tmp_path, nats_serve
             target = before + rnd.randrange(20, max(21, (end - before) // 6))
             # Paced (tests only): the fast event path would otherwise apply the rest of the
             # feed before the kill lands.
-            proc = follow(nats_server, data, "--batch-size", "10", env={"SANCTION_TEST_BATCH_PAUSE": "0.01"})
+            proc = follow(nats_server, data, "--batch-size", "10", env={"SANCTION_TEST_BATCH_PAUSE": "0.02"})
             wait_for(
                 lambda target=target, proc=proc: applied(status) >= target or proc.poll() is not None,
                 what="the follower to apply",
