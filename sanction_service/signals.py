@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -15,6 +15,37 @@ log = logging.getLogger(__name__)
 
 class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, it is not an error
     """SIGTERM or SIGINT during start-up: unwind and exit 0."""
+
+
+class SignalFlag:
+    """A flag set by a signal handler and waited on by the process's threads.
+
+    Not a threading.Event. A handler runs in the main thread between two bytecodes. It
+    can therefore run while that same thread holds the Event's own lock inside wait(),
+    which is not reentrant, and set() would then wait for it forever. A SIGTERM landing
+    just as `serve` began to wait hung the server that way: once in a fresh clone's
+    `make test`, and once in ~130 signalled start-ups beside two CPU burners. Setting a
+    plain attribute takes no lock; waiting polls it (every 50 ms)."""
+
+    POLL_SECONDS = 0.05
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._set:
+            left = self.POLL_SECONDS if deadline is None else min(self.POLL_SECONDS, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            time.sleep(left)
+        return True
 
 
 class StopSignals:
@@ -28,8 +59,8 @@ class StopSignals:
     waits once serving. One that comes before there is an action runs it when it is given."""
 
     def __init__(self, signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
-        self.stop = threading.Event()
-        self.hurry = threading.Event()
+        self.stop = SignalFlag()
+        self.hurry = SignalFlag()
         self.name = ""
         self._raise = True
         self._on_hangup: Callable[[], None] | None = None

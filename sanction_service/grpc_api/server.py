@@ -62,7 +62,7 @@ from ..checker import Checker
 from ..ledger import Ledger
 from ..opening import open_store
 from ..settings import MAX_MESSAGE_BYTES, PREFILTER_FILE, Settings
-from ..signals import Interrupted, StopSignals
+from ..signals import Interrupted, SignalFlag, StopSignals
 from ..store import Store
 from .admin import ListAdminServicer
 from .caller import CallerInterceptor, caller_interceptor
@@ -170,7 +170,7 @@ class Service:
 
         threading.Thread(target=loop, name="counter-flush", daemon=True).start()
 
-    def drain_and_close(self, hurry: threading.Event | None = None) -> None:
+    def drain_and_close(self, hurry: SignalFlag | threading.Event | None = None) -> None:
         """Health NOT_SERVING, keep serving for the drain delay (cut short by `hurry`), then close."""
         self.health.enter_graceful_shutdown()
         metrics.SERVING.labels(self.worker).set(0)
